@@ -1,0 +1,311 @@
+"""The whole site as ONE OCPP charge point towards the grid operator's backend.
+
+As cFos' "OCPP via OpenADR" wallbox: the operator sees one charge point whose meter is the
+grid reference meter, and limits the site with charging profiles. Every accepted change is
+persisted and handed to ``on_profiles_changed(store)``; the manager turns the composite
+schedule into an external-limit source on the site root. Usage::
+
+    client = UpstreamClient(UpstreamConfig(url="wss://dso.example/ocpp", charge_point_id="SITE1"),
+                            read_meter=meter.read, on_profiles_changed=manager.set_ocpp_limits)
+    await client.run()   # reconnects with exponential backoff until cancelled
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import websockets
+from ocpp.charge_point import ChargePoint
+from ocpp.exceptions import OCPPError, PropertyConstraintViolationError
+from ocpp.routing import on
+from ocpp.v201.enums import Action  # the action names are the same strings in 1.6
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from websockets.asyncio.client import ClientConnection, connect
+
+from adapters.ocpp.composite import Transaction, composite_payload, composite_schedule
+from adapters.ocpp.profiles import (
+    ProfileRules,
+    ProfileStore,
+    Purpose,
+    parse_clear,
+    parse_profile,
+)
+from adapters.ocpp.versions import BY_NAME, OcppVersion, Sample
+from energytree.errors import RequestError
+from energytree.persist import read_json, write_json_atomic
+
+__all__ = ["GridReading", "SiteChargePoint", "UpstreamClient", "UpstreamConfig"]
+
+LOG = logging.getLogger(__name__)
+SITE_CONNECTORS = (0, 1)  # the site is one charge point with one connector
+
+
+class UpstreamConfig(BaseModel):
+    """How to reach the grid operator's backend (CSMS) and what to tell it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    url: str = Field(description="ws:// or wss:// base URL; the charge point id is appended")
+    charge_point_id: str = Field(min_length=1, max_length=48)
+    version: Literal["1.6", "2.0.1"] = "1.6"
+    username: str | None = Field(None, description="basic auth (security profile 1/2)")
+    password: SecretStr | None = None
+    ca_file: Path | None = Field(None, description="CA bundle for wss (else system CAs)")
+    vendor: str = "energytree"
+    model: str = "energytree site"
+    meter_interval_s: float = Field(60.0, gt=0, description="MeterValues period [s]")
+    reconnect_min_s: float = Field(1.0, gt=0, description="first reconnect delay [s]")
+    reconnect_max_s: float = Field(300.0, gt=0, description="longest reconnect delay [s]")
+    nominal_voltage_v: float = Field(230.0, gt=0, description="for A ↔ W conversion [V]")
+    profiles_path: Path | None = Field(None, description="JSON file that keeps the profiles")
+    rules: ProfileRules = ProfileRules()
+
+
+@dataclass(frozen=True)
+class GridReading:
+    """The grid reference meter: power [W] (negative = export), import register [Wh], [A]."""
+
+    power_w: float
+    energy_import_wh: float | None = None
+    currents_a: tuple[float, float, float] | None = None
+
+    def samples(self) -> list[Sample]:
+        """The reading as MeterValues samples."""
+        measurand = "Power.Active.Import" if self.power_w >= 0 else "Power.Active.Export"
+        out = [Sample(abs(self.power_w), measurand, "W")]
+        if self.energy_import_wh is not None:
+            out.append(Sample(self.energy_import_wh, "Energy.Active.Import.Register", "Wh"))
+        for phase, amps in zip(("L1", "L2", "L3"), self.currents_a or (), strict=False):
+            out.append(Sample(amps, "Current.Import", "A", phase))
+        return out
+
+
+ProfilesChanged = Callable[[ProfileStore], Awaitable[None] | None]
+MeterReader = Callable[[], Awaitable[GridReading | None]]
+
+
+# what ends a session and leads to a reconnect: network, timeouts, the peer's protocol errors
+_SESSION_ERRORS = (OSError, TimeoutError, websockets.exceptions.WebSocketException, OCPPError)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class SiteChargePoint(ChargePoint):  # type: ignore[misc]
+    """The OCPP session of the site; one handler per verb, shared by 1.6 and 2.0.1."""
+
+    def __init__(self, client: UpstreamClient, connection: ClientConnection) -> None:
+        super().__init__(client.config.charge_point_id, connection)
+        version = client.version
+        self._call, self._call_result = version.call, version.call_result
+        self._ocpp_version = version.name
+        self.version = version
+        self.client = client
+
+    @on(Action.set_charging_profile)
+    async def on_set_charging_profile(self, **payload: Any) -> Any:
+        """Install a profile; Rejected (with a reason in 2.0.1) leaves everything as it was."""
+        v = self.version
+        try:
+            connector = _site_connector(payload[v.connector_field])
+            profile = parse_profile(v, connector, payload[v.profile_field])
+            if profile.purpose is Purpose.external:
+                raise RequestError("the CSMS may not set ExternalConstraints (K01.FR.22)")
+            await self.client.change(lambda store: store.install(profile))
+        except RequestError as exc:
+            LOG.warning("%s: SetChargingProfile rejected: %s", self.id, exc)
+            return v.call_result.SetChargingProfile(
+                status=v.set_profile_status.rejected, **_reason(v, "InvalidValue", exc)
+            )
+        return v.call_result.SetChargingProfile(status=v.set_profile_status.accepted)
+
+    @on(Action.clear_charging_profile)
+    async def on_clear_charging_profile(self, **payload: Any) -> Any:
+        """Clear by id or criteria: Accepted if something matched, else Unknown."""
+        v = self.version
+        try:
+            criteria = parse_clear(v, payload)
+        except RequestError as exc:
+            raise PropertyConstraintViolationError(str(exc)) from exc
+        found = await self.client.change(lambda store: store.clear(criteria))
+        status = v.clear_profile_status.accepted if found else v.clear_profile_status.unknown
+        return v.call_result.ClearChargingProfile(status=status)
+
+    @on(Action.get_composite_schedule)
+    async def on_get_composite_schedule(self, **payload: Any) -> Any:
+        """The composite from now for ``duration`` s; gaps reported at libocpp's defaults."""
+        v, client = self.version, self.client
+        connector = payload[v.connector_field]
+        try:
+            _site_connector(connector)
+            composite = composite_schedule(
+                client.store,
+                connector,
+                client.now(),
+                payload["duration"],
+                payload.get("charging_rate_unit"),
+                client.config.nominal_voltage_v,
+                client.transaction,
+            )
+        except RequestError as exc:
+            return v.call_result.GetCompositeSchedule(
+                status=v.composite_status.rejected, **_reason(v, "InvalidValue", exc)
+            )
+        return v.call_result.GetCompositeSchedule(**composite_payload(v, composite, connector))
+
+
+def _site_connector(connector_id: int) -> int:
+    if connector_id not in SITE_CONNECTORS:
+        raise RequestError(
+            f"connector {connector_id} does not exist; the site has {SITE_CONNECTORS}"
+        )
+    return connector_id
+
+
+def _reason(version: OcppVersion, code: str, exc: Exception) -> dict[str, Any]:
+    """StatusInfo for 2.0.1 responses; 1.6 has no field for a reason."""
+    if not version.status_info:
+        return {}
+    return {"status_info": {"reason_code": code, "additional_info": str(exc)[:512]}}
+
+
+class UpstreamClient:
+    """Keeps one OCPP connection to the backend alive and owns the site's profile store."""
+
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        read_meter: MeterReader | None = None,
+        on_profiles_changed: ProfilesChanged | None = None,
+        now: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.config = config
+        self.version = BY_NAME[config.version]
+        self.read_meter = read_meter
+        self.on_profiles_changed = on_profiles_changed
+        self.now = now
+        self.transaction: Transaction | None = None  # the site runs no OCPP transaction
+        self.store = self._load()
+        self.connected = asyncio.Event()  # set while a booted session runs
+        self.boots = 0  # accepted BootNotifications, for status pages and tests
+
+    def _load(self) -> ProfileStore:
+        """The persisted profiles, or an empty store; ConfigError if the file is corrupt."""
+        path = self.config.profiles_path
+        data = None if path is None else read_json(path)
+        if data is None:
+            return ProfileStore(self.config.rules)
+        return ProfileStore.load(data, self.config.rules)
+
+    async def change(self, edit: Callable[[ProfileStore], Any]) -> Any:
+        """Apply ``edit`` to a copy, persist it, then swap it in and notify; all or nothing."""
+        candidate = ProfileStore(self.store.rules, self.store.profiles)
+        candidate.drop_expired(self.now())
+        result = edit(candidate)
+        if candidate.profiles == self.store.profiles:
+            return result
+        if self.config.profiles_path is not None:
+            try:
+                await asyncio.to_thread(
+                    write_json_atomic, self.config.profiles_path, candidate.dump()
+                )
+            except OSError as exc:
+                raise RequestError(f"cannot store the profiles: {exc.strerror}") from exc
+        self.store = candidate
+        if self.on_profiles_changed is not None:
+            done = self.on_profiles_changed(candidate)
+            if inspect.isawaitable(done):
+                await done
+        return result
+
+    async def run(self) -> None:
+        """Connect, boot and serve until cancelled; reconnect with exponential backoff."""
+        delay = self.config.reconnect_min_s
+        while True:
+            boots = self.boots
+            try:
+                async with self._connect() as ws:
+                    await self._session(ws)
+            except* _SESSION_ERRORS as group:
+                LOG.warning("OCPP upstream %s: %r", self.config.url, group.exceptions[0])
+            if self.boots > boots:  # a session that booted restarts the backoff
+                delay = self.config.reconnect_min_s
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.config.reconnect_max_s)
+
+    def _connect(self) -> connect:
+        c = self.config
+        headers = {}
+        if c.username is not None or c.password is not None:
+            user = c.username if c.username is not None else c.charge_point_id
+            secret = c.password.get_secret_value() if c.password else ""
+            token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        context = ssl.create_default_context(cafile=c.ca_file) if c.ca_file else None
+        return connect(
+            f"{c.url.rstrip('/')}/{c.charge_point_id}",
+            subprotocols=[self.version.subprotocol],  # type: ignore[list-item]
+            additional_headers=headers,
+            ssl=context,
+            open_timeout=30,
+        )
+
+    async def _session(self, ws: ClientConnection) -> None:
+        cp = SiteChargePoint(self, ws)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(cp.start())
+                interval = await self._boot(cp)
+                for connector in self.version.station_statuses:
+                    call = self.version.status_notification(connector, _iso(self.now()))
+                    await cp.call(call, suppress=False)
+                self.connected.set()
+                tasks.create_task(self._every(interval, lambda: self._heartbeat(cp)))
+                if self.read_meter is not None:
+                    tasks.create_task(
+                        self._every(self.config.meter_interval_s, lambda: self._meter(cp))
+                    )
+        finally:
+            self.connected.clear()
+
+    async def _boot(self, cp: SiteChargePoint) -> float:
+        """BootNotification until Accepted; return the heartbeat interval [s] it sets."""
+        v = self.version
+        while True:
+            result = await cp.call(
+                v.boot_notification(self.config.vendor, self.config.model), suppress=False
+            )
+            interval = float(result.interval) if result.interval > 0 else 60.0
+            if result.status == v.registration_status.accepted:
+                self.boots += 1
+                return interval
+            await asyncio.sleep(interval)  # Pending/Rejected: ask again after `interval`
+
+    async def _heartbeat(self, cp: SiteChargePoint) -> None:
+        await cp.call(self.version.call.Heartbeat(), suppress=False)
+
+    async def _meter(self, cp: SiteChargePoint) -> None:
+        assert self.read_meter is not None
+        reading = await self.read_meter()
+        if reading is not None:  # a silent meter sends nothing rather than stale values
+            call = self.version.meter_values(0, _iso(self.now()), reading.samples())
+            await cp.call(call, suppress=False)
+
+    @staticmethod
+    async def _every(period_s: float, action: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(period_s)
+            await action()

@@ -1,0 +1,232 @@
+"""Ripple-control receiver: two relay contacts read over Modbus TCP select one of four levels.
+
+The grid operator switches the contacts; each pattern maps to a power level from the site file
+(percent of the connection or an absolute limit). A contact that cannot be read means "the
+operator's signal is unknown", so the configured failsafe level applies until it reads again.
+The contact states are exposed too, so formulas can use them as ``PB.input1``/``PB.input2``::
+
+    receiver = RippleReceiver(RippleConfig(input1=Contact(address=0), input2=Contact(address=1)),
+                              on_change=lambda level, inputs: manager.set_ripple_limit(level))
+    await receiver.start()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pymodbus.client import AsyncModbusTcpClient
+
+from adapters.meter.client import modbus_errors
+from energytree.errors import MeterError
+
+__all__ = [
+    "Contact",
+    "Level",
+    "RippleConfig",
+    "RippleLevel",
+    "RippleLevels",
+    "RippleReceiver",
+    "level_for",
+]
+
+log = logging.getLogger(__name__)
+
+PMIN_14A_W = 4200.0  # §14a EnWG: a dimmed controllable consumer keeps at least 4.2 kW
+
+Inputs = tuple[bool, bool]
+Source = Literal["open_open", "k1", "k2", "both", "failsafe"]
+_PATTERNS: dict[Inputs, Source] = {
+    (False, False): "open_open", (True, False): "k1", (False, True): "k2", (True, True): "both",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Contact(_Strict):
+    """One relay contact: a coil or a discrete input of the Modbus device."""
+
+    address: int = Field(ge=0, le=65535, description="0-based PDU address")
+    kind: Literal["coil", "discrete_input"] = "discrete_input"
+
+
+class Level(_Strict):
+    """A limit given as percent of the connection, or as an absolute power."""
+
+    percent: float | None = Field(None, ge=0, le=100, description="[%] of connection power")
+    power_w: float | None = Field(None, ge=0, alias="power_W", description="[W]")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Level:
+        if (self.percent is None) == (self.power_w is None):
+            raise ValueError("give exactly one of percent or power_W")
+        return self
+
+
+class RippleLevels(_Strict):
+    """The level for each contact pattern (k1 = only contact 1 closed, …)."""
+
+    open_open: Level = Level(percent=100)
+    k1: Level = Level(percent=60)
+    k2: Level = Level(percent=30)
+    both: Level = Level(power_W=PMIN_14A_W)
+
+
+class RippleConfig(_Strict):
+    name: str = Field("ripple-control receiver", min_length=1, description="for log messages")
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(502, ge=1, le=65535)
+    unit: int = Field(1, ge=0, le=255)
+    input1: Contact
+    input2: Contact
+    levels: RippleLevels = RippleLevels()
+    failsafe: Level = Field(Level(power_W=PMIN_14A_W), description="while contacts are unknown")
+    poll_interval_s: float = Field(1.0, gt=0, description="[s]")
+    timeout_s: float = Field(1.0, gt=0, description="[s]")
+
+
+@dataclass(frozen=True, slots=True)
+class RippleLevel:
+    """The level in force and where it came from (a contact pattern or "failsafe")."""
+
+    source: Source
+    percent: float | None
+    power_w: float | None
+
+    def limit_w(self, connection_power_w: float) -> float:
+        """The level as a power limit [W] for a connection of connection_power_w [W]."""
+        if self.percent is not None:
+            return connection_power_w * self.percent / 100.0
+        if self.power_w is None:
+            raise ValueError(f"level {self.source} has neither percent nor power_w")
+        return self.power_w
+
+
+def level_for(inputs: Inputs | None, config: RippleConfig) -> RippleLevel:
+    """Pure mapping: contact states (None = unreadable) → the level in force."""
+    if inputs is None:
+        return _resolved("failsafe", config.failsafe)
+    source = _PATTERNS[inputs]
+    return _resolved(source, getattr(config.levels, source))
+
+
+def _resolved(source: Source, level: Level) -> RippleLevel:
+    return RippleLevel(source=source, percent=level.percent, power_w=level.power_w)
+
+
+class RippleReceiver:
+    """Polls the two contacts and reports level changes; starts in failsafe."""
+
+    def __init__(
+        self,
+        config: RippleConfig,
+        *,
+        on_change: Callable[[RippleLevel, Inputs | None], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.inputs: Inputs | None = None
+        self.level = level_for(None, config)
+        self._on_change = on_change
+        self._client: AsyncModbusTcpClient | None = None
+        self._failing = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def where(self) -> str:
+        config = self.config
+        return f"{config.name!r} ({config.host}:{config.port} unit {config.unit})"
+
+    @property
+    def formula_inputs(self) -> dict[str, float | None]:
+        """``PB.input1``/``PB.input2`` as formulas see them: 1 closed, 0 open, None unknown."""
+        if self.inputs is None:
+            return {"PB.input1": None, "PB.input2": None}
+        return {"PB.input1": float(self.inputs[0]), "PB.input2": float(self.inputs[1])}
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"ripple {self.where}")
+            self._task.add_done_callback(_log_crash)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])  # a crash was already logged by _log_crash
+        self._disconnect()
+
+    async def poll_once(self) -> RippleLevel:
+        """Read both contacts once and apply the resulting level (failsafe on failure)."""
+        try:
+            inputs: Inputs | None = await self._read_inputs()
+        except MeterError as exc:
+            inputs = None
+            self._disconnect()
+            if not self._failing:
+                log.warning("Ripple-control receiver %s: read failed (%s); using failsafe level",
+                            self.where, exc)
+        else:
+            if self._failing:
+                log.info("Ripple-control receiver %s: contacts readable again", self.where)
+        self._failing = inputs is None
+        self._apply(inputs)
+        return self.level
+
+    async def _run(self) -> None:
+        while True:
+            await self.poll_once()
+            await asyncio.sleep(self.config.poll_interval_s)
+
+    def _apply(self, inputs: Inputs | None) -> None:
+        level = level_for(inputs, self.config)
+        changed = (inputs, level) != (self.inputs, self.level)
+        self.inputs, self.level = inputs, level
+        if changed and self._on_change is not None:
+            self._on_change(level, inputs)
+
+    async def _read_inputs(self) -> Inputs:
+        with modbus_errors("read failed"):
+            client = await self._connected_client()
+            first = await self._read_contact(client, self.config.input1)
+            second = await self._read_contact(client, self.config.input2)
+        return (first, second)
+
+    async def _connected_client(self) -> AsyncModbusTcpClient:
+        if self._client is not None and self._client.connected:
+            return self._client
+        self._disconnect()
+        client = AsyncModbusTcpClient(self.config.host, port=self.config.port,
+                                      timeout=self.config.timeout_s, retries=0, reconnect_delay=0)
+        try:
+            if not await client.connect():
+                raise MeterError("cannot connect (refused, or no answer in time)")
+        except BaseException:  # also on cancellation: never leave a half-open socket behind
+            client.close()
+            raise
+        self._client = client
+        return client
+
+    async def _read_contact(self, client: AsyncModbusTcpClient, contact: Contact) -> bool:
+        read = client.read_coils if contact.kind == "coil" else client.read_discrete_inputs
+        response = await read(contact.address, count=1, device_id=self.config.unit)
+        if response.isError():
+            code = getattr(response, "exception_code", "?")
+            raise MeterError(f"modbus exception {code} reading {contact.kind} {contact.address}")
+        return bool(response.bits[0])
+
+    def _disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    """A poller that dies must say so: its last level would otherwise look current forever."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s stopped by an error", task.get_name(), exc_info=task.exception())

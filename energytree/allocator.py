@@ -1,0 +1,320 @@
+"""The instant allocator: share every node's limit among its EVSEs, max-min fairly, for one slot.
+
+It is the realtime path (no solver) and the fallback whenever no plan exists. Steps:
+
+1. **Admission.** An EVSE gets 0 A or at least its minimum current. If not every EVSE that
+   wants power fits at its minimum, EVSEs are admitted greedily in rotation order, so who
+   waits changes with the rotation counter instead of starving the same EVSE forever. A
+   switchable EVSE that does not fit on all its phases is tried on one phase.
+2. **Water-filling.** From the minimum, all admitted EVSEs rise at the same rate (amperes per
+   phase); an EVSE stops when it reaches its own cap or a node on its path becomes tight on
+   one of the phases it uses or on power. Sums below a node are prefix-sum differences.
+
+Currents are per grid phase, so three one-phase cars on L1, L2 and L3 each get the full fuse.
+Watt caps and ampere caps hold side by side. EVSEs that may only export (their import cap is
+0 and their export cap is not) are filled first, and their export nets against import below
+the same nodes. Every result names what bound it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from energytree.limits import PHASES
+from energytree.problem import Problem, phase_usage
+from energytree.tree import subtree_sums
+
+__all__ = ["LiveCap", "SlotAllocation", "allocate_slot"]
+
+EPS = 1e-7
+NOT_ADMITTED = "waiting: not enough capacity for the minimum current (rotation)"
+
+
+@dataclass(frozen=True)
+class LiveCap:
+    """An extra cap on a node for this slot only (e.g. what the grid meter leaves) [A], [W]."""
+
+    node_index: int
+    current_a: np.ndarray
+    power_w: float
+    label: str
+
+
+@dataclass(frozen=True)
+class SlotAllocation:
+    """Per EVSE: signed current per phase [A], phases used, signed power [W], and why."""
+
+    current_a: np.ndarray
+    phases: np.ndarray
+    power_w: np.ndarray
+    reasons: list[str]
+
+
+@dataclass
+class _Fill:
+    """The state of one direction's fill; arrays are per EVSE unless noted."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    usage: np.ndarray  # [N, 3] 1 where the EVSE draws on that grid phase
+    watts_per_amp: np.ndarray
+    cap_a: np.ndarray  # [K, 3]
+    cap_w: np.ndarray  # [K]
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+
+
+def _fits(fill: _Fill, load_a: np.ndarray, load_w: np.ndarray) -> bool:
+    return bool(np.all(load_a <= fill.cap_a + EPS) and np.all(load_w <= fill.cap_w + EPS))
+
+
+def _admit(fill: _Fill, candidates: np.ndarray, order: np.ndarray, paths: list[np.ndarray],
+           one_phase: _Fill | None) -> np.ndarray:
+    """Who gets at least the minimum current; greedy in ``order`` when not everybody fits."""
+    lower = np.where(candidates, fill.lower, 0.0)
+    load_a = subtree_sums(lower[:, None] * fill.usage, fill.lo, fill.hi)
+    load_w = subtree_sums(lower * fill.watts_per_amp, fill.lo, fill.hi)
+    room = fill.upper + EPS >= fill.lower
+    if np.all(room[candidates]) and _fits(fill, load_a, load_w):
+        return candidates.copy()
+    admitted = np.zeros_like(candidates)
+    load_a = np.zeros_like(fill.cap_a)
+    load_w = np.zeros_like(fill.cap_w)
+    for e in order:
+        if not candidates[e]:
+            continue
+        for variant in (fill, one_phase):
+            if variant is None:
+                continue
+            add_a = variant.lower[e] * variant.usage[e]
+            add_w = variant.lower[e] * variant.watts_per_amp[e]
+            path = paths[e]
+            if variant.upper[e] + EPS >= variant.lower[e] and np.all(
+                load_a[path] + add_a <= fill.cap_a[path] + EPS
+            ) and np.all(load_w[path] + add_w <= fill.cap_w[path] + EPS):
+                load_a[path] += add_a
+                load_w[path] += add_w
+                admitted[e] = True
+                if variant is one_phase:
+                    for name in ("lower", "upper", "watts_per_amp"):
+                        getattr(fill, name)[e] = getattr(one_phase, name)[e]
+                    fill.usage[e] = one_phase.usage[e]
+                break
+    return admitted
+
+
+def _water_fill(fill: _Fill, admitted: np.ndarray, node_reason: Callable[[int, int], str],
+                reasons: list[str]) -> np.ndarray:
+    """Raise every admitted EVSE at the same rate until it or a node on its path is tight."""
+    x = np.where(admitted, fill.lower, 0.0)
+    rising = admitted & (fill.upper - x > EPS)
+    for e in np.nonzero(admitted & ~rising)[0]:
+        reasons[e] = "own"
+    while rising.any():
+        load_a = subtree_sums(x[:, None] * fill.usage, fill.lo, fill.hi)
+        load_w = subtree_sums(x * fill.watts_per_amp, fill.lo, fill.hi)
+        rate_a = subtree_sums(rising[:, None] * fill.usage, fill.lo, fill.hi)
+        rate_w = subtree_sums(rising * fill.watts_per_amp, fill.lo, fill.hi)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step_a = np.where(rate_a > 0, (fill.cap_a - load_a) / rate_a, np.inf)
+            step_w = np.where(rate_w > 0, (fill.cap_w - load_w) / rate_w, np.inf)
+        step_e = np.where(rising, fill.upper - x, np.inf)
+        step = max(0.0, min(step_a.min(initial=np.inf), step_w.min(initial=np.inf),
+                            step_e.min()))
+        x = np.where(rising, x + step, x)
+        frozen = rising & (fill.upper - x <= EPS)
+        for e in np.nonzero(frozen)[0]:
+            reasons[e] = "own"
+        tight_a = (rate_a > 0) & (fill.cap_a - load_a - step * rate_a <= EPS)
+        tight_w = (rate_w > 0) & (fill.cap_w - load_w - step * rate_w <= EPS)
+        for k, phase in zip(*np.nonzero(tight_a), strict=True):
+            span = slice(fill.lo[k], fill.hi[k])
+            hit = rising[span] & (fill.usage[span, phase] > 0) & ~frozen[span]
+            for e in np.nonzero(hit)[0] + fill.lo[k]:
+                reasons[e] = node_reason(k, phase)
+            frozen[span] |= hit
+        for k in np.nonzero(tight_w)[0]:
+            span = slice(fill.lo[k], fill.hi[k])
+            hit = rising[span] & ~frozen[span]
+            for e in np.nonzero(hit)[0] + fill.lo[k]:
+                reasons[e] = node_reason(k, PHASES)
+            frozen[span] |= hit
+        if not frozen.any():  # numerical safety: a step that froze nothing ends the fill
+            break
+        rising &= ~frozen
+    return x
+
+
+def _node_reasons(problem: Problem, slot: int, export: bool,
+                  live: Sequence[tuple[int, LiveCap]]) -> Callable[[int, int], str]:
+    """What a tight node constraint is called: its source, the field and the phase."""
+    d = int(export)
+
+    def reason(k: int, phase: int) -> str:
+        lim = problem.limits(problem.inner[k], export)
+        for pos, cap in live:
+            if pos != k:
+                continue
+            if phase < PHASES and cap.current_a[phase] < problem.node_cap_a[d][k, slot, phase]:
+                return f"{cap.label}: ac_max_current_A L{phase + 1}"
+            if phase == PHASES and cap.power_w < problem.node_cap_w[d][k, slot]:
+                return f"{cap.label}: total_power_W"
+        if phase == PHASES:
+            return f"{lim.power_source[slot]}: total_power_W"
+        return f"{lim.current_source[slot, phase]}: ac_max_current_A L{phase + 1}"
+
+    return reason
+
+
+def _own_reason(problem: Problem, evse: int, slot: int, export: bool, upper_label: str | None,
+                capped_by_extra: bool) -> str:
+    if capped_by_extra and upper_label:
+        return f"{upper_label}: ac_max_current_A"
+    lim = problem.limits(problem.tree.evses[evse], export)
+    phases = int(problem.max_phases[evse, slot])
+    amps = lim.current_a[slot].min()
+    if lim.power_w[slot] / (problem.voltage_v * max(phases, 1)) < amps:
+        return f"{lim.power_source[slot]}: total_power_W"
+    return f"{lim.current_source[slot, int(lim.current_a[slot].argmin())]}: ac_max_current_A"
+
+
+def allocate_slot(
+    problem: Problem,
+    slot: int,
+    *,
+    rotation: int = 0,
+    evse_cap_a: np.ndarray | None = None,
+    evse_cap_label: str | None = None,
+    live_caps: Sequence[LiveCap] = (),
+    phases: np.ndarray | None = None,
+    fixed: SlotAllocation | None = None,
+) -> SlotAllocation:
+    """Allocate slot ``slot`` of ``problem``.
+
+    ``evse_cap_a`` adds a per-EVSE cap (e.g. the planned value), ``live_caps`` extra node caps,
+    ``phases`` a phase count per EVSE chosen by the caller (e.g. with hysteresis). EVSEs with a
+    non-NaN current in ``fixed`` keep that allocation; the rest share what it leaves.
+    """
+    n = problem.evse_count
+    volts = problem.voltage_v
+    node_pos = {node.index: k for k, node in enumerate(problem.inner)}
+    live = [(node_pos[c.node_index], c) for c in live_caps if c.node_index in node_pos]
+    reasons = ["" for _ in range(n)]
+    max_phases = problem.max_phases[:, slot].astype(int)
+    chosen = np.clip(phases, problem.min_phases[:, slot], max_phases) if phases is not None \
+        else max_phases
+    chosen = np.maximum(chosen, 1)
+    paths = problem.inner_paths
+    order = np.roll(np.arange(n), -(rotation % n)) if n else np.arange(0)
+    signed = np.zeros(n)
+    used_phases = chosen.copy()
+
+    export_x, export_usage, export_wpa = np.zeros(n), np.zeros((n, PHASES)), np.zeros(n)
+    for export in (True, False):
+        d = int(export)
+        cap_a = problem.node_cap_a[d][:, slot].copy()
+        cap_w = problem.node_cap_w[d][:, slot].copy()
+        for k, cap in live:
+            cap_a[k] = np.minimum(cap_a[k], cap.current_a)
+            cap_w[k] = min(cap_w[k], cap.power_w)
+        if not export:  # export below a node nets against import below it
+            cap_a = cap_a + subtree_sums(export_x[:, None] * export_usage,
+                                          problem.inner_lo, problem.inner_hi)
+            cap_w = cap_w + subtree_sums(export_x * export_wpa,
+                                          problem.inner_lo, problem.inner_hi)
+        if fixed is not None:
+            cap_a, cap_w = _minus_fixed(problem, fixed, export, cap_a, cap_w)
+        fill, one_phase, extra = _direction_fill(problem, slot, export, chosen, cap_a, cap_w,
+                                                 evse_cap_a)
+        candidates = _candidates(problem, slot, export, fill)
+        if fixed is not None:
+            candidates &= np.isnan(fixed.current_a)
+        admitted = _admit(fill, candidates, order, paths, one_phase)
+        x = _water_fill(fill, admitted, _node_reasons(problem, slot, export, live), reasons)
+        for e in np.nonzero(candidates)[0]:
+            if not admitted[e] and fill.upper[e] + EPS < fill.lower[e]:
+                own = _own_reason(problem, e, slot, export, evse_cap_label, extra[e])
+                reasons[e] = f"{own} below the minimum current"
+            elif not admitted[e]:
+                reasons[e] = NOT_ADMITTED
+            elif reasons[e] == "own":
+                reasons[e] = _own_reason(problem, e, slot, export, evse_cap_label, extra[e])
+        active = admitted & (x > EPS)
+        used_phases = np.where(active, fill.usage.sum(axis=1).astype(int), used_phases)
+        if export:
+            export_x, export_usage, export_wpa = x, fill.usage, fill.watts_per_amp
+            signed = np.where(active, -x, signed)
+        else:
+            signed = np.where(active, x, signed)
+    if fixed is not None:
+        keep = ~np.isnan(fixed.current_a)
+        signed = np.where(keep, fixed.current_a, signed)
+        used_phases = np.where(keep, fixed.phases, used_phases)
+        for e in np.nonzero(keep)[0]:
+            reasons[e] = fixed.reasons[e]
+    _explain_idle(problem, slot, signed, reasons)
+    power = signed * used_phases * volts
+    return SlotAllocation(current_a=signed, phases=used_phases, power_w=power, reasons=reasons)
+
+
+def _minus_fixed(problem: Problem, fixed: SlotAllocation, export: bool, cap_a: np.ndarray,
+                 cap_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Node caps left after the fixed allocations in this direction."""
+    amps = np.nan_to_num(fixed.current_a)
+    amps = np.where(amps < 0, -amps, 0.0) if export else np.where(amps > 0, amps, 0.0)
+    usage = phase_usage(problem.phase_map, np.maximum(fixed.phases, 1))
+    cap_a = cap_a - subtree_sums(amps[:, None] * usage, problem.inner_lo, problem.inner_hi)
+    cap_w = cap_w - subtree_sums(amps * fixed.phases * problem.voltage_v, problem.inner_lo,
+                                  problem.inner_hi)
+    return cap_a, cap_w
+
+
+def _direction_fill(problem: Problem, slot: int, export: bool, phases: np.ndarray,
+                    cap_a: np.ndarray, cap_w: np.ndarray, extra_cap: np.ndarray | None,
+                    ) -> tuple[_Fill, _Fill | None, np.ndarray]:
+    d = int(export)
+    volts = problem.voltage_v
+    own_a = problem.evse_cap_a[d][:, slot]
+    own_w = problem.evse_cap_w[d][:, slot]
+    extra = np.full(problem.evse_count, np.inf) if extra_cap is None else np.asarray(extra_cap)
+    lower = problem.min_current_a[:, slot] if not export else np.array(
+        [problem.exp[node.index].min_current_a[slot] for node in problem.tree.evses]
+    )
+
+    def variant(ph: np.ndarray) -> _Fill:
+        upper = np.minimum(np.minimum(own_a, own_w / (volts * ph)), extra)
+        return _Fill(lower.copy(), upper, phase_usage(problem.phase_map, ph), ph * volts,
+                     cap_a, cap_w, problem.inner_lo, problem.inner_hi)
+
+    fill = variant(phases)
+    capped_by_extra = extra < np.minimum(own_a, own_w / (volts * phases)) - EPS
+    one_phase = None
+    can_drop = problem.switchable & (problem.min_phases[:, slot] <= 1) & (phases > 1)
+    if can_drop.any():
+        one_phase = variant(np.ones_like(phases))
+        one_phase.upper[~can_drop] = -np.inf
+    return fill, one_phase, capped_by_extra
+
+
+def _candidates(problem: Problem, slot: int, export: bool, fill: _Fill) -> np.ndarray:
+    """EVSEs that want power in this direction: import is preferred over export."""
+    imp_open = (problem.evse_cap_a[0][:, slot] > EPS) & (problem.evse_cap_w[0][:, slot] > EPS)
+    exp_open = (problem.evse_cap_a[1][:, slot] > EPS) & (problem.evse_cap_w[1][:, slot] > EPS)
+    direction = ~imp_open & exp_open if export else imp_open
+    return problem.wants_power & direction & (fill.upper > EPS)
+
+
+def _explain_idle(problem: Problem, slot: int, signed: np.ndarray, reasons: list[str]) -> None:
+    for e, node in enumerate(problem.tree.evses):
+        if reasons[e]:
+            continue
+        if not problem.wants_power[e]:
+            reasons[e] = f"{node.uuid}: no power wanted (state {node.request.evse_state})"
+        else:
+            lim = problem.limits(node)
+            reasons[e] = f"{lim.current_source[slot, 0]}: no import allowed"

@@ -1,0 +1,78 @@
+"""Per-slot limits of one node in one direction, and how limits combine.
+
+``SlotLimits`` holds, for every slot of a grid, what a node allows in one direction (import or
+export): a current cap per grid phase [A], a power cap [W], the minimum current [A] and the
+phase-count range. Every cap remembers its source, so a result can say why it is what it is.
+Missing values mean "no limit from here": caps are ``inf``, the minimum current is 0 and the
+phase range is 1..3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["SlotLimits", "tighten", "unlimited", "zero"]
+
+PHASES = 3
+
+
+@dataclass(frozen=True)
+class SlotLimits:
+    """Limits per slot; arrays have ``T`` rows (``T × 3`` for the per-phase current)."""
+
+    current_a: np.ndarray
+    power_w: np.ndarray
+    min_current_a: np.ndarray
+    max_phases: np.ndarray
+    min_phases: np.ndarray
+    current_source: np.ndarray
+    power_source: np.ndarray
+
+    @property
+    def slots(self) -> int:
+        return len(self.power_w)
+
+    def current_cap_a(self) -> np.ndarray:
+        """The smallest per-phase cap of each slot [A]."""
+        return self.current_a.min(axis=1)
+
+
+def unlimited(slots: int, source: str = "") -> SlotLimits:
+    """Limits that restrict nothing."""
+    return SlotLimits(
+        current_a=np.full((slots, PHASES), np.inf),
+        power_w=np.full(slots, np.inf),
+        min_current_a=np.zeros(slots),
+        max_phases=np.full(slots, PHASES, dtype=np.int8),
+        min_phases=np.ones(slots, dtype=np.int8),
+        current_source=np.full((slots, PHASES), source, dtype=object),
+        power_source=np.full(slots, source, dtype=object),
+    )
+
+
+def zero(slots: int, source: str) -> SlotLimits:
+    """Limits that allow nothing (an empty schedule)."""
+    limits = unlimited(slots, source)
+    limits.current_a[:] = 0.0
+    limits.power_w[:] = 0.0
+    return limits
+
+
+def tighten(a: SlotLimits, b: SlotLimits) -> SlotLimits:
+    """Combine two sets of limits: the smaller cap and the larger minimum win.
+
+    On a tie the first argument keeps its source, so pass the node's own limits first.
+    """
+    take_b_current = b.current_a < a.current_a
+    take_b_power = b.power_w < a.power_w
+    return SlotLimits(
+        current_a=np.minimum(a.current_a, b.current_a),
+        power_w=np.minimum(a.power_w, b.power_w),
+        min_current_a=np.maximum(a.min_current_a, b.min_current_a),
+        max_phases=np.minimum(a.max_phases, b.max_phases),
+        min_phases=np.maximum(a.min_phases, b.min_phases),
+        current_source=np.where(take_b_current, b.current_source, a.current_source),
+        power_source=np.where(take_b_power, b.power_source, a.power_source),
+    )

@@ -1,0 +1,156 @@
+"""A plan: per EVSE and slot the granted current, phases and power, why, and what it delivers.
+
+``instant_plan`` builds one slot by slot with the instant allocator (the fallback whenever the
+optimiser is absent or fails); ``Plan.enforced_limits`` turns any plan into the
+``EnforcedLimits`` sent down the tree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import numpy as np
+
+from energytree.allocator import EPS, allocate_slot
+from energytree.problem import Problem
+from energytree.types import (
+    EnforcedLimits,
+    LimitsRes,
+    PricePerKwh,
+    ScheduleResEntry,
+)
+
+__all__ = ["Plan", "Planner", "instant_plan", "limits_res"]
+
+TARGET_MET = "target met"
+
+
+class Planner(Protocol):
+    """Turns a problem into a plan (the optimiser, or ``instant_plan``)."""
+
+    def __call__(self, problem: Problem, *, rotation: int = 0) -> Plan: ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Arrays are ``[evse, slot]``; currents per phase [A] and powers [W] are signed."""
+
+    problem: Problem
+    current_a: np.ndarray
+    phases: np.ndarray
+    power_w: np.ndarray
+    reasons: list[list[str]]
+    method: str
+    notes: list[str] = field(default_factory=list)
+
+    def energy_kwh(self, until_slot: np.ndarray | None = None) -> np.ndarray:
+        """Energy into each car [kWh], up to each EVSE's deadline slot by default."""
+        p = self.problem
+        per_slot = self.power_w * p.grid.hours * p.efficiency / 1000.0
+        if until_slot is None:
+            until_slot = self.deadlines()
+        mask = np.arange(p.slots)[None, :] < until_slot[:, None]
+        return (per_slot * mask).sum(axis=1)
+
+    def deadlines(self) -> np.ndarray:
+        p = self.problem
+        return np.array([t.deadline_slot if t else p.slots for t in p.targets], dtype=np.int64)
+
+    def shortfall_kwh(self) -> np.ndarray:
+        """Energy still missing at leave time (0 without a target)."""
+        need = np.array([
+            t.energy_kwh if t and t.energy_kwh is not None else 0.0 for t in self.problem.targets
+        ])
+        return np.maximum(0.0, need - self.energy_kwh())
+
+    def cost(self) -> float:
+        """Energy cost of the plan at the import prices (unknown prices count as 0)."""
+        price = np.nan_to_num(self.problem.price_import)
+        energy = self.power_w.clip(min=0) * self.problem.grid.hours / 1000.0
+        return float((energy * price).sum())
+
+    def slot_limits(self, evse: int, slot: int) -> LimitsRes:
+        return limits_res(self.current_a[evse, slot], self.phases[evse, slot],
+                          self.power_w[evse, slot])
+
+    def enforced_limits(self, valid_until: datetime, valid_for_s: int) -> list[EnforcedLimits]:
+        """One ``EnforcedLimits`` per EVSE in tree order, with the whole planned schedule."""
+        p = self.problem
+        prices = [_price(p, t) for t in range(p.slots)]
+        result = []
+        for e, node in enumerate(p.tree.evses):
+            schedule = [
+                ScheduleResEntry(
+                    timestamp=p.grid.start_time(t),
+                    limits_to_root=self.slot_limits(e, t),
+                    price_per_kwh=prices[t],
+                )
+                for t in range(p.slots)
+            ]
+            result.append(
+                EnforcedLimits(
+                    uuid=node.uuid,
+                    valid_until=valid_until,
+                    valid_for=valid_for_s,
+                    limits_root_side=self.slot_limits(e, 0),
+                    schedule=schedule,
+                )
+            )
+        return result
+
+
+def _floor(value: float, digits: int) -> float:
+    """Round towards zero so a rounded limit never exceeds the computed one."""
+    scale = 10**digits
+    return math.copysign(math.floor(abs(value) * scale + 1e-6) / scale, value) + 0.0
+
+
+def limits_res(current_a: float, phases: int, power_w: float) -> LimitsRes:
+    """A granted limit as EVerest's LimitsRes (amps to 0.01 A, watts to 0.1 W)."""
+    if abs(current_a) <= EPS:
+        return LimitsRes(ac_max_current_A=0.0, total_power_W=0.0, ac_max_phase_count=int(phases))
+    return LimitsRes(
+        ac_max_current_A=_floor(float(current_a), 2),
+        total_power_W=_floor(float(power_w), 1),
+        ac_max_phase_count=int(phases),
+    )
+
+
+def _price(problem: Problem, slot: int) -> PricePerKwh | None:
+    value = problem.price_import[slot]
+    if np.isnan(value):
+        return None
+    return PricePerKwh(timestamp=problem.grid.start_time(slot), value=float(value))
+
+
+def instant_plan(problem: Problem, *, rotation: int = 0) -> Plan:
+    """Allocate slot by slot; stop an EVSE once its target energy is delivered."""
+    n, t = problem.evse_count, problem.slots
+    current = np.zeros((n, t))
+    phases = np.zeros((n, t), dtype=np.int64)
+    power = np.zeros((n, t))
+    reasons = [["" for _ in range(t)] for _ in range(n)]
+    remaining = np.array([
+        tt.energy_kwh if tt and tt.energy_kwh is not None and tt.price_limit is None else np.inf
+        for tt in problem.targets
+    ])
+    hours = problem.grid.hours
+    for slot in range(t):
+        per_amp_kwh = problem.voltage_v * problem.max_phases[:, slot] * hours[slot] / 1000.0
+        cap = remaining / np.maximum(per_amp_kwh * problem.efficiency[:, slot], 1e-12)
+        done = remaining <= 1e-9
+        # the last bit of a target may take the minimum current for part of a slot
+        cap = np.where(done, 0.0, np.maximum(cap, problem.min_current_a[:, slot]))
+        alloc = allocate_slot(problem, slot, rotation=rotation + slot, evse_cap_a=cap,
+                              evse_cap_label=TARGET_MET)
+        current[:, slot] = alloc.current_a
+        phases[:, slot] = alloc.phases
+        power[:, slot] = alloc.power_w
+        delivered = alloc.power_w.clip(min=0) * hours[slot] * problem.efficiency[:, slot] / 1000
+        remaining = np.maximum(0.0, remaining - delivered)
+        for e in range(n):
+            reasons[e][slot] = TARGET_MET if done[e] else alloc.reasons[e]
+    return Plan(problem, current, phases, power, reasons, method="instant allocator")

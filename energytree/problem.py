@@ -1,0 +1,347 @@
+"""One planning problem: the tree's limits and the EVSEs' wishes resampled onto a slot grid.
+
+Both the instant allocator and the optimiser read a ``Problem``; neither looks at the request
+JSON again. Currents are amperes per phase, powers watts on the root side, energies kWh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+
+import numpy as np
+
+from energytree.errors import RequestError
+from energytree.limits import PHASES, SlotLimits, tighten
+from energytree.schedule import (
+    prices_per_slot,
+    resample_limits,
+    resample_values,
+    setpoints_per_slot,
+)
+from energytree.slots import SlotGrid, build_grid
+from energytree.tree import Node, Tree
+from energytree.types import (
+    EnergyFlowRequest,
+    EvseState,
+    ExternalLimits,
+    OptimizerTarget,
+    PricePerKwh,
+    ScheduleReqEntry,
+    TimedValue,
+)
+
+__all__ = ["ExternalSource", "PlanOptions", "Problem", "Target", "build_problem", "phase_usage"]
+
+NOT_WANTING_POWER = {
+    EvseState.Unplugged,
+    EvseState.Finished,
+    EvseState.Disabled,
+    EvseState.WaitForAuth,
+}
+PHASE_INDEX = {"L1": 0, "L2": 1, "L3": 2}
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """How to plan: slot grid and electrical constants."""
+
+    slot_s: float = 900.0
+    horizon_s: float = 86_400.0
+    nominal_voltage_v: float = 230.0
+
+
+@dataclass(frozen=True)
+class ExternalSource:
+    """A named external limit on one node (grid operator, OCPP, API …), combined by minimum."""
+
+    name: str
+    node_uuid: str
+    limits: ExternalLimits
+
+
+@dataclass(frozen=True)
+class Target:
+    """An EVSE's goal in planning terms."""
+
+    energy_kwh: float | None
+    deadline_slot: int
+    room_kwh: float
+    price_limit: float | None
+    full_autonomy: bool
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Arrays are indexed ``[evse, slot]`` for EVSEs and ``[node, slot(, phase)]`` for nodes."""
+
+    tree: Tree
+    grid: SlotGrid
+    voltage_v: float
+    imp: list[SlotLimits]
+    exp: list[SlotLimits]
+    phase_map: np.ndarray
+    switchable: np.ndarray
+    wants_power: np.ndarray
+    efficiency: np.ndarray
+    min_current_a: np.ndarray
+    max_phases: np.ndarray
+    min_phases: np.ndarray
+    price_import: np.ndarray
+    price_export: np.ndarray
+    generation_w: np.ndarray
+    targets: list[Target | None]
+    inner: list[Node]
+    node_cap_a: tuple[np.ndarray, np.ndarray]
+    node_cap_w: tuple[np.ndarray, np.ndarray]
+    evse_cap_a: tuple[np.ndarray, np.ndarray]
+    evse_cap_w: tuple[np.ndarray, np.ndarray]
+
+    @property
+    def evse_count(self) -> int:
+        return len(self.tree.evses)
+
+    @property
+    def slots(self) -> int:
+        return len(self.grid)
+
+    @cached_property
+    def inner_lo(self) -> np.ndarray:
+        """First EVSE below each inner node."""
+        return np.array([n.evse_lo for n in self.inner], dtype=np.int64)
+
+    @cached_property
+    def inner_hi(self) -> np.ndarray:
+        """One past the last EVSE below each inner node."""
+        return np.array([n.evse_hi for n in self.inner], dtype=np.int64)
+
+    @cached_property
+    def inner_paths(self) -> list[np.ndarray]:
+        """For every EVSE, the positions (in ``inner``) of the nodes above it."""
+        pos = {node.index: k for k, node in enumerate(self.inner)}
+        return [
+            np.array([pos[n.index] for n in self.tree.path(e) if n.index in pos], dtype=np.int64)
+            for e in range(self.evse_count)
+        ]
+
+    def limits(self, node: Node, export: bool = False) -> SlotLimits:
+        return (self.exp if export else self.imp)[node.index]
+
+
+def phase_usage(phase_map: np.ndarray, phases: np.ndarray) -> np.ndarray:
+    """[N, 3] with 1 where an EVSE running on ``phases`` phases draws on that grid phase."""
+    usage = np.zeros((len(phases), PHASES))
+    for k in range(PHASES):
+        rows = np.nonzero(phases > k)[0]
+        usage[rows, phase_map[rows, k]] = 1.0
+    return usage
+
+
+def _parse_phase_map(request: EnergyFlowRequest) -> list[int]:
+    rotation = request.phase_rotation or "L1L2L3"
+    return [PHASE_INDEX[rotation[i : i + 2]] for i in range(0, 6, 2)]
+
+
+def _node_limits(
+    node: Node,
+    entries: Sequence[ScheduleReqEntry],
+    grid: SlotGrid,
+    sources: Sequence[ExternalSource],
+    export: bool,
+) -> SlotLimits:
+    limits = resample_limits(entries, grid, node.uuid)
+    for source in sources:
+        extra = source.limits.schedule_export if export else source.limits.schedule_import
+        if extra:  # an external source with an empty schedule restricts nothing
+            limits = tighten(limits, resample_limits(extra, grid, f"{node.uuid}/{source.name}"))
+    return limits
+
+
+def _apply_setpoints(
+    node: Node, grid: SlotGrid, imp: SlotLimits, exp: SlotLimits
+) -> None:
+    """Setpoints act as limits: a positive one caps import and forbids export, and back."""
+    meter = node.request.energy_usage_root or node.request.energy_usage_leaves
+    freq = meter.frequency_Hz.L1 if meter and meter.frequency_Hz else None
+    amps, watts = setpoints_per_slot(node.request.schedule_setpoints, grid, freq)
+    label = f"{node.uuid}/setpoint"
+    for values, caps, sources in (
+        (amps, "current_a", "current_source"),
+        (watts, "power_w", "power_source"),
+    ):
+        for limits, sign in ((imp, 1.0), (exp, -1.0)):
+            cap = getattr(limits, caps)
+            src = getattr(limits, sources)
+            wanted = sign * values
+            applies = ~np.isnan(values)
+            allowed = np.where(wanted > 0, wanted, 0.0)
+            if cap.ndim == 2:
+                allowed = allowed[:, None]
+                tighter = applies[:, None] & (allowed < cap)
+            else:
+                tighter = applies & (allowed < cap)
+            np.copyto(cap, np.minimum(cap, allowed), where=tighter)
+            np.copyto(src, label, where=tighter)
+
+
+def _target(
+    target: OptimizerTarget | None, grid: SlotGrid, now: datetime
+) -> Target | None:
+    if target is None:
+        return None
+    room = np.inf
+    energy = target.energy_amount_needed
+    if target.car_battery_soc is not None and target.car_battery_capacity_kWh is not None:
+        room = target.car_battery_capacity_kWh * (100.0 - target.car_battery_soc) / 100.0
+        if energy is None:
+            goal = 100.0 if target.charge_to_max_percent is None else target.charge_to_max_percent
+            energy = max(0.0, target.car_battery_capacity_kWh * (goal - target.car_battery_soc))
+            energy /= 100.0
+    if energy is None and target.price_limit is None and not target.full_autonomy:
+        return None
+    deadline = len(grid)
+    if target.leave_time is not None and target.leave_time > now:
+        deadline = int(np.searchsorted(grid.starts, target.leave_time.timestamp(), side="left"))
+    return Target(
+        energy_kwh=energy,
+        deadline_slot=deadline,
+        room_kwh=float(room),
+        price_limit=target.price_limit,
+        full_autonomy=bool(target.full_autonomy),
+    )
+
+
+def _breakpoints(request: EnergyFlowRequest) -> list[datetime]:
+    points: list[datetime] = []
+    stack = [request]
+    while stack:
+        node = stack.pop()
+        for entries in (node.schedule_import, node.schedule_export, node.schedule_setpoints):
+            points.extend(e.timestamp for e in entries)
+        points.extend(v.timestamp for v in node.local_generation_W or ())
+        if node.optimizer_target and node.optimizer_target.leave_time:
+            points.append(node.optimizer_target.leave_time)
+        stack.extend(node.children)
+    return points
+
+
+def build_problem(
+    request: EnergyFlowRequest,
+    now: datetime,
+    options: PlanOptions | None = None,
+    external: Sequence[ExternalSource] = (),
+    prices: Sequence[PricePerKwh] = (),
+) -> Problem:
+    """Resample a request (plus external limits) onto a slot grid starting at ``now``.
+
+    ``prices`` (e.g. from a price file) replace the prices in the root's import schedule.
+    """
+    options = options or PlanOptions()
+    tree = Tree.from_request(request)
+    if not tree.evses:
+        raise RequestError("the request has no EVSE (node_type 'Evse') to plan for")
+    by_node: dict[str, list[ExternalSource]] = {}
+    for source in external:
+        tree.node(source.node_uuid)  # unknown node → NotFoundError
+        by_node.setdefault(source.node_uuid, []).append(source)
+    grid = build_grid(
+        now,
+        options.horizon_s,
+        options.slot_s,
+        [*_breakpoints(request), *(p.timestamp for p in prices)],
+    )
+    imp, exp = [], []
+    for node in tree:
+        sources = by_node.get(node.uuid, [])
+        node_imp = _node_limits(node, node.request.schedule_import, grid, sources, False)
+        node_exp = _node_limits(node, node.request.schedule_export, grid, sources, True)
+        _apply_setpoints(node, grid, node_imp, node_exp)
+        imp.append(node_imp)
+        exp.append(node_exp)
+    problem = _assemble(tree, grid, options, now, imp, exp)
+    if prices:
+        series = [TimedValue(timestamp=p.timestamp, value=p.value) for p in prices]
+        problem.price_import[:] = resample_values(series, grid, np.nan)
+    return problem
+
+
+def _assemble(
+    tree: Tree,
+    grid: SlotGrid,
+    options: PlanOptions,
+    now: datetime,
+    imp: list[SlotLimits],
+    exp: list[SlotLimits],
+) -> Problem:
+    n, t = len(tree.evses), len(grid)
+    min_current = np.zeros((n, t))
+    max_phases = np.full((n, t), PHASES, dtype=np.int8)
+    min_phases = np.ones((n, t), dtype=np.int8)
+    for node in tree:  # path rules: largest minimum, smallest phase cap, largest phase floor
+        lim = imp[node.index]
+        sl = slice(node.evse_lo, node.evse_hi)
+        min_current[sl] = np.maximum(min_current[sl], lim.min_current_a)
+        max_phases[sl] = np.minimum(max_phases[sl], lim.max_phases)
+        min_phases[sl] = np.maximum(min_phases[sl], lim.min_phases)
+    min_phases = np.minimum(min_phases, max_phases)
+    evse_requests = [e.request for e in tree.evses]
+    efficiency = np.ones((n, t))
+    for e, req in enumerate(evse_requests):
+        if req.schedule_import:
+            eff = [entry.conversion_efficiency or 1.0 for entry in req.schedule_import]
+            pick = np.searchsorted(
+                np.array([x.timestamp.timestamp() for x in req.schedule_import]),
+                grid.starts,
+                side="right",
+            )
+            efficiency[e] = np.array(eff)[np.clip(pick - 1, 0, None)]
+    root = tree.root.request
+    inner = tree.inner_nodes()
+    caps = [_stack_caps(tree, inner, limits) for limits in (imp, exp)]
+    return Problem(
+        tree=tree,
+        grid=grid,
+        voltage_v=options.nominal_voltage_v,
+        imp=imp,
+        exp=exp,
+        phase_map=np.array([_parse_phase_map(r) for r in evse_requests], dtype=np.int8),
+        switchable=np.array([_switchable(r) for r in evse_requests], dtype=bool),
+        wants_power=np.array([r.evse_state not in NOT_WANTING_POWER for r in evse_requests]),
+        efficiency=efficiency,
+        min_current_a=min_current,
+        max_phases=max_phases,
+        min_phases=min_phases,
+        price_import=prices_per_slot(root.schedule_import, grid),
+        price_export=prices_per_slot(root.schedule_export, grid),
+        generation_w=resample_values(root.local_generation_W or [], grid, 0.0),
+        targets=[_target(r.optimizer_target, grid, now) for r in evse_requests],
+        inner=inner,
+        node_cap_a=(caps[0][0], caps[1][0]),
+        node_cap_w=(caps[0][1], caps[1][1]),
+        evse_cap_a=(caps[0][2], caps[1][2]),
+        evse_cap_w=(caps[0][3], caps[1][3]),
+    )
+
+
+def _stack_caps(
+    tree: Tree, inner: list[Node], limits: list[SlotLimits]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Caps as dense arrays: inner nodes [K, T, 3] and [K, T]; EVSEs [N, T] and [N, T]."""
+    slots = limits[0].slots
+    node_a = np.stack([limits[n.index].current_a for n in inner]) if inner else np.zeros(
+        (0, slots, PHASES)
+    )
+    node_w = np.stack([limits[n.index].power_w for n in inner]) if inner else np.zeros((0, slots))
+    evse_a = np.stack([limits[n.index].current_cap_a() for n in tree.evses])
+    evse_w = np.stack([limits[n.index].power_w for n in tree.evses])
+    return node_a, node_w, evse_a, evse_w
+
+
+def _switchable(request: EnergyFlowRequest) -> bool:
+    return any(
+        e.limits_to_root.ac_supports_changing_phases_during_charging
+        or e.limits_to_leaves.ac_supports_changing_phases_during_charging
+        for e in request.schedule_import
+    )

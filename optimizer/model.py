@@ -1,0 +1,243 @@
+"""The linear program: charging currents of the EVSEs that have a target, over the whole tree.
+
+Variables are the current per phase ``x[e, t]`` [A] of each "cell" (an EVSE with a target in a
+slot where it may import, before its leave time), plus shortfall variables. Everything is
+built as numpy arrays and handed to OR-Tools in one sparse matrix — no Python call per
+coefficient.
+
+Objective, in this order of weight:
+
+1. shortfall against each target, in bands of ``1/BANDS`` of the target with rising penalty,
+   so a short-of-capacity site shares the shortfall fairly (relative to each target);
+2. energy cost at the import price; slots at or below an EVSE's ``price_limit`` earn a reward
+   instead, so such an EVSE charges at full power whenever the price allows;
+3. a tiny cost growing with time, so that when it costs nothing extra energy comes earlier.
+
+Rows: per inner node, slot and grid phase (current) and per node and slot (power) — only rows
+that can bind; per target the energy balance; per slot the local generation that
+``full_autonomy`` EVSEs may use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from energytree.limits import PHASES
+from energytree.problem import Problem
+
+__all__ = ["LinearModel", "build_model"]
+
+BANDS = 5
+SHORTFALL_PENALTY = 100.0  # per kWh in the first band [currency/kWh]
+PRICE_LIMIT_REWARD = 10.0  # per kWh while the price is at or below the limit
+EARLIER_TIEBREAK = 1e-3  # per kWh at the end of the horizon, 0 now; below any real tariff step
+OBJECTIVE_SCALE = 1_000.0  # the solver sees milli-currency, so the tie-break clears tolerances
+EPS = 1e-7
+
+
+@dataclass
+class LinearModel:
+    """Arrays ready for OR-Tools, and the maps back to EVSEs and slots."""
+
+    evse: np.ndarray  # EVSE index of each cell
+    slot: np.ndarray
+    phases: np.ndarray
+    min_a: np.ndarray
+    upper_a: np.ndarray
+    kwh_per_a: np.ndarray  # energy into the car per ampere in the cell [kWh/A]
+    targeted: np.ndarray  # EVSEs in the model
+    lower: np.ndarray
+    upper: np.ndarray
+    cost: np.ndarray
+    matrix: sp.csr_matrix
+    row_lower: np.ndarray
+    row_upper: np.ndarray
+    row_label: list[tuple[str, int, int]]  # (kind, inner node position, phase) per row
+
+    @property
+    def cells(self) -> int:
+        return len(self.evse)
+
+
+def _planned_evses(problem: Problem) -> np.ndarray:
+    planned = []
+    for e, target in enumerate(problem.targets):
+        if target is None or not problem.wants_power[e]:
+            continue
+        if (target.energy_kwh or 0.0) > EPS or target.price_limit is not None or (
+            target.full_autonomy and (target.energy_kwh or 0.0) > EPS
+        ):
+            planned.append(e)
+    return np.array(planned, dtype=np.int64)
+
+
+def _cells(problem: Problem, evses: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    volts = problem.voltage_v
+    phases = problem.max_phases[evses].astype(float)
+    upper = np.minimum(problem.evse_cap_a[0][evses],
+                       problem.evse_cap_w[0][evses] / (volts * np.maximum(phases, 1)))
+    deadline = np.array([problem.targets[e].deadline_slot for e in evses])  # type: ignore[union-attr]
+    before = np.arange(problem.slots)[None, :] < deadline[:, None]
+    usable = before & (upper > EPS) & (upper + EPS >= problem.min_current_a[evses])
+    rows, slots = np.nonzero(usable)
+    return rows, slots, upper
+
+
+def _node_rows(problem: Problem, evse: np.ndarray, slot: np.ndarray, phases: np.ndarray,
+               upper: np.ndarray, first_row: int,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple]]:
+    """Current rows per (node, slot, phase) and power rows per (node, slot) that can bind."""
+    k_count, t_count = len(problem.inner), problem.slots
+    if k_count == 0 or len(evse) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), []
+    depth = max(len(p) for p in problem.inner_paths)
+    pathmat = np.full((problem.evse_count, depth), -1, dtype=np.int64)
+    for e, path in enumerate(problem.inner_paths):
+        pathmat[e, : len(path)] = path
+    cell_nodes = pathmat[evse]  # [C, D]
+    cell_idx = np.repeat(np.arange(len(evse)), depth)
+    node_idx = cell_nodes.ravel()
+    keep = node_idx >= 0
+    cell_idx, node_idx = cell_idx[keep], node_idx[keep]
+    t_idx = slot[cell_idx]
+    volts = problem.voltage_v
+    entries_r, entries_c, entries_v, labels = [], [], [], []
+    next_row = first_row
+
+    def add(key: np.ndarray, coef: np.ndarray, cells: np.ndarray, cap: np.ndarray,
+            reach: np.ndarray, kind: str, phase_of_key) -> None:
+        nonlocal next_row
+        uniq, inverse = np.unique(key, return_inverse=True)
+        possible = np.bincount(inverse, weights=reach, minlength=len(uniq))
+        binds = possible > cap[uniq] + EPS
+        row_of = np.full(len(uniq), -1, dtype=np.int64)
+        row_of[binds] = next_row + np.arange(binds.sum())
+        rows = row_of[inverse]
+        sel = rows >= 0
+        entries_r.append(rows[sel])
+        entries_c.append(cells[sel])
+        entries_v.append(coef[sel])
+        for u in uniq[binds]:
+            labels.append((kind, *phase_of_key(int(u)), float(cap[u])))
+        next_row += int(binds.sum())
+
+    for phase in range(PHASES):
+        grid_phase = problem.phase_map[evse[cell_idx], phase]
+        uses = phases[cell_idx] > phase
+        cells, nodes, ts, gp = cell_idx[uses], node_idx[uses], t_idx[uses], grid_phase[uses]
+        key = (nodes * t_count + ts) * PHASES + gp
+        caps = problem.node_cap_a[0].reshape(-1)  # [K*T*3] in (k, t, phase) order
+        add(key, np.ones(len(cells)), cells, caps, upper[cells], "A",
+            lambda u: (u // (t_count * PHASES), u % PHASES))
+    key = node_idx * t_count + t_idx
+    watts = phases[cell_idx] * volts
+    add(key, watts, cell_idx, problem.node_cap_w[0].reshape(-1), upper[cell_idx] * watts,
+        "W", lambda u: (u // t_count, PHASES))
+    return np.concatenate(entries_r), np.concatenate(entries_c), np.concatenate(entries_v), labels
+
+
+def build_model(problem: Problem) -> LinearModel:
+    """The LP of ``problem`` (see the module docstring)."""
+    evses = _planned_evses(problem)
+    local, slot, upper_all = _cells(problem, evses)
+    evse = evses[local]
+    phases = problem.max_phases[evse, slot].astype(float)
+    upper_a = upper_all[local, slot]
+    hours = problem.grid.hours[slot]
+    grid_kwh = phases * problem.voltage_v * hours / 1000.0
+    kwh = grid_kwh * problem.efficiency[evse, slot]
+    price = np.nan_to_num(problem.price_import[slot])
+    limits = np.array([problem.targets[e].price_limit for e in evse], dtype=float)  # type: ignore[union-attr]
+    cheap = ~np.isnan(limits) & (price <= np.nan_to_num(limits, nan=-np.inf))
+    earlier = EARLIER_TIEBREAK * slot / max(problem.slots, 1)
+    cost = grid_kwh * (price - PRICE_LIMIT_REWARD * cheap + earlier)
+
+    c = len(evse)
+    rows_r: list[np.ndarray] = []
+    rows_c: list[np.ndarray] = []
+    rows_v: list[np.ndarray] = []
+    row_lower: list[float] = []
+    row_upper: list[float] = []
+    labels: list[tuple] = []
+    var_lower = [np.zeros(c)]
+    var_upper = [upper_a]
+    var_cost = [cost]
+    n_vars = c
+
+    # energy balance per target
+    for pos, e in enumerate(evses):
+        target = problem.targets[e]
+        assert target is not None
+        mine = np.nonzero(local == pos)[0]
+        need = target.energy_kwh or 0.0
+        cap = need if target.price_limit is None else target.room_kwh
+        row = len(row_lower)
+        rows_r.append(np.full(len(mine), row))
+        rows_c.append(mine)
+        rows_v.append(kwh[mine])
+        if need > EPS:
+            band = need / BANDS
+            bands = n_vars + np.arange(BANDS)
+            var_lower.append(np.zeros(BANDS))
+            var_upper.append(np.full(BANDS, band))
+            var_cost.append(SHORTFALL_PENALTY * (1.0 + np.arange(BANDS)))
+            n_vars += BANDS
+            rows_r.append(np.full(BANDS, row))
+            rows_c.append(bands)
+            rows_v.append(np.ones(BANDS))
+            labels.append(("energy", pos, 0, need))
+            if cap == need:  # never overfill: energy + shortfall == need
+                row_lower.append(need)
+                row_upper.append(need)
+            else:
+                row_lower.append(need)
+                row_upper.append(np.inf)
+                if np.isfinite(cap):
+                    rows_r.append(np.full(len(mine), len(row_lower)))
+                    rows_c.append(mine)
+                    rows_v.append(kwh[mine])
+                    row_lower.append(-np.inf)
+                    row_upper.append(cap)
+                    labels.append(("room", pos, 0, cap))
+        else:
+            labels.append(("room", pos, 0, cap))
+            row_lower.append(-np.inf)
+            row_upper.append(cap)
+
+    # local generation for full-autonomy EVSEs
+    autonomous = np.array([problem.targets[e].full_autonomy for e in evse], dtype=bool)  # type: ignore[union-attr]
+    if autonomous.any():
+        for t in np.unique(slot[autonomous]):
+            mine = np.nonzero(autonomous & (slot == t))[0]
+            rows_r.append(np.full(len(mine), len(row_lower)))
+            rows_c.append(mine)
+            rows_v.append(phases[mine] * problem.voltage_v)
+            row_lower.append(-np.inf)
+            row_upper.append(max(0.0, float(problem.generation_w[t])))
+            labels.append(("generation", int(t), 0, float(problem.generation_w[t])))
+
+    nr, nc, nv, node_labels = _node_rows(problem, evse, slot, phases, upper_a,
+                                              len(row_lower))
+    rows_r.append(nr)
+    rows_c.append(nc)
+    rows_v.append(nv)
+    for label in node_labels:
+        row_lower.append(-np.inf)
+        row_upper.append(label[3])
+        labels.append(label)
+
+    matrix = sp.csr_matrix(
+        (np.concatenate(rows_v), (np.concatenate(rows_r), np.concatenate(rows_c))),
+        shape=(len(row_lower), n_vars),
+    )
+    return LinearModel(
+        evse=evse, slot=slot, phases=phases.astype(np.int64),
+        min_a=problem.min_current_a[evse, slot], upper_a=upper_a, kwh_per_a=kwh,
+        targeted=evses, lower=np.concatenate(var_lower), upper=np.concatenate(var_upper),
+        cost=OBJECTIVE_SCALE * np.concatenate(var_cost), matrix=matrix,
+        row_lower=np.array(row_lower),
+        row_upper=np.array(row_upper), row_label=labels,
+    )

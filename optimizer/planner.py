@@ -1,0 +1,184 @@
+"""``optimise``: the whole planning pipeline, which always returns a safe plan.
+
+1. Solve the LP for the EVSEs with a target (``model.py``); its optimum is the lower bound.
+2. Decide per slot which cells are on, so minimum currents hold (``rounding.py``).
+3. Solve again with those on/off bounds: a plan that is all-or-nothing in every slot.
+4. Share what is left in each slot among the EVSEs without a target, as soon as possible and
+   max-min fairly (the instant allocator, with the planned EVSEs fixed).
+
+Any failure or a spent time budget falls back to the instant allocator, and the plan's notes
+say why.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from energytree.allocator import SlotAllocation, allocate_slot
+from energytree.errors import PlanningError
+from energytree.plan import TARGET_MET, Plan, instant_plan
+from energytree.problem import Problem
+from optimizer.model import EPS, LinearModel, build_model
+from optimizer.rounding import on_off_bounds
+from optimizer.solve import solve
+
+__all__ = ["PlanReport", "optimise"]
+
+log = logging.getLogger(__name__)
+WAITING_FOR_PRICE = "price: cheaper slots planned"
+AFTER_LEAVE = "after leave time"
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    """Figures of one optimisation, for logs and benchmarks."""
+
+    lp_bound: float
+    objective: float
+    fractional_cells: int
+    build_s: float
+    solve_s: float
+
+    @property
+    def gap(self) -> float:
+        """Relative distance of the plan's objective above the LP bound."""
+        return (self.objective - self.lp_bound) / max(abs(self.lp_bound), 1e-9)
+
+
+def optimise(problem: Problem, *, time_budget_s: float = 2.0, rotation: int = 0,
+             solver: str = "glop") -> Plan:
+    """Plan ``problem``; never raises for a valid problem (falls back instead)."""
+    started = time.perf_counter()
+    try:
+        plan, report = _optimise(problem, time_budget_s, rotation, solver, started)
+    except PlanningError as exc:
+        log.warning("optimiser failed (%s); planning with the instant allocator", exc)
+        fallback = instant_plan(problem, rotation=rotation)
+        return Plan(fallback.problem, fallback.current_a, fallback.phases, fallback.power_w,
+                    fallback.reasons, method="instant allocator (fallback)",
+                    notes=[f"optimiser failed: {exc}"])
+    log.info("plan: objective %.4f, LP bound %.4f (gap %.4f %%), %d fractional cells, %.3f s",
+             report.objective, report.lp_bound, 100 * report.gap, report.fractional_cells,
+             time.perf_counter() - started)
+    return plan
+
+
+def _optimise(problem: Problem, budget: float, rotation: int, solver: str, started: float
+              ) -> tuple[Plan, PlanReport]:
+    model = build_model(problem)
+    built = time.perf_counter()
+    first = solve(model, model.lower, model.upper, budget - (built - started), solver)
+    lower, upper, fractional = on_off_bounds(problem, model, first.values)
+    final = first
+    if fractional:
+        remaining = budget - (time.perf_counter() - started)
+        final = solve(model, lower, upper, remaining, solver)
+    solved = time.perf_counter()
+    report = PlanReport(first.objective, final.objective, fractional, built - started,
+                        solved - built)
+    plan = _assemble(problem, model, final.values, final.activity, rotation)
+    notes = [
+        f"optimiser ({solver}): LP bound {report.lp_bound:.4f}, plan {report.objective:.4f}, "
+        f"gap {100 * report.gap:.4f} %, {fractional} fractional cells repaired"
+    ]
+    return Plan(plan.problem, plan.current_a, plan.phases, plan.power_w, plan.reasons,
+                method="optimiser", notes=notes), report
+
+
+def _cell_reasons(problem: Problem, model: LinearModel, x: np.ndarray, activity: np.ndarray
+                  ) -> list[str]:
+    """Why each cell got what it got: a tight node, the EVSE's own cap, price or target."""
+    cells = model.cells
+    amps = x[:cells]
+    reasons = [WAITING_FOR_PRICE] * cells
+    met = _targets_met(problem, model, x, activity)
+    tight_rows = np.nonzero(activity >= model.row_upper - 1e-6)[0]
+    tight = np.zeros(len(model.row_upper), dtype=bool)
+    tight[tight_rows] = True
+    coo = model.matrix.tocoo()
+    for row, col in zip(coo.row, coo.col, strict=True):
+        if col < cells and tight[row] and model.row_label[row][0] in ("A", "W", "generation"):
+            reasons[col] = _row_reason(problem, model, int(row), int(model.slot[col]))
+    for cell in range(cells):
+        if amps[cell] >= model.upper_a[cell] - 1e-6 and amps[cell] > EPS:
+            reasons[cell] = "own"
+        elif met[model.evse[cell]] and reasons[cell] == WAITING_FOR_PRICE:
+            reasons[cell] = TARGET_MET
+    return reasons
+
+
+def _row_reason(problem: Problem, model: LinearModel, row: int, t: int) -> str:
+    kind, k, phase, _cap = model.row_label[row]
+    if kind == "generation":
+        return "full autonomy: local generation"
+    limits = problem.limits(problem.inner[k])
+    if kind == "W":
+        return f"{limits.power_source[t]}: total_power_W"
+    return f"{limits.current_source[t, phase]}: ac_max_current_A L{phase + 1}"
+
+
+def _targets_met(problem: Problem, model: LinearModel, x: np.ndarray, activity: np.ndarray
+                 ) -> np.ndarray:
+    met = np.zeros(problem.evse_count, dtype=bool)
+    for row, label in enumerate(model.row_label):
+        if label[0] == "energy":
+            e = model.targeted[label[1]]
+            delivered = activity[row] - _shortfall_in_row(model, x, row)
+            met[e] = delivered >= label[3] - 1e-6
+    return met
+
+
+def _shortfall_in_row(model: LinearModel, x: np.ndarray, row: int) -> float:
+    start, end = model.matrix.indptr[row], model.matrix.indptr[row + 1]
+    cols = model.matrix.indices[start:end]
+    return float(x[cols[cols >= model.cells]].sum())
+
+
+def _assemble(problem: Problem, model: LinearModel, x: np.ndarray, activity: np.ndarray,
+              rotation: int) -> Plan:
+    """Planned EVSEs fixed at the LP values; the others share the rest slot by slot."""
+    n, t_count = problem.evse_count, problem.slots
+    fixed_a = np.full((n, t_count), np.nan)
+    fixed_a[model.targeted] = 0.0
+    fixed_phases = problem.max_phases.astype(np.int64).copy()
+    fixed_reason = [[AFTER_LEAVE] * t_count for _ in range(n)]
+    cell_reason = _cell_reasons(problem, model, x, activity)
+    amps = np.where(x[: model.cells] > EPS, x[: model.cells], 0.0)
+    fixed_a[model.evse, model.slot] = amps
+    met = _targets_met(problem, model, x, activity)
+    for e in model.targeted:
+        for t in range(t_count):
+            fixed_reason[e][t] = TARGET_MET if met[e] else AFTER_LEAVE
+    for cell in range(model.cells):
+        fixed_reason[model.evse[cell]][model.slot[cell]] = cell_reason[cell]
+    current = np.zeros((n, t_count))
+    phases = np.zeros((n, t_count), dtype=np.int64)
+    power = np.zeros((n, t_count))
+    reasons = [["" for _ in range(t_count)] for _ in range(n)]
+    for t in range(t_count):
+        watts = np.nan_to_num(fixed_a[:, t]) * fixed_phases[:, t] * problem.voltage_v
+        fixed = SlotAllocation(fixed_a[:, t], fixed_phases[:, t], watts,
+                               [fixed_reason[e][t] for e in range(n)])
+        alloc = allocate_slot(problem, t, rotation=rotation + t, fixed=fixed)
+        current[:, t] = alloc.current_a
+        phases[:, t] = np.where(np.abs(alloc.current_a) > EPS, alloc.phases, fixed_phases[:, t])
+        power[:, t] = alloc.current_a * phases[:, t] * problem.voltage_v
+        for e in range(n):
+            reason = alloc.reasons[e]
+            if reason == "own":
+                reason = _own_label(problem, e, t)
+            reasons[e][t] = reason
+    return Plan(problem, current, phases, power, reasons, method="optimiser")
+
+
+def _own_label(problem: Problem, e: int, t: int) -> str:
+    lim = problem.limits(problem.tree.evses[e])
+    amps = lim.current_a[t].min()
+    if lim.power_w[t] / (problem.voltage_v * max(int(problem.max_phases[e, t]), 1)) < amps:
+        return f"{lim.power_source[t]}: total_power_W"
+    return f"{lim.current_source[t, int(lim.current_a[t].argmin())]}: ac_max_current_A"
+
