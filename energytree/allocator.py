@@ -30,6 +30,7 @@ from energytree.tree import subtree_sums
 __all__ = ["LiveCap", "SlotAllocation", "allocate_slot"]
 
 EPS = 1e-7
+MIN_ROOM_A = 0.01  # [A] the resolution of a granted limit
 NOT_ADMITTED = "waiting: not enough capacity for the minimum current (rotation)"
 
 
@@ -80,7 +81,11 @@ def _admit(fill: _Fill, candidates: np.ndarray, order: np.ndarray, paths: list[n
     load_a = subtree_sums(lower[:, None] * fill.usage, fill.lo, fill.hi)
     load_w = subtree_sums(lower * fill.watts_per_amp, fill.lo, fill.hi)
     room = fill.upper + EPS >= fill.lower
-    if np.all(room[candidates]) and _fits(fill, load_a, load_w):
+    # a switchable EVSE with a minimum of ~0 A "fits" on a phase that has no room left; the
+    # greedy pass below moves it to one phase then, so only skip it when nobody needs that
+    droppable = np.zeros_like(candidates) if one_phase is None else one_phase.upper > -np.inf
+    if (np.all(room[candidates]) and _fits(fill, load_a, load_w)
+            and not np.any(candidates & droppable & (fill.lower < MIN_ROOM_A))):
         return candidates.copy()
     admitted = np.zeros_like(candidates)
     load_a = np.zeros_like(fill.cap_a)
@@ -88,15 +93,17 @@ def _admit(fill: _Fill, candidates: np.ndarray, order: np.ndarray, paths: list[n
     for e in order:
         if not candidates[e]:
             continue
-        for variant in (fill, one_phase):
-            if variant is None:
-                continue
+        variants = [v for v in (fill, one_phase) if v is not None]
+        # first look for real room (MIN_ROOM_A) on all or one phase, then for the minimum only
+        for variant, need in [(v, MIN_ROOM_A) for v in variants] + [(v, 0.0) for v in variants]:
+            need_a = max(variant.lower[e], need)
             add_a = variant.lower[e] * variant.usage[e]
             add_w = variant.lower[e] * variant.watts_per_amp[e]
             path = paths[e]
-            if variant.upper[e] + EPS >= variant.lower[e] and np.all(
-                load_a[path] + add_a <= fill.cap_a[path] + EPS
-            ) and np.all(load_w[path] + add_w <= fill.cap_w[path] + EPS):
+            if variant.upper[e] + EPS >= need_a and np.all(
+                load_a[path] + need_a * variant.usage[e] <= fill.cap_a[path] + EPS
+            ) and np.all(load_w[path] + need_a * variant.watts_per_amp[e]
+                         <= fill.cap_w[path] + EPS):
                 load_a[path] += add_a
                 load_w[path] += add_w
                 admitted[e] = True
@@ -282,9 +289,7 @@ def _direction_fill(problem: Problem, slot: int, export: bool, phases: np.ndarra
     own_a = problem.evse_cap_a[d][:, slot]
     own_w = problem.evse_cap_w[d][:, slot]
     extra = np.full(problem.evse_count, np.inf) if extra_cap is None else np.asarray(extra_cap)
-    lower = problem.min_current_a[:, slot] if not export else np.array(
-        [problem.exp[node.index].min_current_a[slot] for node in problem.tree.evses]
-    )
+    lower = (problem.export_min_current_a if export else problem.min_current_a)[:, slot]
 
     def variant(ph: np.ndarray) -> _Fill:
         upper = np.minimum(np.minimum(own_a, own_w / (volts * ph)), extra)

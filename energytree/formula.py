@@ -17,6 +17,7 @@ Grammar and precedence (lowest first; C-like, all binary operators left-associat
 Functions: min(x, …), max(x, …), abs(x), clamp(x, lo, hi) = min(max(x, lo), hi),
 round(x) (halves away from zero, as C does), sqrt(x), exists(name), and the price functions
 min_price(s), max_price(s), min_price_secs(s), max_price_secs(s) (see ``_price_window``).
+Function names are case-insensitive.
 
 Names: dotted identifiers. The prefixes CM, GM, PB, Mn, En, Vn and ``date`` are matched
 case-insensitively and handed to the environment upper-cased (``cm.var1`` → ``CM.var1``);
@@ -24,6 +25,10 @@ everything after the prefix (field and variable names) is case-sensitive. ``date
 computed here from the environment's clock in its local time zone; every other name, bare
 ones included (``power_w``, ``AVAIL``), is resolved by the environment. A name that does not
 resolve is an error naming it; ``exists(name)`` tests for it without failing.
+
+Limits: at most MAX_SOURCE_CHARS characters, MAX_NESTING levels of nesting, MAX_NODES terms,
+MAX_TREE_DEPTH terms deep, MAX_ARGS function arguments; evaluation visits each term at most
+once (there are no loops), and a result that is not finite (NaN, inf) is an error.
 
 Truth: non-zero is true. Every error is a ``FormulaError`` whose ``position`` is a 0-based
 character offset and whose message shows the formula with a caret under that position.
@@ -88,6 +93,8 @@ class FormulaEnvironment(Protocol):
 @dataclass(frozen=True)
 class MappingEnvironment:
     """An environment backed by a dict, for tests and simple callers.
+
+    Usage::
 
         env = MappingEnvironment({"M1.current": 7000.0}, now=t, timezone=ZoneInfo("Europe/Berlin"))
         Formula.parse("M1.current >= 6500 ? M1.current : 0").evaluate(env)  # 7000.0
@@ -305,18 +312,23 @@ def _price_window(ctx: _Context, seconds: float, position: int) -> list[tuple[da
     if end <= now:
         end = datetime.combine(local.date() + timedelta(days=1), time(), tzinfo=local.tzinfo)
         end += timedelta(seconds=seconds)
-    entries = list(ctx.env.price_schedule())
     window = []
-    for i, (start, price) in enumerate(entries):
-        until = entries[i + 1][0] if i + 1 < len(entries) else None
-        if (until is None or until > now) and (i == 0 or start < end):
-            window.append((now if i == 0 else max(start, now), _checked(price, position)))
+    try:
+        entries = sorted(ctx.env.price_schedule(), key=lambda entry: entry[0])
+        for i, (start, price) in enumerate(entries):
+            until = entries[i + 1][0] if i + 1 < len(entries) else None
+            if (until is None or until > now) and (i == 0 or start < end):
+                window.append((now if i == 0 else max(start, now), _checked(price, position)))
+    except TypeError:  # a naive datetime among aware ones
+        raise _Fail("price schedule times must be timezone-aware", position) from None
     if not window:
         raise _Fail("no electricity prices are known", position)
     return window
 
 
-def _price_at(ctx: _Context, seconds: float, position: int, pick: Callable) -> tuple:
+def _price_at(
+    ctx: _Context, seconds: float, position: int, pick: Callable
+) -> tuple[datetime, float]:
     # min()/max() keep the first of equal prices: the earliest start wins ties.
     return pick(_price_window(ctx, seconds, position), key=lambda entry: entry[1])
 
@@ -584,9 +596,14 @@ def _measure(root: _Node) -> tuple[int, int, frozenset[str]]:
 class Formula:
     """A parsed formula; immutable and cheap to evaluate again and again.
 
+    Usage::
+
         f = Formula.parse("min(16000, 29000 - M3.current)")
         f.names            # frozenset({'M3.current'})
         f.evaluate(env)    # float, or FormulaError
+
+    `names` are the canonical names the environment must resolve (for dependency tracking):
+    ``exists()`` arguments included, ``date.*`` not.
     """
 
     source: str

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SlotLimits", "tighten", "unlimited", "zero"]
+__all__ = ["SlotLimits", "labels", "tighten", "unlimited", "zero"]
 
 PHASES = 3
 
@@ -47,9 +47,14 @@ def unlimited(slots: int, source: str = "") -> SlotLimits:
         min_current_a=np.zeros(slots),
         max_phases=np.full(slots, PHASES, dtype=np.int8),
         min_phases=np.ones(slots, dtype=np.int8),
-        current_source=np.full((slots, PHASES), source, dtype=object),
-        power_source=np.full(slots, source, dtype=object),
+        current_source=labels(source, (slots, PHASES)),
+        power_source=labels(source, (slots,)),
     )
+
+
+def labels(source: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only array of one source label (a view: building it costs nothing)."""
+    return np.broadcast_to(np.array(source, dtype=object), shape)
 
 
 def zero(slots: int, source: str) -> SlotLimits:

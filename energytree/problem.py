@@ -7,7 +7,7 @@ JSON again. Currents are amperes per phase, powers watts on the root side, energ
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
 
@@ -118,6 +118,11 @@ class Problem:
         return np.array([n.evse_hi for n in self.inner], dtype=np.int64)
 
     @cached_property
+    def export_min_current_a(self) -> np.ndarray:
+        """Each EVSE's own minimum export current per slot [A]."""
+        return np.stack([self.exp[n.index].min_current_a for n in self.tree.evses])
+
+    @cached_property
     def inner_paths(self) -> list[np.ndarray]:
         """For every EVSE, the positions (in ``inner``) of the nodes above it."""
         pos = {node.index: k for k, node in enumerate(self.inner)}
@@ -161,8 +166,11 @@ def _node_limits(
 
 def _apply_setpoints(
     node: Node, grid: SlotGrid, imp: SlotLimits, exp: SlotLimits
-) -> None:
+) -> tuple[SlotLimits, SlotLimits]:
     """Setpoints act as limits: a positive one caps import and forbids export, and back."""
+    if not node.request.schedule_setpoints:
+        return imp, exp
+    imp, exp = _writable(imp), _writable(exp)
     meter = node.request.energy_usage_root or node.request.energy_usage_leaves
     freq = meter.frequency_Hz.L1 if meter and meter.frequency_Hz else None
     amps, watts = setpoints_per_slot(node.request.schedule_setpoints, grid, freq)
@@ -184,6 +192,12 @@ def _apply_setpoints(
                 tighter = applies & (allowed < cap)
             np.copyto(cap, np.minimum(cap, allowed), where=tighter)
             np.copyto(src, label, where=tighter)
+    return imp, exp
+
+
+def _writable(limits: SlotLimits) -> SlotLimits:
+    return replace(limits, current_source=limits.current_source.copy(),
+                   power_source=limits.power_source.copy())
 
 
 def _target(
@@ -257,7 +271,7 @@ def build_problem(
         sources = by_node.get(node.uuid, [])
         node_imp = _node_limits(node, node.request.schedule_import, grid, sources, False)
         node_exp = _node_limits(node, node.request.schedule_export, grid, sources, True)
-        _apply_setpoints(node, grid, node_imp, node_exp)
+        node_imp, node_exp = _apply_setpoints(node, grid, node_imp, node_exp)
         imp.append(node_imp)
         exp.append(node_exp)
     problem = _assemble(tree, grid, options, now, imp, exp)

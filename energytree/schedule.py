@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from energytree.limits import PHASES, SlotLimits, zero
+from energytree.limits import PHASES, SlotLimits, labels, zero
 from energytree.slots import SlotGrid
 from energytree.types import (
     FrequencyWattPoint,
@@ -111,8 +111,8 @@ def resample_limits(
         min_current_a=np.array([m[2] for m in merged], dtype=float)[pick],
         max_phases=np.array([m[3] for m in merged], dtype=np.int8)[pick],
         min_phases=np.array([m[4] for m in merged], dtype=np.int8)[pick],
-        current_source=np.full((slots, PHASES), source, dtype=object),
-        power_source=np.full(slots, source, dtype=object),
+        current_source=labels(source, (slots, PHASES)),
+        power_source=labels(source, (slots,)),
     )
 
 

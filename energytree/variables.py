@@ -86,9 +86,9 @@ def parse_value(name: str, value: object) -> Formula:
     try:
         number = float(value)
     except OverflowError:
-        number = math.inf
+        raise RequestError(f"variable {name!r}: the number is too large") from None
     if not math.isfinite(number):
-        raise RequestError(f"variable {name!r}: {value!r} is not a finite number")
+        raise RequestError(f"variable {name!r}: {number!r} is not a finite number")
     return Formula.parse(repr(number))
 
 
@@ -195,6 +195,8 @@ class VariablesEnvironment:
 class VariableStore:
     """The charging-manager variables, optionally persisted to a JSON file.
 
+    Usage::
+
         store = VariableStore(Path("state/variables.json"))
         store.load()
         store.set_many([("AVAIL", 60)], clear=False, persist=True)
@@ -209,7 +211,11 @@ class VariableStore:
         self._callbacks: list[ChangeCallback] = []
 
     def load(self) -> None:
-        """Read the file (none yet: no variables); a corrupt file → ConfigError, no variables."""
+        """Read the file (none yet: no variables).
+
+        A corrupt file raises ConfigError and leaves no variables; the next persisted change
+        then replaces that file.
+        """
         self._variables, self._saved = {}, {}
         if self.path is None:
             return

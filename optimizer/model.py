@@ -124,12 +124,21 @@ def _node_rows(problem: Problem, evse: np.ndarray, slot: np.ndarray, phases: np.
             labels.append((kind, *phase_of_key(int(u)), float(cap[u])))
         next_row += int(binds.sum())
 
+    # A node whose cells all run on three phases gets one current row, with the smallest
+    # phase cap, instead of three identical ones.
+    pair = node_idx * t_count + t_idx
+    pairs, pair_inv = np.unique(pair, return_inverse=True)
+    all_three = np.bincount(pair_inv, weights=phases[cell_idx] < PHASES, minlength=len(pairs)) == 0
+    three = all_three[pair_inv]
+    caps = problem.node_cap_a[0].reshape(-1)  # [K*T*3] in (k, t, phase) order
+    min_caps = problem.node_cap_a[0].min(axis=2).reshape(-1)
+    add(pair[three], np.ones(int(three.sum())), cell_idx[three], min_caps,
+        upper[cell_idx[three]], "A", lambda u: (u // t_count, _min_phase(problem, u, t_count)))
     for phase in range(PHASES):
         grid_phase = problem.phase_map[evse[cell_idx], phase]
-        uses = phases[cell_idx] > phase
+        uses = (phases[cell_idx] > phase) & ~three
         cells, nodes, ts, gp = cell_idx[uses], node_idx[uses], t_idx[uses], grid_phase[uses]
         key = (nodes * t_count + ts) * PHASES + gp
-        caps = problem.node_cap_a[0].reshape(-1)  # [K*T*3] in (k, t, phase) order
         add(key, np.ones(len(cells)), cells, caps, upper[cells], "A",
             lambda u: (u // (t_count * PHASES), u % PHASES))
     key = node_idx * t_count + t_idx
@@ -137,6 +146,11 @@ def _node_rows(problem: Problem, evse: np.ndarray, slot: np.ndarray, phases: np.
     add(key, watts, cell_idx, problem.node_cap_w[0].reshape(-1), upper[cell_idx] * watts,
         "W", lambda u: (u // t_count, PHASES))
     return np.concatenate(entries_r), np.concatenate(entries_c), np.concatenate(entries_v), labels
+
+
+def _min_phase(problem: Problem, pair: int, t_count: int) -> int:
+    """The grid phase with the smallest cap of node-slot ``pair`` (for row labels)."""
+    return int(problem.node_cap_a[0][pair // t_count, pair % t_count].argmin())
 
 
 def build_model(problem: Problem) -> LinearModel:

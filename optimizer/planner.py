@@ -50,7 +50,7 @@ class PlanReport:
 
 
 def optimise(problem: Problem, *, time_budget_s: float = 2.0, rotation: int = 0,
-             solver: str = "glop") -> Plan:
+             solver: str = "highs") -> Plan:
     """Plan ``problem``; never raises for a valid problem (falls back instead)."""
     started = time.perf_counter()
     try:
@@ -89,25 +89,29 @@ def _optimise(problem: Problem, budget: float, rotation: int, solver: str, start
                 method="optimiser", notes=notes), report
 
 
-def _cell_reasons(problem: Problem, model: LinearModel, x: np.ndarray, activity: np.ndarray
-                  ) -> list[str]:
+def _cell_reasons(problem: Problem, model: LinearModel, x: np.ndarray, activity: np.ndarray,
+                  met: np.ndarray) -> list[str]:
     """Why each cell got what it got: a tight node, the EVSE's own cap, price or target."""
     cells = model.cells
     amps = x[:cells]
-    reasons = [WAITING_FOR_PRICE] * cells
-    met = _targets_met(problem, model, x, activity)
-    tight_rows = np.nonzero(activity >= model.row_upper - 1e-6)[0]
-    tight = np.zeros(len(model.row_upper), dtype=bool)
-    tight[tight_rows] = True
-    coo = model.matrix.tocoo()
-    for row, col in zip(coo.row, coo.col, strict=True):
-        if col < cells and tight[row] and model.row_label[row][0] in ("A", "W", "generation"):
-            reasons[col] = _row_reason(problem, model, int(row), int(model.slot[col]))
+    node_rows = np.array([label[0] in ("A", "W", "generation") for label in model.row_label])
+    tight = node_rows & (activity >= model.row_upper - 1e-6)
+    coo = model.matrix[np.nonzero(tight)[0]].tocoo()
+    on_cell = coo.col < cells
+    binding_row = np.full(cells, -1)
+    binding_row[coo.col[on_cell]] = np.nonzero(tight)[0][coo.row[on_cell]]
+    labels: dict[tuple[int, int], str] = {}
+    reasons = []
     for cell in range(cells):
-        if amps[cell] >= model.upper_a[cell] - 1e-6 and amps[cell] > EPS:
-            reasons[cell] = "own"
-        elif met[model.evse[cell]] and reasons[cell] == WAITING_FOR_PRICE:
-            reasons[cell] = TARGET_MET
+        row, t = int(binding_row[cell]), int(model.slot[cell])
+        if amps[cell] > EPS and amps[cell] >= model.upper_a[cell] - 1e-6:
+            reasons.append("own")
+        elif row >= 0:
+            if (row, t) not in labels:
+                labels[row, t] = _row_reason(problem, model, row, t)
+            reasons.append(labels[row, t])
+        else:
+            reasons.append(TARGET_MET if met[model.evse[cell]] else WAITING_FOR_PRICE)
     return reasons
 
 
@@ -146,10 +150,10 @@ def _assemble(problem: Problem, model: LinearModel, x: np.ndarray, activity: np.
     fixed_a[model.targeted] = 0.0
     fixed_phases = problem.max_phases.astype(np.int64).copy()
     fixed_reason = [[AFTER_LEAVE] * t_count for _ in range(n)]
-    cell_reason = _cell_reasons(problem, model, x, activity)
+    met = _targets_met(problem, model, x, activity)
+    cell_reason = _cell_reasons(problem, model, x, activity, met)
     amps = np.where(x[: model.cells] > EPS, x[: model.cells], 0.0)
     fixed_a[model.evse, model.slot] = amps
-    met = _targets_met(problem, model, x, activity)
     for e in model.targeted:
         for t in range(t_count):
             fixed_reason[e][t] = TARGET_MET if met[e] else AFTER_LEAVE
@@ -169,9 +173,7 @@ def _assemble(problem: Problem, model: LinearModel, x: np.ndarray, activity: np.
         power[:, t] = alloc.current_a * phases[:, t] * problem.voltage_v
         for e in range(n):
             reason = alloc.reasons[e]
-            if reason == "own":
-                reason = _own_label(problem, e, t)
-            reasons[e][t] = reason
+            reasons[e][t] = _own_label(problem, e, t) if reason == "own" else reason
     return Plan(problem, current, phases, power, reasons, method="optimiser")
 
 

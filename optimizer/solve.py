@@ -1,4 +1,4 @@
-"""Solve a ``LinearModel`` with OR-Tools (GLOP by default) under a time budget."""
+"""Solve a ``LinearModel`` with OR-Tools (its HiGHS backend by default, or GLOP) in a budget."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from optimizer.model import OBJECTIVE_SCALE, LinearModel
 
 __all__ = ["Solution", "solve"]
 
-SOLVERS = ("glop", "highs")
+SOLVERS = ("highs", "glop")
+QUIET = {"highs": "output_flag=false", "glop": ""}
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Solution:
 
 
 def solve(model: LinearModel, lower: np.ndarray, upper: np.ndarray, time_limit_s: float,
-          solver: str = "glop") -> Solution:
+          solver: str = "highs") -> Solution:
     """Solve with the given variable bounds; raise ``PlanningError`` unless optimal."""
     if solver not in SOLVERS:
         raise PlanningError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
@@ -37,6 +38,8 @@ def solve(model: LinearModel, lower: np.ndarray, upper: np.ndarray, time_limit_s
     )
     engine = mbh.ModelSolverHelper(solver)
     engine.enable_output(False)
+    if QUIET[solver]:  # HiGHS prints a banner on stdout otherwise, which would corrupt JSON
+        engine.set_solver_specific_parameters(QUIET[solver])
     engine.set_time_limit_in_seconds(time_limit_s)
     engine.solve(builder)
     status = engine.status()

@@ -8,9 +8,11 @@ The ``cmd=`` grammar, as in cFos's "HTTP API for energy suppliers":
 
 The POST body is JSON whatever its Content-Type says (cFos's own ``curl -d`` example sends
 form encoding). ``clear=1`` deletes all variables first; ``tmp=1`` keeps the change in memory
-only. Every error is ``{"error": "…"}`` and changes nothing. The main listener asks for HTTP
-basic auth (TLS optional); the Smart Meter Gateway listener authenticates the gateway by its
-TLS client certificate instead.
+only. Every error is ``{"error": "…"}`` and changes nothing. In a GET query ``+`` means a
+space (URL form encoding), so a formula's plus sign is sent as ``%2B``.
+
+The main listener asks for HTTP basic auth (TLS optional); the Smart Meter Gateway listener
+authenticates the gateway by its TLS client certificate instead.
 """
 
 from __future__ import annotations
@@ -99,11 +101,14 @@ async def set_cm_vars(request: web.Request, api: _Api) -> dict[str, object]:
     if request.method == "POST":
         items = items_from_json(await _json_body(request))
     else:
-        name, value = request.query.get("name"), request.query.get("val")
-        if name is None or value is None:
-            raise RequestError("set_cm_vars needs name=… and val=… (or a POST body)")
-        items = [(name, value)]
-    changed = api.store.set_many(items, clear=clear, persist=not tmp)  # type: ignore[arg-type]
+        items = [_query_item(request)]
+    try:
+        changed = api.store.set_many(items, clear=clear, persist=not tmp)  # type: ignore[arg-type]
+    except FormulaError as exc:
+        if request.method == "GET" and "+" in request.rel_url.raw_query_string:
+            hint = "note: in a URL '+' stands for a space; write %2B for a plus sign."
+            raise FormulaError(f"{hint} {exc}", exc.position) from None
+        raise
     return {"changed": sorted(changed)}
 
 
@@ -136,6 +141,13 @@ def _view_json(view: VariableView) -> dict[str, object]:
     return shown
 
 
+def _query_item(request: web.Request) -> tuple[str, str]:
+    name, value = request.query.get("name"), request.query.get("val")
+    if name is None or value is None:
+        raise RequestError("set_cm_vars needs name=… and val=… (or a POST body)")
+    return name, value
+
+
 def _flag(request: web.Request, name: str) -> bool:
     text = request.query.get(name, "0").strip().lower()
     if text not in ("", "0", "1", "false", "true"):
@@ -155,6 +167,8 @@ async def _json_body(request: web.Request) -> object:
         raise RequestError(f"malformed JSON body at {where}: {exc.msg}") from None
     except RecursionError:
         raise RequestError("the JSON body is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer beyond Python's 4300-digit conversion limit
+        raise RequestError(f"invalid JSON body: {exc}") from None
 
 
 def _reject_constant(text: str) -> object:
@@ -246,6 +260,8 @@ def server_ssl_context(cert: Path, key: Path, client_ca: Path | None = None) -> 
 
 class HttpApi:
     """Runs the listeners of an `HttpApiConfig`.
+
+    Usage::
 
         api = HttpApi(config, store, lambda: manager.formula_environment())
         port = await api.start()   # the bound port (useful with port=0)

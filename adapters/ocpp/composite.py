@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LIMIT",
     "DEFAULT_PHASES",
+    "MAX_DURATION_S",
     "CompositePeriod",
     "CompositeSchedule",
     "LimitPeriod",
@@ -59,6 +60,7 @@ __all__ = [
 
 DEFAULT_PHASES = 3  # K01.FR.49: "numberPhases=3 will be assumed unless another number is given"
 DEFAULT_LIMIT = {RateUnit.A: 48.0, RateUnit.W: 33120.0}  # libocpp's composite gap filler
+MAX_DURATION_S = 31 * 86400  # longer requests are answered for this long (bounds the work)
 _REPEAT = {Recurrency.daily: timedelta(days=1), Recurrency.weekly: timedelta(days=7)}
 
 
@@ -125,8 +127,8 @@ def convert(value: float, unit: RateUnit, to: RateUnit, phases: int | None, volt
     return value * factor if to is RateUnit.W else value / factor
 
 
-def _origin(p: ChargingProfile, t: datetime, session_start: datetime) -> datetime | None:
-    """The start of the schedule run that ``t`` falls in, or None before the first run."""
+def _origin(p: ChargingProfile, t: datetime, session_start: datetime) -> datetime:
+    """The start of the schedule run that ``t`` falls in (the first run if ``t`` is before)."""
     s = p.schedule.start_schedule
     if p.kind is Kind.relative:
         return session_start
@@ -142,7 +144,7 @@ def period_at(p: ChargingProfile, t: datetime, session_start: datetime) -> Sched
     if (p.valid_from and t < p.valid_from) or (p.valid_to and t >= p.valid_to):
         return None
     origin = _origin(p, t, session_start)
-    if origin is None or t < origin:
+    if t < origin:
         return None
     offset = int((t - origin).total_seconds())
     if p.schedule.duration_s is not None and offset >= p.schedule.duration_s:
@@ -156,8 +158,6 @@ def _origins(
 ) -> list[datetime]:
     """Every schedule run start that can matter in ``[start, end)``."""
     first = _origin(p, start, session)
-    if first is None:
-        return []
     if p.kind is not Kind.recurring:
         return [first]
     repeat = _REPEAT[p.recurrency_kind or Recurrency.daily]
@@ -252,11 +252,13 @@ def composite_schedule(
 ) -> CompositeSchedule:
     """The composite schedule of ``connector_id`` (0: the whole station) from ``start``.
 
-    ``start`` is cut to whole seconds [UTC]; ``duration_s`` [s] > 0. ``unit`` None picks W when
-    every applicable profile is in W, else A. Gaps without any profile have limit None.
+    ``start`` is cut to whole seconds [UTC]; ``duration_s`` [s] > 0, at most MAX_DURATION_S.
+    ``unit`` None picks W when every applicable profile is in W, else A. Gaps without any
+    profile have limit None.
     """
     if duration_s <= 0:
         raise RequestError(f"duration must be > 0 s, got {duration_s}")
+    duration_s = min(duration_s, MAX_DURATION_S)
     start = utc_whole_s(start)
     end = start + timedelta(seconds=duration_s)
     stacks = _stacks(store.profiles, connector_id, transaction)

@@ -225,7 +225,7 @@ def parse_profile(
 ) -> ChargingProfile:
     """The profile of a SetChargingProfile request as the ``ocpp`` library hands it over.
 
-    ``wire`` has snake_case keys; 1.6 numbers arrive as ``Decimal`` (made float here). Of the
+    ``wire`` has snake_case keys; 1.6 numbers arrive as ``Decimal`` (pydantic makes floats). Of the
     1..3 schedules of 2.0.1 only the first is used: the others are ISO 15118 alternatives for
     the EV to choose from. 1.6 has no rule against a startSchedule on a Relative profile, so
     there it is ignored instead of rejected (K01.FR.41 is 2.0.1).
@@ -256,16 +256,16 @@ def parse_profile(
 
 
 def _parse_schedule(wire: Mapping[str, Any], start: str | None) -> dict[str, Any]:
-    rate = wire.get("min_charging_rate")
+    # pydantic turns 1.6's Decimal into float
     return {
         "charging_rate_unit": wire["charging_rate_unit"],
         "start_schedule": start,
         "duration_s": wire.get("duration"),
-        "min_charging_rate": None if rate is None else float(rate),
+        "min_charging_rate": wire.get("min_charging_rate"),
         "periods": [
             {
                 "start_period_s": p["start_period"],
-                "limit": float(p["limit"]),
+                "limit": p["limit"],
                 "number_phases": p.get("number_phases"),
             }
             for p in wire["charging_schedule_period"]

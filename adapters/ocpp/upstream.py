@@ -28,10 +28,15 @@ from ocpp.charge_point import ChargePoint
 from ocpp.exceptions import OCPPError, PropertyConstraintViolationError
 from ocpp.routing import on
 from ocpp.v201.enums import Action  # the action names are the same strings in 1.6
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from websockets.asyncio.client import ClientConnection, connect
 
-from adapters.ocpp.composite import Transaction, composite_payload, composite_schedule
+from adapters.ocpp.composite import (
+    LimitPeriod,
+    Transaction,
+    composite_payload,
+    composite_schedule,
+)
 from adapters.ocpp.profiles import (
     ProfileRules,
     ProfileStore,
@@ -67,6 +72,13 @@ class UpstreamConfig(BaseModel):
     nominal_voltage_v: float = Field(230.0, gt=0, description="for A ↔ W conversion [V]")
     profiles_path: Path | None = Field(None, description="JSON file that keeps the profiles")
     rules: ProfileRules = ProfileRules()
+
+    @field_validator("url")
+    @classmethod
+    def _websocket_url(cls, url: str) -> str:
+        if not url.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://")
+        return url
 
 
 @dataclass(frozen=True)
@@ -225,14 +237,39 @@ class UpstreamClient:
             except OSError as exc:
                 raise RequestError(f"cannot store the profiles: {exc.strerror}") from exc
         self.store = candidate
-        if self.on_profiles_changed is not None:
-            done = self.on_profiles_changed(candidate)
-            if inspect.isawaitable(done):
-                await done
+        await self._notify()
         return result
 
+    def limit_periods(self, start: datetime, duration_s: int = 600) -> tuple[LimitPeriod, ...]:
+        """What the operator allows the site from ``start`` for ``duration_s`` [s].
+
+        The composite of the site's connector, which includes the station-wide profiles.
+        600 s is EVerest's PublishChargingScheduleDurationS.
+        """
+        composite = composite_schedule(
+            self.store,
+            SITE_CONNECTORS[-1],
+            start,
+            duration_s,
+            None,
+            self.config.nominal_voltage_v,
+            self.transaction,
+        )
+        return composite.limit_periods
+
+    async def _notify(self) -> None:
+        if self.on_profiles_changed is not None:
+            done = self.on_profiles_changed(self.store)
+            if inspect.isawaitable(done):
+                await done
+
     async def run(self) -> None:
-        """Connect, boot and serve until cancelled; reconnect with exponential backoff."""
+        """Connect, boot and serve until cancelled; reconnect with exponential backoff.
+
+        Profiles reloaded from ``profiles_path`` are announced once before connecting.
+        """
+        if self.store.profiles:
+            await self._notify()
         delay = self.config.reconnect_min_s
         while True:
             boots = self.boots
@@ -254,13 +291,13 @@ class UpstreamClient:
             secret = c.password.get_secret_value() if c.password else ""
             token = base64.b64encode(f"{user}:{secret}".encode()).decode()
             headers["Authorization"] = f"Basic {token}"
-        context = ssl.create_default_context(cafile=c.ca_file) if c.ca_file else None
+        tls = {"ssl": ssl.create_default_context(cafile=c.ca_file)} if c.ca_file else {}
         return connect(
             f"{c.url.rstrip('/')}/{c.charge_point_id}",
             subprotocols=[self.version.subprotocol],  # type: ignore[list-item]
             additional_headers=headers,
-            ssl=context,
             open_timeout=30,
+            **tls,  # wss:// without a CA file uses the system's default context
         )
 
     async def _session(self, ws: ClientConnection) -> None:

@@ -412,7 +412,7 @@ def _decoder_for(
         return partial(_decode_variable, variable_names[index])
     raise WriteRejected(
         ExceptionCode.ILLEGAL_ADDRESS,
-        f"registers {address}…{address + count - 1} are not exactly one writable point",
+        f"{count} register(s) at {address} are not exactly one writable point",
     )
 
 

@@ -196,6 +196,7 @@ class SunSpecServer:
         return None
 
     async def _write(self, address: int, registers: list[int]) -> None:
+        # Variable names as last served, so a master writes the variable it has read.
         write = decode_write(
             address,
             registers,

@@ -127,6 +127,10 @@ async def test_get_cm_vars_shows_formulas_and_their_values(client):
          "vars[1]"),
         ("POST", "/cnf?cmd=set_cm_vars", '[1, 2]', 400, "expected an object"),
         ("POST", "/cnf?cmd=set_cm_vars", "[" * 60000, 400, "JSON"),
+        ("POST", "/cnf?cmd=set_cm_vars", '{"vars":[{"name":"a","expr":' + "9" * 5000 + "}]}",
+         400, "invalid JSON body"),
+        ("POST", "/cnf?cmd=set_cm_vars", '{"vars":[{"name":"a","expr":' + "9" * 400 + "}]}",
+         400, "too large"),
         ("POST", "/cnf?cmd=set_cm_vars", b"\xff", 400, "UTF-8"),
         ("POST", "/cnf?cmd=set_cm_vars", '{"vars": []}' + " " * 65536, 413, "65536"),
         ("GET", "/cnf?cmd=set_cm_vars&name=a&val=nan", None, 400, "not a finite number"),
@@ -160,6 +164,15 @@ async def test_a_bad_formula_answers_with_the_caret_message(client):
     message = response.json()["error"]
     assert "clamp() takes 3 argument(s), got 1 at position 12" in message
     assert message.splitlines()[-1] == " " * (2 + 12) + "^"
+
+
+async def test_a_plus_sign_in_a_get_query_is_a_space_and_the_error_says_so(client):
+    response = await client.get("/cnf?cmd=set_cm_vars&name=x&val=M1.current+1000")
+    assert response.status_code == 400
+    assert "%2B" in response.json()["error"]
+    response = await client.get("/cnf?cmd=set_cm_vars&name=x&val=M1.current%2B1000")
+    assert response.status_code == 200
+    assert (await get_vars(client))[0] == {"name": "x", "expr": "M1.current+1000", "value": 8000}
 
 
 async def test_405_names_the_allowed_methods(client):

@@ -96,7 +96,9 @@ class Csms:
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.subprotocol is not None and ws.request is not None
         self.auth.append(ws.request.headers.get("Authorization"))
-        session = CsmsSession(ws.request.path.strip("/"), ws, BY_SUBPROTOCOL[ws.subprotocol])
+        session = CsmsSession(
+            ws.request.path.rsplit("/", 1)[-1], ws, BY_SUBPROTOCOL[ws.subprotocol]
+        )
         await self.sessions.put(session)
         with contextlib.suppress(ConnectionClosed):
             await session.start()
@@ -313,8 +315,23 @@ async def test_restart_of_the_client_reloads_persisted_profiles(
     async with running(make_client(csms, version, tmp_path, [])):
         session = await csms.next_session()
         await session.send(set_profile(version, 5, [(0, 12.5)]))
-    reborn = make_client(csms, version, tmp_path, [])
+    changes: list[ProfileStore] = []
+    reborn = make_client(csms, version, tmp_path, changes)
     assert [(p.id, p.schedule.periods[0].limit) for p in reborn.store.profiles] == [(5, 12.5)]
+    async with running(reborn):
+        await csms.next_session()
+    assert len(changes) == 1  # announced once at start, so the manager applies them
+    (period,) = reborn.limit_periods(NOW, 600)
+    assert (period.current_a, period.power_w, period.end) == (
+        12.5,
+        None,
+        NOW + timedelta(minutes=10),
+    )
+
+
+def test_config_rejects_other_url_schemes() -> None:
+    with pytest.raises(ValueError, match="ws://"):
+        UpstreamConfig(url="http://127.0.0.1/ocpp", charge_point_id="SITE1")
 
 
 async def test_basic_auth_header(csms: Csms, tmp_path: Path) -> None:

@@ -56,8 +56,11 @@ class FakeSite:
     values: SunSpecValues
     writes: list[Write] = field(default_factory=list)
     refuse: bool = False
+    broken: bool = False
 
     def publish(self) -> SunSpecValues:
+        if self.broken:
+            raise ZeroDivisionError("a bug in the site")
         return self.values
 
     def apply(self, write: Write) -> None:
@@ -230,6 +233,15 @@ async def test_async_on_write_is_awaited(site: FakeSite) -> None:
     finally:
         modbus.close()
         await sunspec.stop()
+
+
+async def test_a_failing_site_is_device_failure_not_stale_data(
+    client: AsyncModbusTcpClient, site: FakeSite
+) -> None:
+    site.broken = True
+    response = await client.read_holding_registers(GRID_POWER_ADDRESS, count=2, device_id=UNIT)
+    assert response.isError()
+    assert response.exception_code == 4
 
 
 async def test_coil_functions_are_illegal(client: AsyncModbusTcpClient, site: FakeSite) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from energytree.allocator import allocate_slot
+from energytree.allocator import MIN_ROOM_A, allocate_slot
 from energytree.plan import instant_plan
 from energytree.types import EnergyFlowRequest, LimitsReq, ScheduleReqEntry
 from tests.builders import NOW, problem
@@ -334,7 +334,7 @@ def check_slot(
             top = min(own.amps, own.power_w / (trial * VOLT))
             if top <= TOL or top < minimum - TOL:
                 continue  # its own caps leave no room for the minimum
-            assert tight(e, used_phases(request, trial), max(minimum, 1e-5), export), (
+            assert tight(e, used_phases(request, trial), max(minimum, MIN_ROOM_A), export), (
                 f"{fmt(e)} idle although {minimum} A on {trial} phase(s) fits"
             )
 

@@ -112,6 +112,7 @@ def test_documented_examples(text, values, at, expected):
         ("round(-2.5)", -3),  # halves away from zero, as in C
         ("1e3 + .5", 1000.5),
         ("min(3)", 3),
+        ("MAX(1, 2)", 2),  # function names are case-insensitive
     ],
 )
 def test_precedence_and_operators(text, expected):

@@ -5,15 +5,24 @@ Times are UTC; 2026-11-23 is a Monday. Expected periods are ``(offset s, limit)`
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.messages import CallResult, validate_payload
 
-from adapters.ocpp.composite import Transaction, composite_payload, composite_schedule, period_at
+from adapters.ocpp.composite import (
+    MAX_DURATION_S,
+    Transaction,
+    composite_payload,
+    composite_schedule,
+    period_at,
+)
 from adapters.ocpp.profiles import (
     ChargingProfile,
     ClearCriteria,
@@ -250,9 +259,10 @@ def test_min_charging_rate_is_reported() -> None:
     assert c.limit_periods[0].min_current_a == 6
 
 
-def test_bad_duration_is_a_request_error() -> None:
+def test_bad_duration_is_a_request_error_and_long_ones_are_capped() -> None:
     with pytest.raises(RequestError, match="duration"):
         composite_schedule(ProfileStore(), 0, at(0), 0)
+    assert composite_schedule(ProfileStore(), 0, at(0), 10**9).duration_s == MAX_DURATION_S
 
 
 # ------------------------------------------------------------------ wire payloads
@@ -643,3 +653,58 @@ def test_json_round_trip() -> None:
 def test_unreadable_json_is_a_config_error(text: str) -> None:
     with pytest.raises(ConfigError):
         ProfileStore.from_json(text)
+
+
+# ------------------------------------------------------------------ fuzzing the parsers
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def _mutations(wire: dict) -> st.SearchStrategy[dict]:
+    """``wire`` with one field, or one field of its first schedule, replaced by anything."""
+    top = st.tuples(st.sampled_from(sorted(wire)), JSON).map(lambda kv: {**wire, kv[0]: kv[1]})
+    listed = isinstance(wire["charging_schedule"], list)
+    schedule = wire["charging_schedule"][0] if listed else wire["charging_schedule"]
+
+    def in_schedule(kv: tuple[str, Any]) -> dict:
+        changed = {**schedule, kv[0]: kv[1]}
+        return {**wire, "charging_schedule": [changed] if listed else changed}
+
+    inner = st.tuples(st.sampled_from(sorted(schedule)), JSON).map(in_schedule)
+    return top | inner | JSON.filter(lambda x: isinstance(x, dict))
+
+
+@pytest.mark.parametrize(("version", "wire"), [(V16, WIRE16), (V201, WIRE201)], ids=["16", "201"])
+def test_profile_parser_raises_only_request_error(version: OcppVersion, wire: dict) -> None:
+    @given(_mutations(wire), st.integers(-2, 3))
+    def check(mutated: dict, connector: int) -> None:
+        with contextlib.suppress(RequestError):
+            parse_profile(version, connector, mutated)
+
+    check()
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "id",
+                "connector_id",
+                "charging_profile_purpose",
+                "stack_level",
+                "charging_profile_id",
+                "charging_profile_criteria",
+            ]
+        ),
+        JSON,
+    )
+)
+def test_clear_parser_raises_only_request_error(payload: dict) -> None:
+    for version in (V16, V201):
+        with contextlib.suppress(RequestError):
+            parse_clear(version, payload)
