@@ -164,16 +164,17 @@ def _node_reasons(problem: Problem, slot: int, export: bool,
 
     def reason(k: int, phase: int) -> str:
         lim = problem.limits(problem.inner[k], export)
-        for pos, cap in live:
-            if pos != k:
-                continue
-            if phase < PHASES and cap.current_a[phase] < problem.node_cap_a[d][k, slot, phase]:
-                return f"{cap.label}: ac_max_current_A L{phase + 1}"
-            if phase == PHASES and cap.power_w < problem.node_cap_w[d][k, slot]:
-                return f"{cap.label}: total_power_W"
         if phase == PHASES:
-            return f"{lim.power_source[slot]}: total_power_W"
-        return f"{lim.current_source[slot, phase]}: ac_max_current_A L{phase + 1}"
+            label, value = str(lim.power_source[slot]), problem.node_cap_w[d][k, slot]
+        else:
+            label = str(lim.current_source[slot, phase])
+            value = problem.node_cap_a[d][k, slot, phase]
+        for pos, cap in live:  # the tightest of the node's own and the live caps names it
+            live_value = cap.power_w if phase == PHASES else cap.current_a[phase]
+            if pos == k and live_value < value:
+                label, value = cap.label, live_value
+        field = "total_power_W" if phase == PHASES else f"ac_max_current_A L{phase + 1}"
+        return f"{label}: {field}"
 
     return reason
 
@@ -264,7 +265,7 @@ def allocate_slot(
         used_phases = np.where(keep, fixed.phases, used_phases)
         for e in np.nonzero(keep)[0]:
             reasons[e] = fixed.reasons[e]
-    _explain_idle(problem, slot, signed, reasons)
+    _explain_idle(problem, slot, signed, reasons, evse_cap_a, evse_cap_label)
     power = signed * used_phases * volts
     return SlotAllocation(current_a=signed, phases=used_phases, power_w=power, reasons=reasons)
 
@@ -314,12 +315,15 @@ def _candidates(problem: Problem, slot: int, export: bool, fill: _Fill) -> np.nd
     return problem.wants_power & direction & (fill.upper > EPS)
 
 
-def _explain_idle(problem: Problem, slot: int, signed: np.ndarray, reasons: list[str]) -> None:
+def _explain_idle(problem: Problem, slot: int, signed: np.ndarray, reasons: list[str],
+                  extra_cap: np.ndarray | None, extra_label: str | None) -> None:
     for e, node in enumerate(problem.tree.evses):
         if reasons[e]:
             continue
         if not problem.wants_power[e]:
             reasons[e] = f"{node.uuid}: no power wanted (state {node.request.evse_state})"
+        elif extra_cap is not None and extra_cap[e] <= EPS and extra_label:
+            reasons[e] = f"{extra_label}: 0 A"
         else:
             lim = problem.limits(node)
             reasons[e] = f"{lim.current_source[slot, 0]}: no import allowed"

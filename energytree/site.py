@@ -143,10 +143,10 @@ def _entry(now: datetime, root: LimitsReq, leaves: LimitsReq | None = None,
 
 
 def _export(node: _NodeLimits, now: datetime) -> list[ScheduleReqEntry]:
-    return _entry(
-        now,
-        LimitsReq(ac_max_current_A=node.max_export_current_A, total_power_W=node.max_export_power_W),
+    limits = LimitsReq(
+        ac_max_current_A=node.max_export_current_A, total_power_W=node.max_export_power_W
     )
+    return _entry(now, limits)
 
 
 def _evse_request(evse: EvseConfig, now: datetime, resolve: Resolver | None) -> EnergyFlowRequest:

@@ -8,11 +8,13 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from energytree.errors import ConfigError, FormulaError, RequestError
 from energytree.formula import Formula, MappingEnvironment
 from energytree.persist import read_json, write_json_atomic
-from energytree.variables import MAX_VARIABLES, VariableStore, VariableView
+from energytree.variables import MAX_VARIABLES, VariableStore, VariableView, items_from_json
 
 ENV = MappingEnvironment({"M1.current": 7000.0}, now=datetime(2026, 6, 3, 10, tzinfo=UTC))
 
@@ -226,3 +228,29 @@ def test_write_json_atomic_replaces_the_file_and_leaves_no_temp_files(tmp_path):
         write_json_atomic(target, {"a": math.nan})
     assert json.loads(target.read_text()) == {"a": [1.5, "x"]}
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=12,
+)
+ENTRY = st.fixed_dictionaries(
+    {"name": st.one_of(st.sampled_from(["a", "b", "AVAIL"]), JSON), "expr": JSON},
+)
+BODY = st.one_of(JSON, st.fixed_dictionaries({"vars": st.lists(ENTRY, max_size=4)}))
+
+
+@settings(max_examples=300)
+@given(BODY, st.booleans(), st.booleans())
+def test_any_json_body_is_applied_whole_or_rejected_with_our_errors(body, clear, persist):
+    store = VariableStore()
+    store.set_many([("a", 1), ("b", "CM.a + 1")])
+    before = snapshot(store)
+    try:
+        store.set_many(items_from_json(body), clear=clear, persist=persist)
+    except (RequestError, FormulaError):
+        assert snapshot(store) == before
+    else:
+        for view in snapshot(store):
+            assert view.value is None or math.isfinite(view.value)

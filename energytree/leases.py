@@ -1,0 +1,95 @@
+"""External limits as leases: each source is kept separately, may expire, and has a failsafe.
+
+A grid operator, an OCPP backend or an API client sets limits on a node under a source name.
+Sources never overwrite each other; the manager combines them by minimum. A lease with a TTL
+that is not renewed falls back to its failsafe limits (or disappears if it has none), the
+pattern of Alfen's validity time and EEBUS' failsafe limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from energytree.errors import RequestError
+from energytree.problem import ExternalSource
+from energytree.types import ExternalLimits, Timestamp
+
+__all__ = ["SOURCE_NAME_PATTERN", "Lease", "LeaseBook"]
+
+SOURCE_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+MAX_SOURCES = 64
+
+
+class Lease(BaseModel):
+    """One external source on one node."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    name: str = Field(pattern=SOURCE_NAME_PATTERN)
+    node_uuid: str = Field(min_length=1, max_length=200)
+    limits: ExternalLimits
+    set_at: Timestamp
+    expires_at: Timestamp | None = None
+    failsafe: ExternalLimits | None = None
+
+    def in_force(self, now: datetime) -> ExternalLimits | None:
+        """The limits this lease imposes at ``now``."""
+        if self.expires_at is not None and now >= self.expires_at:
+            return self.failsafe
+        return self.limits
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+
+@dataclass
+class LeaseBook:
+    """All leases by source name."""
+
+    leases: dict[str, Lease]
+
+    @classmethod
+    def empty(cls) -> LeaseBook:
+        return cls({})
+
+    def set(self, name: str, node_uuid: str, limits: ExternalLimits, now: datetime,
+            ttl_s: float | None = None, failsafe: ExternalLimits | None = None) -> Lease:
+        """Install or renew a lease; ``ttl_s`` None means it never expires."""
+        if ttl_s is not None and not 0 < ttl_s <= 366 * 86_400:
+            raise RequestError(f"ttl_s must be between 0 and one year, got {ttl_s}")
+        if name not in self.leases and len(self.leases) >= MAX_SOURCES:
+            raise RequestError(f"at most {MAX_SOURCES} external-limit sources")
+        expires = None if ttl_s is None else now + timedelta(seconds=ttl_s)
+        lease = Lease(name=name, node_uuid=node_uuid, limits=limits, set_at=now,
+                      expires_at=expires, failsafe=failsafe)
+        self.leases[name] = lease
+        return lease
+
+    def clear(self, name: str) -> bool:
+        return self.leases.pop(name, None) is not None
+
+    def sources(self, now: datetime) -> list[ExternalSource]:
+        """The sources in force at ``now`` (expired leases contribute their failsafe)."""
+        result = []
+        for lease in self.leases.values():
+            limits = lease.in_force(now)
+            if limits is not None:
+                result.append(ExternalSource(lease.name, lease.node_uuid, limits))
+        return result
+
+    def next_expiry(self, now: datetime) -> datetime | None:
+        pending = [x.expires_at for x in self.leases.values()
+                   if x.expires_at is not None and x.expires_at > now]
+        return min(pending) if pending else None
+
+    def dump(self) -> list[dict[str, object]]:
+        return [lease.model_dump(mode="json", exclude_none=True) for lease in self.leases.values()]
+
+    @classmethod
+    def load(cls, items: Iterable[Mapping[str, object]]) -> LeaseBook:
+        leases = [Lease.model_validate(item) for item in items]
+        return cls({lease.name: lease for lease in leases})

@@ -1,0 +1,557 @@
+"""The live energy manager: holds the tree and everything that changes, plans, and enforces.
+
+Every tick (default 1 s) it takes the plan's value for the current slot, applies the live facts
+(external limits in force now, what the grid meter leaves, formulas) through the instant
+allocator, and publishes ``EnforcedLimits`` valid for ``valid_ticks`` ticks. A full re-plan runs
+in a worker thread, with a time budget, whenever targets, prices, external schedules, plugged
+state or the tree change, and at slot boundaries; ticks never wait for it.
+
+Embedding::
+
+    manager = EnergyManager(request, planner=optimise)
+    async with manager:
+        manager.set_target("evse-1", OptimizerTarget(energy_amount_needed=20))
+        async for limits in manager.subscribe():
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from energytree.allocator import LiveCap, SlotAllocation, allocate_slot
+from energytree.clock import Clock, SystemClock
+from energytree.errors import ConfigError, RequestError
+from energytree.leases import LeaseBook
+from energytree.persist import read_json, write_json_atomic
+from energytree.phases import PhaseSwitcher, SwitchingOptions
+from energytree.plan import Plan, Planner, instant_plan, limits_res
+from energytree.problem import ExternalSource, PlanOptions, Problem, build_problem
+from energytree.schedule import resample_limits
+from energytree.slots import SlotGrid
+from energytree.types import (
+    EnergyFlowRequest,
+    EnforcedLimits,
+    EvseState,
+    ExternalLimits,
+    LimitsRes,
+    OptimizerTarget,
+    Powermeter,
+    PricePerKwh,
+    ScheduleResEntry,
+)
+
+__all__ = ["EnergyManager", "ManagerOptions", "MeterFeed", "Status"]
+
+log = logging.getLogger(__name__)
+TreeSource = Callable[[datetime], EnergyFlowRequest]
+LiveSources = Callable[[datetime], Sequence[ExternalSource]]
+METER = "grid meter"
+
+
+@dataclass(frozen=True)
+class ManagerOptions:
+    tick_s: float = 1.0
+    valid_ticks: int = 10
+    plan: PlanOptions = field(default_factory=PlanOptions)
+    plan_budget_s: float = 2.0
+    rotation_period_s: float = 900.0
+    safe_current_a: float = 6.0  # per phase for all EVSEs together while the meter is silent
+    installation_max_a: float | None = None  # what the grid meter's phases may carry
+    meter_margin_a: float = 1.0
+    switching: SwitchingOptions = field(default_factory=SwitchingOptions)
+
+
+@dataclass(frozen=True)
+class MeterFeed:
+    """The grid meter as the manager sees it: phase currents [A] if healthy, else None."""
+
+    current_a: tuple[float, float, float] | None
+    power_w: float | None
+    state: str
+
+
+@dataclass(frozen=True)
+class EvseStatus:
+    uuid: str
+    state: str | None
+    current_a: float
+    phases: int
+    power_w: float
+    reason: str
+    target: OptimizerTarget | None
+    planned_kwh: float
+    shortfall_kwh: float
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    name: str
+    node_uuid: str
+    expires_at: datetime | None
+    in_failsafe: bool
+    binding: bool
+
+
+@dataclass(frozen=True)
+class Status:
+    now: datetime
+    evses: list[EvseStatus]
+    sources: list[SourceStatus]
+    meter: MeterFeed | None
+    plan_method: str
+    plan_notes: list[str]
+    planned_at: datetime | None
+
+
+@dataclass
+class _Live:
+    """What the outside world has told us since the last plan."""
+
+    states: dict[str, EvseState] = field(default_factory=dict)
+    measurements: dict[str, Powermeter] = field(default_factory=dict)
+    targets: dict[str, OptimizerTarget | None] = field(default_factory=dict)
+    prices: list[PricePerKwh] = field(default_factory=list)
+
+
+class EnergyManager:
+    """See the module docstring; every public method is safe to call from the event loop."""
+
+    def __init__(
+        self,
+        tree: EnergyFlowRequest | TreeSource,
+        *,
+        planner: Planner = instant_plan,
+        clock: Clock | None = None,
+        options: ManagerOptions | None = None,
+        state_path: Path | None = None,
+        live_sources: LiveSources | None = None,
+        has_meter: bool = False,
+    ) -> None:
+        self._tree_source: TreeSource = tree if callable(tree) else (lambda _now: tree)
+        self._planner = planner
+        self._clock = clock or SystemClock()
+        self.options = options or ManagerOptions()
+        self._state_path = state_path
+        self._live_sources = live_sources or (lambda _now: [])
+        self._leases = LeaseBook.empty()
+        self._live = _Live()
+        self._meter: MeterFeed | None = MeterFeed(None, None, "INITIALIZING") if has_meter else None
+        self._switcher = PhaseSwitcher(self.options.switching)
+        self._problem: Problem | None = None
+        self._plan: Plan | None = None
+        self._schedules: list[list[ScheduleResEntry]] = []
+        self._planned_at: datetime | None = None
+        self._last_live_key: tuple = ()
+        self._limits: list[EnforcedLimits] = []
+        self._last_alloc: SlotAllocation | None = None
+        self._listeners: list[Callable[[list[EnforcedLimits]], None]] = []
+        self._queues: list[asyncio.Queue[list[EnforcedLimits]]] = []
+        self._dirty = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._load_state()
+
+    # ---- inputs -------------------------------------------------------------------------
+
+    def submit_request(self, request: EnergyFlowRequest) -> None:
+        """Replace the tree (a charger stack publishes its EnergyFlowRequest)."""
+        self._check_tree(request)
+        self._tree_source = lambda _now: request
+        self._changed(replan=True)
+
+    def set_evse_state(self, uuid: str, state: EvseState) -> None:
+        self._evse(uuid)
+        if self._live.states.get(uuid) != state:
+            self._live.states[uuid] = state
+            if state in (EvseState.Unplugged, EvseState.Finished):
+                self._switcher.forget(self._evse(uuid))
+            self._changed(replan=True)
+
+    def report_measurement(self, uuid: str, meter: Powermeter) -> None:
+        self._evse(uuid)
+        self._live.measurements[uuid] = meter
+
+    def set_target(self, uuid: str, target: OptimizerTarget | None) -> None:
+        """Set (or with None clear) the optimizer target of one EVSE."""
+        self._evse(uuid)
+        self._live.targets[uuid] = target
+        self._save_state()
+        self._changed(replan=True)
+
+    def set_prices(self, prices: Sequence[PricePerKwh]) -> None:
+        self._live.prices = sorted(prices, key=lambda p: p.timestamp)
+        self._save_state()
+        self._changed(replan=True)
+
+    def set_external_limits(self, name: str, node_uuid: str, limits: ExternalLimits,
+                            ttl_s: float | None = None,
+                            failsafe: ExternalLimits | None = None) -> None:
+        """Install or renew the external-limit source ``name`` on a node (a lease)."""
+        self._node(node_uuid)
+        self._leases.set(name, node_uuid, limits, self._clock.now(), ttl_s, failsafe)
+        self._save_state()
+        self._changed(replan=True)
+
+    def clear_external_limits(self, name: str) -> bool:
+        cleared = self._leases.clear(name)
+        if cleared:
+            self._save_state()
+            self._changed(replan=True)
+        return cleared
+
+    def report_grid_meter(self, feed: MeterFeed) -> None:
+        """A new grid-meter reading, or a change of its communication state."""
+        if self._meter is None:
+            raise ConfigError("this manager was built without a grid meter")
+        was_healthy = self._meter.current_a is not None
+        self._meter = feed
+        if was_healthy != (feed.current_a is not None):
+            self._changed(replan=False)
+
+    def notify(self) -> None:
+        """Something the live sources read (e.g. a variable) changed: apply it now."""
+        self._changed(replan=True)
+
+    # ---- outputs ------------------------------------------------------------------------
+
+    @property
+    def enforced_limits(self) -> list[EnforcedLimits]:
+        return list(self._limits)
+
+    @property
+    def plan(self) -> Plan | None:
+        return self._plan
+
+    @property
+    def leases(self) -> LeaseBook:
+        return self._leases
+
+    @property
+    def prices(self) -> list[PricePerKwh]:
+        return list(self._live.prices)
+
+    def add_listener(self, callback: Callable[[list[EnforcedLimits]], None]) -> None:
+        self._listeners.append(callback)
+
+    async def subscribe(self) -> AsyncIterator[list[EnforcedLimits]]:
+        """The limits in force now, then every later publication (latest wins if slow)."""
+        queue: asyncio.Queue[list[EnforcedLimits]] = asyncio.Queue(maxsize=1)
+        if self._limits:
+            queue.put_nowait(list(self._limits))
+        self._queues.append(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._queues.remove(queue)
+
+    def status(self) -> Status:
+        now = self._clock.now()
+        plan, alloc = self._plan, self._last_alloc
+        evses = []
+        if self._problem is not None and alloc is not None:
+            planned = plan.energy_kwh() if plan else np.zeros(self._problem.evse_count)
+            short = plan.shortfall_kwh() if plan else np.zeros(self._problem.evse_count)
+            for e, node in enumerate(self._problem.tree.evses):
+                state = self._live.states.get(node.uuid, node.request.evse_state)
+                evses.append(EvseStatus(
+                    node.uuid, None if state is None else str(state), float(alloc.current_a[e]),
+                    int(alloc.phases[e]), float(alloc.power_w[e]), alloc.reasons[e],
+                    self._problem.tree.evses[e].request.optimizer_target,
+                    float(planned[e]), float(short[e])))
+        reasons = " ".join(x.reason for x in evses)
+        sources = [
+            SourceStatus(x.name, x.node_uuid, x.expires_at, x.expired(now),
+                         f"/{x.name}:" in reasons)
+            for x in self._leases.leases.values()
+        ]
+        return Status(now, evses, sources, self._meter, plan.method if plan else "none",
+                      plan.notes if plan else [], self._planned_at)
+
+    def preview(self, targets: dict[str, OptimizerTarget | None]) -> Plan:
+        """What-if: plan with these targets without applying them."""
+        for uuid in targets:
+            self._evse(uuid)
+        problem = self._build_problem(self._clock.now(), targets)
+        return self._planner(problem, rotation=self._rotation(self._clock.now()))
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Plan once, publish the first limits, then run the tick and re-plan loops."""
+        await self.replan()
+        self.tick()
+        self._tasks = [asyncio.create_task(self._tick_loop(), name="energytree-tick"),
+                       asyncio.create_task(self._plan_loop(), name="energytree-plan")]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def __aenter__(self) -> EnergyManager:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def replan(self) -> None:
+        """Build the problem and plan in a worker thread; on a timeout keep the site safe."""
+        self._dirty.clear()
+        now = self._clock.now()
+        budget = self.options.plan_budget_s
+        try:
+            problem = await asyncio.to_thread(self._build_problem, now, None)
+            plan, schedules = await asyncio.wait_for(
+                asyncio.to_thread(self._make_plan, problem, now), timeout=2 * budget + 5)
+        except TimeoutError:
+            log.error("re-plan did not finish within %.1f s; keeping the instant allocator",
+                      2 * budget + 5)
+            return
+        except RequestError as exc:
+            log.error("cannot plan: %s", exc)
+            return
+        self._problem, self._plan, self._schedules = problem, plan, schedules
+        self._planned_at = now
+        self._last_live_key = self._live_key(now)
+        log.info("planned %d EVSEs with %s", problem.evse_count, plan.method)
+
+    def tick(self) -> list[EnforcedLimits]:
+        """Compute and publish the limits that apply now (no solver involved)."""
+        now = self._clock.now()
+        problem = self._problem
+        if problem is None:
+            problem = self._problem = self._build_problem(now, None)
+        if now >= problem.grid.start_time(0) + timedelta(seconds=problem.grid.durations_s[0]):
+            self._dirty.set()  # a slot boundary passed
+        slot = problem.grid.index_at(now)
+        plan = self._plan
+        caps = None if plan is None else np.abs(plan.current_a[:, slot])
+        live = self._live_caps(problem, now)
+        if self._live_key(now) != self._last_live_key:
+            self._dirty.set()
+        phases = self._phase_hints(problem, slot)
+        alloc = allocate_slot(problem, slot, rotation=self._rotation(now), evse_cap_a=caps,
+                              evse_cap_label="plan", live_caps=live, phases=phases)
+        if plan is not None:
+            alloc.reasons[:] = [plan.reasons[e][slot] if r.startswith("plan:") else r
+                                for e, r in enumerate(alloc.reasons)]
+        self._last_alloc = alloc
+        self._publish(now, problem, alloc, slot)
+        return self._limits
+
+    # ---- internals ----------------------------------------------------------------------
+
+    def _changed(self, replan: bool) -> None:
+        if replan:
+            self._dirty.set()
+        self._wake.set()
+
+    def _evse(self, uuid: str) -> int:
+        problem = self._problem or self._build_problem(self._clock.now(), None)
+        return problem.tree.evse_index(uuid)
+
+    def _node(self, uuid: str) -> None:
+        problem = self._problem or self._build_problem(self._clock.now(), None)
+        problem.tree.node(uuid)
+
+    def _check_tree(self, request: EnergyFlowRequest) -> None:
+        build_problem(request, self._clock.now(), self.options.plan)
+
+    def _rotation(self, now: datetime) -> int:
+        return int(now.timestamp() // self.options.rotation_period_s)
+
+    def _request(self, now: datetime, targets: dict[str, OptimizerTarget | None] | None
+                 ) -> EnergyFlowRequest:
+        """The tree with everything reported live laid over it."""
+        live = self._live
+        chosen = {**live.targets, **(targets or {})}
+
+        def overlay(node: EnergyFlowRequest) -> EnergyFlowRequest:
+            update: dict[str, object] = {}
+            if node.children:
+                update["children"] = [overlay(c) for c in node.children]
+            if node.uuid in live.states:
+                update["evse_state"] = live.states[node.uuid]
+            if node.uuid in live.measurements:
+                update["energy_usage_root"] = live.measurements[node.uuid]
+            if node.uuid in chosen:
+                update["optimizer_target"] = chosen[node.uuid]
+            return node.model_copy(update=update) if update else node
+
+        return overlay(self._tree_source(now))
+
+    def _sources(self, now: datetime) -> list[ExternalSource]:
+        return [*self._leases.sources(now), *self._live_sources(now)]
+
+    def _build_problem(self, now: datetime, targets: dict[str, OptimizerTarget | None] | None
+                       ) -> Problem:
+        return build_problem(self._request(now, targets), now, self.options.plan,
+                             external=self._sources(now), prices=self._live.prices)
+
+    def _make_plan(self, problem: Problem, now: datetime
+                   ) -> tuple[Plan, list[list[ScheduleResEntry]]]:
+        plan = self._planner(problem, rotation=self._rotation(now))
+        valid = self.options.tick_s * self.options.valid_ticks
+        limits = plan.enforced_limits(now + timedelta(seconds=valid), int(valid))
+        return plan, [x.schedule for x in limits]
+
+    def _live_key(self, now: datetime) -> tuple:
+        """What the plan depends on besides explicit changes: lease expiries, formulas."""
+        expired = tuple(sorted(x.name for x in self._leases.leases.values() if x.expired(now)))
+        live = tuple(
+            (s.name, s.node_uuid, s.limits.model_dump_json()) for s in self._live_sources(now)
+        )
+        return expired, live
+
+    def _live_caps(self, problem: Problem, now: datetime) -> list[LiveCap]:
+        """External limits in force now, and what the grid meter leaves, as node caps."""
+        grid = SlotGrid(np.array([now.timestamp()]), np.array([now.timestamp() + 1.0]))
+        caps = []
+        for source in self._sources(now):
+            entries = source.limits.schedule_import
+            if not entries:
+                continue
+            node = problem.tree.node(source.node_uuid)
+            lim = resample_limits(entries, grid, f"{node.uuid}/{source.name}")
+            caps.append(LiveCap(node.index, lim.current_a[0], float(lim.power_w[0]),
+                                f"{node.uuid}/{source.name}"))
+        meter = self._meter_cap(problem)
+        if meter is not None:
+            caps.append(meter)
+        return caps
+
+    def _meter_cap(self, problem: Problem) -> LiveCap | None:
+        if self._meter is None:
+            return None
+        root = problem.tree.root.index
+        if self._meter.current_a is None:
+            safe = np.full(3, self.options.safe_current_a)
+            return LiveCap(root, safe, np.inf, f"{METER} ({self._meter.state}): safe current")
+        limit = self.options.installation_max_a
+        if limit is None:
+            limit = float(problem.node_cap_a[0][0, 0].min()) if problem.inner else np.inf
+        ours = self._our_draw(problem)
+        household = np.maximum(np.asarray(self._meter.current_a) - ours, 0.0)
+        budget = np.maximum(limit - household - self.options.meter_margin_a, 0.0)
+        return LiveCap(root, budget, np.inf, METER)
+
+    def _our_draw(self, problem: Problem) -> np.ndarray:
+        """Current per grid phase our EVSEs draw: measured where reported, else allowed."""
+        draw = np.zeros(3)
+        alloc = self._last_alloc
+        for e, node in enumerate(problem.tree.evses):
+            meter = self._live.measurements.get(node.uuid)
+            phases = problem.phase_map[e]
+            if meter is not None and meter.current_A is not None:
+                measured = [meter.current_A.L1, meter.current_A.L2, meter.current_A.L3]
+                for k, value in enumerate(measured):
+                    draw[phases[k]] += abs(value or 0.0)
+            elif alloc is not None and e < len(alloc.current_a) and alloc.current_a[e] > 0:
+                draw[phases[: int(alloc.phases[e])]] += alloc.current_a[e]
+        return draw
+
+    def _phase_hints(self, problem: Problem, slot: int) -> np.ndarray | None:
+        if not problem.switchable.any():
+            return None
+        alloc = self._last_alloc
+        default = problem.max_phases[:, slot].astype(int)
+        volts = problem.voltage_v
+        for e in np.nonzero(problem.switchable)[0]:
+            budget = 0.0
+            if alloc is not None and e < len(alloc.power_w):
+                budget = float(max(alloc.power_w[e], 0.0))
+                if alloc.phases[e] == 1:  # what three phases could have had
+                    budget = float(problem.evse_cap_w[0][e, slot])
+                    budget = min(budget, float(problem.evse_cap_a[0][e, slot]) * 3 * volts)
+            min_three = float(problem.min_current_a[e, slot]) * 3 * volts
+            self._switcher.choose(int(e), budget, min_three, int(default[e]),
+                                  int(problem.min_phases[e, slot]), self._clock.monotonic())
+        return self._switcher.hints(problem.evse_count, default)
+
+    def _publish(self, now: datetime, problem: Problem, alloc: SlotAllocation,
+                 slot: int) -> None:
+        valid_s = self.options.tick_s * self.options.valid_ticks
+        until = now + timedelta(seconds=valid_s)
+        result = []
+        for e, node in enumerate(problem.tree.evses):
+            res: LimitsRes = limits_res(alloc.current_a[e], int(alloc.phases[e]), alloc.power_w[e])
+            schedule = self._schedules[e][slot:] if e < len(self._schedules) else []
+            result.append(EnforcedLimits.model_construct(
+                uuid=node.uuid, valid_until=until, valid_for=int(valid_s),
+                limits_root_side=res, schedule=schedule))
+        self._limits = result
+        for callback in self._listeners:
+            try:
+                callback(result)
+            except Exception:
+                log.exception("an enforced-limits listener failed")
+        for queue in self._queues:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(result)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            try:
+                self.tick()
+            except Exception:
+                log.exception("tick failed; the EVSEs fall back when their limits expire")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.options.tick_s)
+
+    async def _plan_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            try:
+                await self.replan()
+            except Exception:
+                log.exception("re-plan failed; the instant allocator keeps the site safe")
+                await asyncio.sleep(self.options.tick_s)
+            self._wake.set()
+
+    # ---- persistence --------------------------------------------------------------------
+
+    def _save_state(self) -> None:
+        if self._state_path is None:
+            return
+        state = {
+            "leases": self._leases.dump(),
+            "targets": {
+                uuid: None if t is None else t.model_dump(mode="json", exclude_none=True)
+                for uuid, t in self._live.targets.items()
+            },
+            "prices": [p.model_dump(mode="json") for p in self._live.prices],
+        }
+        write_json_atomic(self._state_path, state)
+
+    def _load_state(self) -> None:
+        if self._state_path is None:
+            return
+        data = read_json(self._state_path)
+        if data is None:
+            return
+        try:
+            assert isinstance(data, dict)
+            self._leases = LeaseBook.load(data.get("leases", []))
+            self._live.targets = {
+                uuid: None if t is None else OptimizerTarget.model_validate(t)
+                for uuid, t in data.get("targets", {}).items()
+            }
+            self._live.prices = [PricePerKwh.model_validate(p) for p in data.get("prices", [])]
+        except Exception as exc:
+            raise ConfigError(f"{self._state_path}: unreadable manager state: {exc}") from exc
