@@ -13,7 +13,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/energytree preview examples/small-business.yaml
+	$(VENV)/bin/energytree serve examples/live-home.yaml --simulate --state-dir .state
 
 test: $(STAMP)
 	$(PY) -m ruff check .

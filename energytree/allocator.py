@@ -90,6 +90,9 @@ def _admit(fill: _Fill, candidates: np.ndarray, order: np.ndarray, paths: list[n
     admitted = np.zeros_like(candidates)
     load_a = np.zeros_like(fill.cap_a)
     load_w = np.zeros_like(fill.cap_w)
+    # EVSEs with a real minimum first: a ~0 A minimum fits anywhere until the others come
+    order = np.concatenate([order[fill.lower[order] >= MIN_ROOM_A],
+                            order[fill.lower[order] < MIN_ROOM_A]])
     for e in order:
         if not candidates[e]:
             continue

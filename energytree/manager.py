@@ -228,6 +228,10 @@ class EnergyManager:
         return list(self._limits)
 
     @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
     def plan(self) -> Plan | None:
         return self._plan
 
@@ -343,9 +347,13 @@ class EnergyManager:
         live = self._live_caps(problem, now)
         if self._live_key(now) != self._last_live_key:
             self._dirty.set()
-        phases = self._phase_hints(problem, slot)
-        alloc = allocate_slot(problem, slot, rotation=self._rotation(now), evse_cap_a=caps,
-                              evse_cap_label="plan", live_caps=live, phases=phases)
+        rotation = self._rotation(now)
+        alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
+                              evse_cap_label="plan", live_caps=live)
+        phases = self._switch_phases(problem, slot, alloc)
+        if phases is not None:
+            alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
+                                  evse_cap_label="plan", live_caps=live, phases=phases)
         if plan is not None:
             alloc.reasons[:] = [plan.reasons[e][slot] if r.startswith("plan:") else r
                                 for e, r in enumerate(alloc.reasons)]
@@ -412,8 +420,11 @@ class EnergyManager:
     def _live_key(self, now: datetime) -> tuple:
         """What the plan depends on besides explicit changes: lease expiries, formulas."""
         expired = tuple(sorted(x.name for x in self._leases.leases.values() if x.expired(now)))
-        live = tuple(
-            (s.name, s.node_uuid, s.limits.model_dump_json()) for s in self._live_sources(now)
+        live = tuple(  # values only: live sources restate their limits "from now" each tick
+            (s.name, s.node_uuid, tuple(
+                (e.limits_to_root.model_dump_json(), e.limits_to_leaves.model_dump_json())
+                for e in s.limits.schedule_import))
+            for s in self._live_sources(now)
         )
         return expired, live
 
@@ -464,23 +475,29 @@ class EnergyManager:
                 draw[phases[: int(alloc.phases[e])]] += alloc.current_a[e]
         return draw
 
-    def _phase_hints(self, problem: Problem, slot: int) -> np.ndarray | None:
+    def _switch_phases(self, problem: Problem, slot: int, alloc: SlotAllocation
+                       ) -> np.ndarray | None:
+        """Phase counts with hysteresis for switchable EVSEs, or None to keep ``alloc``.
+
+        ``alloc`` was made with every EVSE on its most phases where three phases at the
+        minimum fit (the allocator drops to one phase otherwise), so its power on three
+        phases is the budget the hysteresis compares against.
+        """
         if not problem.switchable.any():
             return None
-        alloc = self._last_alloc
         default = problem.max_phases[:, slot].astype(int)
         volts = problem.voltage_v
-        for e in np.nonzero(problem.switchable)[0]:
-            budget = 0.0
-            if alloc is not None and e < len(alloc.power_w):
-                budget = float(max(alloc.power_w[e], 0.0))
-                if alloc.phases[e] == 1:  # what three phases could have had
-                    budget = float(problem.evse_cap_w[0][e, slot])
-                    budget = min(budget, float(problem.evse_cap_a[0][e, slot]) * 3 * volts)
-            min_three = float(problem.min_current_a[e, slot]) * 3 * volts
-            self._switcher.choose(int(e), budget, min_three, int(default[e]),
+        for e in np.nonzero(problem.switchable & problem.wants_power)[0]:
+            on_max = alloc.phases[e] == default[e] and alloc.current_a[e] > 0
+            budget = float(alloc.power_w[e]) if on_max else 0.0
+            min_max_w = float(problem.min_current_a[e, slot]) * default[e] * volts
+            self._switcher.choose(int(e), budget, min_max_w, int(default[e]),
                                   int(problem.min_phases[e, slot]), self._clock.monotonic())
-        return self._switcher.hints(problem.evse_count, default)
+        hints = self._switcher.hints(problem.evse_count, default)
+        active = alloc.current_a > 0
+        if np.array_equal(hints[active], alloc.phases[active]):
+            return None
+        return hints
 
     def _publish(self, now: datetime, problem: Problem, alloc: SlotAllocation,
                  slot: int) -> None:

@@ -275,6 +275,7 @@ def build_problem(
         imp.append(node_imp)
         exp.append(node_exp)
     problem = _assemble(tree, grid, options, now, imp, exp)
+    _check_bounded(problem)
     if prices:
         series = [TimedValue(timestamp=p.timestamp, value=p.value) for p in prices]
         problem.price_import[:] = resample_values(series, grid, np.nan)
@@ -359,3 +360,21 @@ def _switchable(request: EnergyFlowRequest) -> bool:
         or e.limits_to_leaves.ac_supports_changing_phases_during_charging
         for e in request.schedule_import
     )
+
+
+def _check_bounded(problem: Problem) -> None:
+    """Every EVSE needs a finite cap on its path wherever it may draw, or sharing has no end."""
+    for d, field in ((0, "schedule_import"), (1, "schedule_export")):
+        own = np.minimum(problem.evse_cap_a[d], problem.evse_cap_w[d])
+        nodes = np.minimum(problem.node_cap_a[d].max(axis=2), problem.node_cap_w[d])
+        open_a = (problem.evse_cap_a[d] > 0) & (problem.evse_cap_w[d] > 0)
+        if d == 1:  # export is only used where import is closed
+            open_a &= ~((problem.evse_cap_a[0] > 0) & (problem.evse_cap_w[0] > 0))
+        for e, node in enumerate(problem.tree.evses):
+            path = problem.inner_paths[e]
+            bound = np.minimum(own[e], nodes[path].min(axis=0)) if len(path) else own[e]
+            if np.any(open_a[e] & np.isinf(bound)):
+                raise RequestError(
+                    f"EVSE {node.uuid!r}: no finite ac_max_current_A or total_power_W in "
+                    f"{field} on its path from the root; set at least one limit"
+                )

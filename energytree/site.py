@@ -36,7 +36,7 @@ from energytree.types import (
 __all__ = ["EvseConfig", "FuseConfig", "GridConfig", "SiteConfig", "site_request"]
 
 Limit = Annotated[float | str, Field(union_mode="left_to_right")]
-Resolver = Callable[[str], float]
+Resolver = Callable[[str], float | None]
 PhaseRotation = Literal["L1L2L3", "L2L3L1", "L3L1L2", "L1L3L2", "L3L2L1", "L2L1L3"]
 
 
@@ -115,6 +115,7 @@ GridConfig.model_rebuild()
 
 
 def _resolve(value: Limit | None, resolve: Resolver | None, where: str) -> float | None:
+    """A limit's value; a formula goes to ``resolve`` (None there = applied elsewhere, live)."""
     if value is None or isinstance(value, float | int):
         return value
     if resolve is None:

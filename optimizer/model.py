@@ -30,7 +30,7 @@ from energytree.problem import Problem
 
 __all__ = ["LinearModel", "build_model"]
 
-BANDS = 5
+BANDS = 20  # fairness within a band is not enforced: 20 bands share to 5 % of a target
 SHORTFALL_PENALTY = 100.0  # per kWh in the first band [currency/kWh]
 PRICE_LIMIT_REWARD = 10.0  # per kWh while the price is at or below the limit
 EARLIER_TIEBREAK = 1e-3  # per kWh at the end of the horizon, 0 now; below any real tariff step
@@ -67,9 +67,8 @@ def _planned_evses(problem: Problem) -> np.ndarray:
     for e, target in enumerate(problem.targets):
         if target is None or not problem.wants_power[e]:
             continue
-        if (target.energy_kwh or 0.0) > EPS or target.price_limit is not None or (
-            target.full_autonomy and (target.energy_kwh or 0.0) > EPS
-        ):
+        if ((target.energy_kwh or 0.0) > EPS or target.price_limit is not None
+                or target.full_autonomy):
             planned.append(e)
     return np.array(planned, dtype=np.int64)
 
@@ -165,7 +164,9 @@ def build_model(problem: Problem) -> LinearModel:
     kwh = grid_kwh * problem.efficiency[evse, slot]
     price = np.nan_to_num(problem.price_import[slot])
     limits = np.array([problem.targets[e].price_limit for e in evse], dtype=float)  # type: ignore[union-attr]
-    cheap = ~np.isnan(limits) & (price <= np.nan_to_num(limits, nan=-np.inf))
+    autonomous = np.array([problem.targets[e].full_autonomy for e in evse], dtype=bool)  # type: ignore[union-attr]
+    # local generation costs nothing: a full-autonomy EVSE takes all it may, like a cheap slot
+    cheap = autonomous | ~np.isnan(limits) & (price <= np.nan_to_num(limits, nan=-np.inf))
     earlier = EARLIER_TIEBREAK * slot / max(problem.slots, 1)
     cost = grid_kwh * (price - PRICE_LIMIT_REWARD * cheap + earlier)
 
@@ -187,7 +188,9 @@ def build_model(problem: Problem) -> LinearModel:
         assert target is not None
         mine = np.nonzero(local == pos)[0]
         need = target.energy_kwh or 0.0
-        cap = need if target.price_limit is None else target.room_kwh
+        # without an energy target (price limit, full autonomy) only the battery's room caps
+        cap = need if target.price_limit is None and target.energy_kwh is not None else (
+            target.room_kwh)
         row = len(row_lower)
         rows_r.append(np.full(len(mine), row))
         rows_c.append(mine)
@@ -203,9 +206,14 @@ def build_model(problem: Problem) -> LinearModel:
             rows_c.append(bands)
             rows_v.append(np.ones(BANDS))
             labels.append(("energy", pos, 0, need))
-            if cap == need:  # never overfill: energy + shortfall == need
+            if cap == need:  # energy + shortfall == need, but for the last slot: it may
+                # have to run at the minimum current, past the need (the car stops by itself,
+                # as with instant_plan); without this slack such a target gets nothing at all
+                # (not with a reward for energy: that would fill the slack on purpose)
+                rewarded = target.price_limit is not None or target.full_autonomy
+                slack = problem.min_current_a[evse[mine], slot[mine]] * kwh[mine]
                 row_lower.append(need)
-                row_upper.append(need)
+                row_upper.append(need + (0.0 if rewarded else float(slack.max(initial=0.0))))
             else:
                 row_lower.append(need)
                 row_upper.append(np.inf)
@@ -222,7 +230,6 @@ def build_model(problem: Problem) -> LinearModel:
             row_upper.append(cap)
 
     # local generation for full-autonomy EVSEs
-    autonomous = np.array([problem.targets[e].full_autonomy for e in evse], dtype=bool)  # type: ignore[union-attr]
     if autonomous.any():
         for t in np.unique(slot[autonomous]):
             mine = np.nonzero(autonomous & (slot == t))[0]

@@ -83,10 +83,24 @@ def _optimise(problem: Problem, budget: float, rotation: int, solver: str, start
     plan = _assemble(problem, model, final.values, final.activity, rotation)
     notes = [
         f"optimiser ({solver}): LP bound {report.lp_bound:.4f}, plan {report.objective:.4f}, "
-        f"gap {100 * report.gap:.4f} %, {fractional} fractional cells repaired"
+        f"gap {100 * report.gap:.4f} %, {fractional} fractional cells repaired",
+        *_shortfall_notes(plan),
     ]
     return Plan(plan.problem, plan.current_a, plan.phases, plan.power_w, plan.reasons,
                 method="optimiser", notes=notes), report
+
+
+def _shortfall_notes(plan: Plan) -> list[str]:
+    """One line per target that cannot be met: what is missing at leave time."""
+    targets = plan.problem.targets
+    notes = []
+    for e, short in enumerate(plan.shortfall_kwh()):
+        target = targets[e]
+        if target is not None and target.energy_kwh and short > 1e-3:
+            uuid = plan.problem.tree.evses[e].uuid
+            notes.append(f"{uuid}: target not reachable, {short:.2f} of "
+                         f"{target.energy_kwh:.2f} kWh short at leave time")
+    return notes
 
 
 def _cell_reasons(problem: Problem, model: LinearModel, x: np.ndarray, activity: np.ndarray,
@@ -94,7 +108,8 @@ def _cell_reasons(problem: Problem, model: LinearModel, x: np.ndarray, activity:
     """Why each cell got what it got: a tight node, the EVSE's own cap, price or target."""
     cells = model.cells
     amps = x[:cells]
-    node_rows = np.array([label[0] in ("A", "W", "generation") for label in model.row_label])
+    node_rows = np.array([label[0] in ("A", "W", "generation") for label in model.row_label],
+                         dtype=bool)  # (an empty list would give a float array)
     tight = node_rows & (activity >= model.row_upper - 1e-6)
     coo = model.matrix[np.nonzero(tight)[0]].tocoo()
     on_cell = coo.col < cells
@@ -147,9 +162,12 @@ def _assemble(problem: Problem, model: LinearModel, x: np.ndarray, activity: np.
     """Planned EVSEs fixed at the LP values; the others share the rest slot by slot."""
     n, t_count = problem.evse_count, problem.slots
     fixed_a = np.full((n, t_count), np.nan)
-    fixed_a[model.targeted] = 0.0
+    # a target the model leaves out needs nothing (0 kWh): it stays off, as in instant_plan
+    has_target = [e for e, target in enumerate(problem.targets)
+                  if target is not None and problem.wants_power[e]]
+    fixed_a[has_target] = 0.0
     fixed_phases = problem.max_phases.astype(np.int64).copy()
-    fixed_reason = [[AFTER_LEAVE] * t_count for _ in range(n)]
+    fixed_reason = [[TARGET_MET] * t_count for _ in range(n)]
     met = _targets_met(problem, model, x, activity)
     cell_reason = _cell_reasons(problem, model, x, activity, met)
     amps = np.where(x[: model.cells] > EPS, x[: model.cells], 0.0)

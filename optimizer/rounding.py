@@ -1,19 +1,19 @@
 """Minimum current in every slot: decide which cells are on before the second solve.
 
-The LP may give a car 2.4 A where the car needs 6 A or nothing. Per slot, cells the LP already
-runs at or above the minimum stay on; the fractional ones are switched on greedily, largest
-first, while the minimum currents of everything that is on still fit every node on their path
-(per phase and in power); the rest are switched off. The second solve then keeps on-cells at
-or above their minimum and off-cells at 0, so the whole plan is all-or-nothing.
+The LP may give a car 2.4 A where the car needs 6 A or nothing. Cells the LP already runs at
+or above the minimum stay on; the fractional ones are switched on greedily, largest first,
+while the minimum currents of everything that is on still fit every row of the model (node
+currents and powers, local generation, and each target's energy, which must not overfill);
+the rest are switched off. All coefficients are non-negative, so the second solve, which keeps
+on-cells at or above their minimum and off-cells at 0, is then always feasible and the whole
+plan is all-or-nothing.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from energytree.limits import PHASES
-from energytree.problem import Problem, phase_usage
-from energytree.tree import subtree_sums
+from energytree.problem import Problem
 from optimizer.model import EPS, LinearModel
 
 __all__ = ["on_off_bounds"]
@@ -28,44 +28,18 @@ def on_off_bounds(problem: Problem, model: LinearModel, x: np.ndarray
     amps = x[:cells]
     on = amps >= model.min_a - EPS
     fractional = (amps > EPS) & ~on
-    for t in np.unique(model.slot[fractional]):
-        in_slot = np.nonzero(model.slot == t)[0]
-        load_a, load_w = _min_load(problem, model, in_slot[on[in_slot]], t)
-        candidates = in_slot[fractional[in_slot]]
-        for cell in candidates[np.argsort(-amps[candidates], kind="stable")]:
-            add_a, add_w, path = _cell_load(problem, model, cell)
-            t_caps_a = problem.node_cap_a[0][path, t]
-            t_caps_w = problem.node_cap_w[0][path, t]
-            if np.all(load_a[path] + add_a <= t_caps_a + EPS) and np.all(
-                load_w[path] + add_w <= t_caps_w + EPS
-            ):
-                load_a[path] += add_a
-                load_w[path] += add_w
-                on[cell] = True
+    columns = model.matrix[:, :cells].tocsc()
+    # row activity with every on-cell at its minimum: it fits, as the LP's values fit
+    load = columns @ np.where(on, model.min_a, 0.0)
+    candidates = np.nonzero(fractional)[0]
+    for cell in candidates[np.argsort(-amps[candidates], kind="stable")]:
+        start, end = columns.indptr[cell], columns.indptr[cell + 1]
+        rows = columns.indices[start:end]
+        add = columns.data[start:end] * model.min_a[cell]
+        # a row's own tolerance scales with its size (watts are thousands, kWh units)
+        if np.all(load[rows] + add <= model.row_upper[rows] + EPS * (1 + np.abs(add))):
+            load[rows] += add
+            on[cell] = True
     lower[:cells] = np.where(on, model.min_a, 0.0)
     upper[:cells] = np.where(on, model.upper_a, 0.0)
     return lower, upper, int(fractional.sum())
-
-
-def _cell_load(problem: Problem, model: LinearModel, cell: int
-               ) -> tuple[np.ndarray, float, np.ndarray]:
-    e = model.evse[cell]
-    usage = np.zeros(PHASES)
-    usage[problem.phase_map[e, : model.phases[cell]]] = 1.0
-    minimum = model.min_a[cell]
-    watts = minimum * model.phases[cell] * problem.voltage_v
-    return minimum * usage, watts, problem.inner_paths[e]
-
-
-def _min_load(problem: Problem, model: LinearModel, on_cells: np.ndarray, t: int
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Load of the on-cells at their minimum current, per inner node (and phase)."""
-    amps = np.zeros(problem.evse_count)
-    phases = np.ones(problem.evse_count, dtype=np.int64)
-    amps[model.evse[on_cells]] = model.min_a[on_cells]
-    phases[model.evse[on_cells]] = model.phases[on_cells]
-    usage = phase_usage(problem.phase_map, phases)
-    lo, hi = problem.inner_lo, problem.inner_hi
-    load_a = subtree_sums(amps[:, None] * usage, lo, hi)
-    load_w = subtree_sums(amps * phases * problem.voltage_v, lo, hi)
-    return load_a, load_w

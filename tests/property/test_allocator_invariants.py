@@ -45,7 +45,8 @@ def _maybe(strategy: st.SearchStrategy, p_none: int = 1) -> st.SearchStrategy:
 def limits_req(draw: st.DrawFn, evse: bool, phases: int = 3) -> dict:
     amps = st.sampled_from([0.0, 4.0, 6.0, 10.0, 13.0, 16.0, 20.0, 25.0, 32.0, 40.0, 63.0])
     out: dict = {
-        "ac_max_current_A": draw(_maybe(amps)),
+        # an EVSE always has a finite cap, or build_problem rejects the request
+        "ac_max_current_A": draw(amps if evse else _maybe(amps)),
         "total_power_W": draw(_maybe(st.sampled_from([0.0, 1400.0, 4140.0, 7000.0, 11000.0,
                                                       22000.0, 50000.0]), 2)),
     }
