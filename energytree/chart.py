@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, rc_context
 from matplotlib import dates as mdates
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -107,6 +107,11 @@ def build_figure(plan: Plan, view: View) -> Figure:
 
 
 def write_chart(plan: Plan, view: View, path: Path, fmt: str) -> None:
-    """Save the figure as ``fmt`` ('png' or 'svg'); no date in the SVG, so reruns match."""
+    """Save the figure as ``fmt`` ('png' or 'svg'); the same plan gives the same bytes.
+
+    An SVG would otherwise carry the date and random element ids.
+    """
     metadata = {"Date": None} if fmt == "svg" else None
-    build_figure(plan, view).savefig(path, format=fmt, dpi=110, metadata=metadata)
+    figure = build_figure(plan, view)
+    with rc_context({"svg.hashsalt": "energytree"}):
+        figure.savefig(path, format=fmt, dpi=110, metadata=metadata)

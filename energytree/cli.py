@@ -1,4 +1,8 @@
-"""The ``energytree`` command line: plan, preview, schema, serve.
+"""The ``energytree`` command line: plan, preview, schema, serve, and remote control.
+
+``target``, ``limits``, ``status`` and ``vars`` talk to a running server over gRPC
+(``--server``, default 127.0.0.1:50051; the token comes from ``--token`` or the
+``ENERGYTREE_TOKEN`` environment variable).
 
 This is the composition root: the one place that knows the core, the optimiser and the
 adapters. Bad input prints a clear message on stderr and exits with status 2; nothing is

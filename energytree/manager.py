@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -152,6 +153,8 @@ class EnergyManager:
         self._planned_at: datetime | None = None
         self._last_live_key: tuple = ()
         self._limits: list[EnforcedLimits] = []
+        self._published_keys: list[tuple | None] = []
+        self._tick_count = 0
         self._last_alloc: SlotAllocation | None = None
         self._listeners: list[Callable[[list[EnforcedLimits]], None]] = []
         self._queues: list[asyncio.Queue[list[EnforcedLimits]]] = []
@@ -292,6 +295,9 @@ class EnergyManager:
 
     async def start(self) -> None:
         """Plan once, publish the first limits, then run the tick and re-plan loops."""
+        # The planner thread runs Python too; a short switch interval keeps it from holding
+        # the interpreter lock for 5 ms at a time while the event loop waits to publish.
+        sys.setswitchinterval(0.0005)
         await self.replan()
         self.tick()
         self._tasks = [asyncio.create_task(self._tick_loop(), name="energytree-tick"),
@@ -344,8 +350,9 @@ class EnergyManager:
         slot = problem.grid.index_at(now)
         plan = self._plan
         caps = None if plan is None else np.abs(plan.current_a[:, slot])
-        live = self._live_caps(problem, now)
-        if self._live_key(now) != self._last_live_key:
+        sources = self._sources(now)
+        live = self._live_caps(problem, now, sources)
+        if self._live_key(now, sources) != self._last_live_key:
             self._dirty.set()
         rotation = self._rotation(now)
         alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
@@ -414,25 +421,28 @@ class EnergyManager:
                    ) -> tuple[Plan, list[list[ScheduleResEntry]]]:
         plan = self._planner(problem, rotation=self._rotation(now))
         valid = self.options.tick_s * self.options.valid_ticks
-        limits = plan.enforced_limits(now + timedelta(seconds=valid), int(valid))
+        limits = plan.enforced_limits(now + timedelta(seconds=valid), int(valid), compress=True)
         return plan, [x.schedule for x in limits]
 
-    def _live_key(self, now: datetime) -> tuple:
+    def _live_key(self, now: datetime, sources: Sequence[ExternalSource] | None = None
+                  ) -> tuple:
         """What the plan depends on besides explicit changes: lease expiries, formulas."""
         expired = tuple(sorted(x.name for x in self._leases.leases.values() if x.expired(now)))
         live = tuple(  # values only: live sources restate their limits "from now" each tick
             (s.name, s.node_uuid, tuple(
                 (e.limits_to_root.model_dump_json(), e.limits_to_leaves.model_dump_json())
                 for e in s.limits.schedule_import))
-            for s in self._live_sources(now)
+            for s in (self._sources(now) if sources is None else sources)
+            if s.name not in self._leases.leases
         )
         return expired, live
 
-    def _live_caps(self, problem: Problem, now: datetime) -> list[LiveCap]:
+    def _live_caps(self, problem: Problem, now: datetime, sources: Sequence[ExternalSource]
+                   ) -> list[LiveCap]:
         """External limits in force now, and what the grid meter leaves, as node caps."""
         grid = SlotGrid(np.array([now.timestamp()]), np.array([now.timestamp() + 1.0]))
         caps = []
-        for source in self._sources(now):
+        for source in sources:
             entries = source.limits.schedule_import
             if not entries:
                 continue
@@ -501,15 +511,32 @@ class EnergyManager:
 
     def _publish(self, now: datetime, problem: Problem, alloc: SlotAllocation,
                  slot: int) -> None:
+        """Publish every EVSE's limit; an unchanged one is renewed every ``valid_ticks / 2``.
+
+        Renewing half-way keeps every limit at least half its validity ahead of expiry while
+        building only a share of the EVSEs' messages per tick (staggered by EVSE).
+        """
         valid_s = self.options.tick_s * self.options.valid_ticks
         until = now + timedelta(seconds=valid_s)
-        result = []
+        renew_every = max(1, self.options.valid_ticks // 2)
+        self._tick_count += 1
+        published = self._limits if len(self._limits) == problem.evse_count else [None] * (
+            problem.evse_count)
+        keys = self._published_keys
+        if len(keys) != problem.evse_count:
+            keys = self._published_keys = [None] * problem.evse_count
         for e, node in enumerate(problem.tree.evses):
+            key = (float(alloc.current_a[e]), int(alloc.phases[e]), float(alloc.power_w[e]),
+                   id(self._plan), slot)
+            if key == keys[e] and (self._tick_count + e) % renew_every:
+                continue
+            keys[e] = key
             res: LimitsRes = limits_res(alloc.current_a[e], int(alloc.phases[e]), alloc.power_w[e])
             schedule = self._schedules[e][slot:] if e < len(self._schedules) else []
-            result.append(EnforcedLimits.model_construct(
+            published[e] = EnforcedLimits.model_construct(
                 uuid=node.uuid, valid_until=until, valid_for=int(valid_s),
-                limits_root_side=res, schedule=schedule))
+                limits_root_side=res, schedule=schedule)
+        result: list[EnforcedLimits] = list(published)  # type: ignore[arg-type]
         self._limits = result
         for callback in self._listeners:
             try:

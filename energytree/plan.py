@@ -76,30 +76,49 @@ class Plan:
         return limits_res(self.current_a[evse, slot], self.phases[evse, slot],
                           self.power_w[evse, slot])
 
-    def enforced_limits(self, valid_until: datetime, valid_for_s: int) -> list[EnforcedLimits]:
-        """One ``EnforcedLimits`` per EVSE in tree order, with the whole planned schedule."""
+    def enforced_limits(self, valid_until: datetime, valid_for_s: int,
+                        compress: bool = False) -> list[EnforcedLimits]:
+        """One ``EnforcedLimits`` per EVSE in tree order, with the whole planned schedule.
+
+        ``compress`` leaves out entries equal to the one before: an entry applies until the
+        next, so the schedule means the same with far fewer entries.
+        """
         p = self.problem
         prices = [_price(p, t) for t in range(p.slots)]
+        stamps = [p.grid.start_time(t) for t in range(p.slots)]
+        amps, watts = _floor_array(self.current_a, 2), _floor_array(self.power_w, 1)
+        amps, watts, phases = amps.tolist(), watts.tolist(), self.phases.tolist()
+        cache: dict[tuple[float, int, float], LimitsRes] = {}
         result = []
         for e, node in enumerate(p.tree.evses):
-            schedule = [
-                ScheduleResEntry(
-                    timestamp=p.grid.start_time(t),
-                    limits_to_root=self.slot_limits(e, t),
-                    price_per_kwh=prices[t],
-                )
-                for t in range(p.slots)
-            ]
-            result.append(
-                EnforcedLimits(
-                    uuid=node.uuid,
-                    valid_until=valid_until,
-                    valid_for=valid_for_s,
-                    limits_root_side=self.slot_limits(e, 0),
-                    schedule=schedule,
-                )
-            )
+            schedule = []
+            previous = None
+            for t, (a, ph, w) in enumerate(zip(amps[e], phases[e], watts[e], strict=True)):
+                key = (a, ph, w, t if prices[t] is None else prices[t].value)
+                if compress and key[:3] == (previous or (None,) * 4)[:3] and (
+                        prices[t] is None or key[3] == previous[3]):  # type: ignore[index]
+                    continue
+                previous = key
+                res = cache.get(key[:3]) or cache.setdefault(key[:3], _res(a, ph, w))
+                schedule.append(ScheduleResEntry.model_construct(
+                    timestamp=stamps[t], limits_to_root=res, price_per_kwh=prices[t]))
+            result.append(EnforcedLimits.model_construct(
+                uuid=node.uuid, valid_until=valid_until, valid_for=valid_for_s,
+                limits_root_side=self.slot_limits(e, 0), schedule=schedule))
         return result
+
+
+def _floor_array(values: np.ndarray, digits: int) -> np.ndarray:
+    """Round towards zero (vectorised ``_floor``)."""
+    scale = 10**digits
+    return np.sign(values) * np.floor(np.abs(values) * scale + 1e-6) / scale + 0.0
+
+
+def _res(amps: float, phases: int, watts: float) -> LimitsRes:
+    if abs(amps) <= EPS:
+        amps = watts = 0.0
+    return LimitsRes.model_construct(ac_max_current_A=amps, total_power_W=watts,
+                                     ac_max_phase_count=phases)
 
 
 def _floor(value: float, digits: int) -> float:
@@ -111,8 +130,9 @@ def _floor(value: float, digits: int) -> float:
 def limits_res(current_a: float, phases: int, power_w: float) -> LimitsRes:
     """A granted limit as EVerest's LimitsRes (amps to 0.01 A, watts to 0.1 W)."""
     if abs(current_a) <= EPS:
-        return LimitsRes(ac_max_current_A=0.0, total_power_W=0.0, ac_max_phase_count=int(phases))
-    return LimitsRes(
+        current_a = power_w = 0.0
+    # values we computed ourselves: finite floats, so skip validation (this runs every tick)
+    return LimitsRes.model_construct(
         ac_max_current_A=_floor(float(current_a), 2),
         total_power_W=_floor(float(power_w), 1),
         ac_max_phase_count=int(phases),

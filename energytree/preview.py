@@ -11,18 +11,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import math
 import re
 import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from energytree.errors import ConfigError, EnergyTreeError, RequestError
+from energytree.errors import ConfigError, EnergyTreeError, FormulaError, RequestError
+from energytree.formula import Formula, MappingEnvironment
 from energytree.inputs import load_prices, load_targets
 from energytree.plan import Plan
 from energytree.problem import PlanOptions, build_problem
@@ -50,9 +52,10 @@ def run_preview(args: argparse.Namespace) -> int:
     if args.targets:
         site = _with_targets(site, load_targets(args.targets), args.targets)
     now = args.now or datetime.now(UTC).replace(microsecond=0)
-    plan = _plan(site, now, prices, args.site)
+    notes: list[str] = []
+    plan = _plan(site, now, prices, args.site, _formula_resolver(now, tz, prices, notes))
     view = View(tz=tz, title=site.name, currency=_currency(prices, args.prices),
-                max_rows=args.slots, width=_width())
+                max_rows=args.slots, width=_width(), notes=tuple(notes))
     text = render_preview(plan, view)
     if out_format:  # before stdout: a chart that cannot be written leaves stdout empty
         _write_chart(plan, view, Path(args.out), out_format)
@@ -104,7 +107,30 @@ def _currency(prices: list[PricePerKwh], path: str | None) -> str | None:
     return currencies.pop() if currencies else None
 
 
-def _plan(site: SiteConfig, now: datetime, prices: list[PricePerKwh], path: str) -> Plan:
+def _formula_resolver(now: datetime, tz: ZoneInfo, prices: list[PricePerKwh],
+                      notes: list[str]) -> Callable[[str], float]:
+    """Formula limits of a live site, evaluated once at ``now`` with no live values set.
+
+    So a site file written for ``serve`` previews too; each value is noted in the output.
+    """
+    env = MappingEnvironment({}, now=now, timezone=tz,
+                             prices=[(p.timestamp, p.value) for p in prices])
+
+    def resolve(text: str) -> float:
+        try:
+            value = Formula.parse(text).evaluate(env)
+        except FormulaError as exc:
+            raise ConfigError(f"a formula needs live values the preview has not: {exc}") from exc
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"formula {text!r} gives {value:g}, which is not a limit")
+        notes.append(f"formula {text!r} = {value:g} (evaluated at the start, no live values)")
+        return value
+
+    return resolve
+
+
+def _plan(site: SiteConfig, now: datetime, prices: list[PricePerKwh], path: str,
+          resolve: Callable[[str], float]) -> Plan:
     from energytree.cli import make_plan  # the composition root owns the optimiser import
 
     options = PlanOptions(
@@ -113,10 +139,10 @@ def _plan(site: SiteConfig, now: datetime, prices: list[PricePerKwh], path: str)
         nominal_voltage_v=site.nominal_voltage_V,
     )
     try:
-        problem = build_problem(site_request(site, now), now, options, prices=prices)
+        problem = build_problem(site_request(site, now, resolve), now, options, prices=prices)
     except ValueError as exc:  # the slot grid refuses too many slots
         raise ConfigError(f"{path}: slot_minutes / horizon_hours: {exc}") from exc
-    except EnergyTreeError as exc:  # no EVSE, a formula only the live manager can evaluate …
+    except EnergyTreeError as exc:  # no EVSE, a formula that needs live values …
         raise ConfigError(f"{path}: {exc}") from exc
     with progress(problem.evse_count, sys.stderr):
         return make_plan(problem)

@@ -19,6 +19,7 @@ from energytree.schedule import (
     prices_per_slot,
     resample_limits,
     resample_values,
+    select,
     setpoints_per_slot,
 )
 from energytree.slots import SlotGrid, build_grid
@@ -306,12 +307,9 @@ def _assemble(
     for e, req in enumerate(evse_requests):
         if req.schedule_import:
             eff = [entry.conversion_efficiency or 1.0 for entry in req.schedule_import]
-            pick = np.searchsorted(
-                np.array([x.timestamp.timestamp() for x in req.schedule_import]),
-                grid.starts,
-                side="right",
-            )
-            efficiency[e] = np.array(eff)[np.clip(pick - 1, 0, None)]
+            # the same entry selection as the limits (unsorted input, duplicates: last wins)
+            stamps = np.array([x.timestamp.timestamp() for x in req.schedule_import])
+            efficiency[e] = np.array(eff)[select(stamps, grid.starts)]
     root = tree.root.request
     inner = tree.inner_nodes()
     caps = [_stack_caps(tree, inner, limits) for limits in (imp, exp)]

@@ -19,17 +19,8 @@ from energytree.plan import Plan
 from energytree.types import OptimizerTarget
 
 __all__ = [
-    "View",
-    "chart_series",
-    "delivered_kwh",
-    "departure_label",
-    "departures",
-    "render_chart",
-    "render_evse",
-    "render_meta",
-    "render_preview",
-    "shown_slots",
-    "site_limit_w",
+    "View", "chart_series", "delivered_kwh", "departure_label", "departures", "render_chart",
+    "render_evse", "render_meta", "render_preview", "shown_slots", "site_limit_w",
 ]
 
 SYMBOLS = "█▓▒░#=+:"
@@ -42,13 +33,15 @@ MAX_DEPARTURE_LABELS = 6
 
 @dataclass(frozen=True)
 class View:
-    """How to show a plan: the site's time zone, its name, money, table rows and width."""
+    """How to show a plan: the site's time zone, its name, money, table rows, width, and
+    notes from reading the inputs."""
 
     tz: tzinfo
     title: str = "site"
     currency: str | None = None
     max_rows: int | None = None
     width: int = 100
+    notes: tuple[str, ...] = ()
 
 
 # -- numbers shared with the matplotlib chart ------------------------------------------------
@@ -95,9 +88,13 @@ def chart_series(plan: Plan, max_series: int) -> list[tuple[str, np.ndarray]]:
     root = p.tree.root
     branches = [n for n in p.tree if n.parent == root.index]
     if len(branches) <= max_series:
-        return [(f"{n.uuid} ({n.evse_hi - n.evse_lo} EVSEs)", np.arange(n.evse_lo, n.evse_hi))
+        return [(f"{n.uuid} ({_count(n.evse_hi - n.evse_lo)})", np.arange(n.evse_lo, n.evse_hi))
                 for n in branches if n.evse_hi > n.evse_lo]
-    return [(f"all {p.evse_count} EVSEs", np.arange(p.evse_count))]
+    return [(f"all {_count(p.evse_count)}", np.arange(p.evse_count))]
+
+
+def _count(evses: int) -> str:
+    return f"{evses} EVSE" if evses == 1 else f"{evses} EVSEs"
 
 
 # -- time labels -------------------------------------------------------------------------------
@@ -398,7 +395,7 @@ def render_meta(plan: Plan, view: View) -> list[str]:
             cost += " (slots without a price count as 0)"
     missing = float(plan.shortfall_kwh().sum())
     lines = [f"plan: {plan.method}"]
-    lines += [f"note: {note}" for note in plan.notes]
+    lines += [f"note: {note}" for note in (*view.notes, *plan.notes)]
     lines.append(f"total energy from the grid: {grid_kwh:.1f} kWh over the horizon; "
                  f"cost {cost}; shortfall at leave times {missing:.1f} kWh")
     return lines
@@ -409,7 +406,7 @@ def _title(plan: Plan, view: View) -> str:
     start = datetime.fromtimestamp(float(grid.starts[0]), view.tz)
     end = datetime.fromtimestamp(float(grid.ends[-1]), view.tz)
     utc = datetime.fromtimestamp(float(grid.starts[0]), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return (f"{view.title}: plan for {plan.problem.evse_count} EVSEs, {plan.problem.slots} slots "
+    return (f"{view.title}: plan for {_count(plan.problem.evse_count)}, {plan.problem.slots} slots "
             f"from {start:%a %d %b %Y %H:%M %Z} ({utc}) to {end:%a %d %b %H:%M %Z}"
             f"; times in {view.tz}")
 

@@ -133,13 +133,17 @@ def _node_rows(problem: Problem, evse: np.ndarray, slot: np.ndarray, phases: np.
     min_caps = problem.node_cap_a[0].min(axis=2).reshape(-1)
     add(pair[three], np.ones(int(three.sum())), cell_idx[three], min_caps,
         upper[cell_idx[three]], "A", lambda u: (u // t_count, _min_phase(problem, u, t_count)))
+    # one call for all phases: with a phase rotation, an EVSE's first phase and another's
+    # second may be the same grid phase, and their currents add up on it
+    phase_cells, phase_keys = [], []
     for phase in range(PHASES):
         grid_phase = problem.phase_map[evse[cell_idx], phase]
         uses = (phases[cell_idx] > phase) & ~three
-        cells, nodes, ts, gp = cell_idx[uses], node_idx[uses], t_idx[uses], grid_phase[uses]
-        key = (nodes * t_count + ts) * PHASES + gp
-        add(key, np.ones(len(cells)), cells, caps, upper[cells], "A",
-            lambda u: (u // (t_count * PHASES), u % PHASES))
+        phase_cells.append(cell_idx[uses])
+        phase_keys.append((node_idx[uses] * t_count + t_idx[uses]) * PHASES + grid_phase[uses])
+    cells = np.concatenate(phase_cells)
+    add(np.concatenate(phase_keys), np.ones(len(cells)), cells, caps, upper[cells], "A",
+        lambda u: (u // (t_count * PHASES), u % PHASES))
     key = node_idx * t_count + t_idx
     watts = phases[cell_idx] * volts
     add(key, watts, cell_idx, problem.node_cap_w[0].reshape(-1), upper[cell_idx] * watts,

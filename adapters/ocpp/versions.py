@@ -11,7 +11,7 @@ status enums. Usage::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType, ModuleType
@@ -195,3 +195,96 @@ BY_NAME: MappingProxyType[str, OcppVersion] = MappingProxyType({"1.6": V16, "2.0
 BY_SUBPROTOCOL: MappingProxyType[str, OcppVersion] = MappingProxyType(
     {v.subprotocol: v for v in (V16, V201)}
 )
+
+
+# ---- the CSMS side (adapters.ocpp.csms): what a central system asks chargers and reads ----
+
+
+@dataclass(frozen=True)
+class CsmsWire:
+    """What the CSMS side of one version calls things; pairs with its ``OcppVersion`` row.
+
+    ``settings`` maps the neutral names ``max_stack_level``, ``max_periods`` and ``rate_units``
+    to the 1.6 configuration key or the 2.0.1 ``Component.Variable``.
+    """
+
+    version: OcppVersion
+    status_field: str  # StatusNotification: "status" (1.6) / "connector_status" (2.0.1)
+    id_info_field: str  # Authorize/StartTransaction answer: "id_tag_info" / "id_token_info"
+    settings: MappingProxyType[str, str]
+    read_settings: Callable[[Iterable[str]], Any]  # wire names -> GetConfiguration/GetVariables
+    setting_values: Callable[[Any], dict[str, str]]  # that call's result -> {wire name: value}
+    sample_value: Callable[[Mapping[str, Any]], tuple[Any, str | None, int]]  # value, unit, 10^n
+
+
+def _read_settings_16(keys: Iterable[str]) -> Any:
+    return call16.GetConfiguration(key=list(keys))
+
+
+def _setting_values_16(result: Any) -> dict[str, str]:
+    return {
+        k["key"]: k["value"] for k in result.configuration_key or () if k.get("value") is not None
+    }
+
+
+def _read_settings_201(names: Iterable[str]) -> Any:
+    data = []
+    for name in names:
+        component, variable = name.split(".", 1)
+        data.append({"component": {"name": component}, "variable": {"name": variable}})
+    return call201.GetVariables(get_variable_data=data)
+
+
+def _setting_values_201(result: Any) -> dict[str, str]:
+    return {
+        f"{r['component']['name']}.{r['variable']['name']}": r["attribute_value"]
+        for r in result.get_variable_result
+        if r.get("attribute_status") == "Accepted" and r.get("attribute_value") is not None
+    }
+
+
+def _sample_value_16(sampled: Mapping[str, Any]) -> tuple[Any, str | None, int]:
+    return sampled["value"], sampled.get("unit"), 0  # 1.6: a string, unit beside it
+
+
+def _sample_value_201(sampled: Mapping[str, Any]) -> tuple[Any, str | None, int]:
+    unit = sampled.get("unit_of_measure") or {}  # 2.0.1: a number, unit and 10^multiplier
+    return sampled["value"], unit.get("unit"), int(unit.get("multiplier", 0))
+
+
+CSMS16 = CsmsWire(
+    version=V16,
+    status_field="status",
+    id_info_field="id_tag_info",
+    settings=MappingProxyType(
+        {
+            "max_stack_level": "ChargeProfileMaxStackLevel",
+            "max_periods": "ChargingScheduleMaxPeriods",
+            "rate_units": "ChargingScheduleAllowedChargingRateUnit",
+        }
+    ),
+    read_settings=_read_settings_16,
+    setting_values=_setting_values_16,
+    sample_value=_sample_value_16,
+)
+
+CSMS201 = CsmsWire(
+    version=V201,
+    status_field="connector_status",
+    id_info_field="id_token_info",
+    settings=MappingProxyType(
+        {
+            "max_stack_level": "SmartChargingCtrlr.ProfileStackLevel",
+            "max_periods": "SmartChargingCtrlr.PeriodsPerSchedule",
+            "rate_units": "SmartChargingCtrlr.RateUnit",
+        }
+    ),
+    read_settings=_read_settings_201,
+    setting_values=_setting_values_201,
+    sample_value=_sample_value_201,
+)
+
+CSMS_BY_SUBPROTOCOL: MappingProxyType[str, CsmsWire] = MappingProxyType(
+    {w.version.subprotocol: w for w in (CSMS16, CSMS201)}
+)
+__all__ += ["CSMS16", "CSMS201", "CSMS_BY_SUBPROTOCOL", "CsmsWire"]

@@ -69,11 +69,16 @@ def evse_data(draw: st.DrawFn, uuid: str, ample: bool) -> Evse:
     max_a = draw(st.sampled_from([6.0, 10.0, 16.0, 32.0]))
     arrive_h = draw(st.sampled_from([0, 0, 1, 2]))
     state = "Charging" if ample else draw(st.sampled_from(["Charging"] * 4 + ["Unplugged"]))
-    kind = draw(st.sampled_from(["none", "energy", "energy", "soc"] +
-                                ([] if ample else ["price"])))
-    leave_min = draw(st.integers(min_value=2, max_value=4 * HOURS)) * 15
+    kinds = ["none", "energy", "energy"] + ([] if ample else ["soc", "price"])
+    kind = draw(st.sampled_from(kinds))
+    first = 4 * arrive_h + 4 if ample else 2  # ample: at least an hour after arrival
+    leave_min = draw(st.integers(min_value=first, max_value=4 * HOURS)) * 15
     target: dict | None = None
-    if kind == "energy":
+    if kind == "energy" and ample:  # a share of what the EVSE can take before leave time
+        reach = max_a * phases * VOLT / 1000 * (leave_min / 60 - arrive_h)
+        share = draw(st.sampled_from([0.0, 0.2, 0.5, 0.9]))
+        target = {"energy_amount_needed": round(share * reach, 3)}
+    elif kind == "energy":
         target = {"energy_amount_needed": draw(st.sampled_from([0.0, 1.0, 3.5, 8.0, 20.0]))}
     elif kind == "soc":
         target = {"car_battery_soc": draw(st.sampled_from([10.0, 50.0, 85.0])),

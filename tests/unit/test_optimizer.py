@@ -146,6 +146,20 @@ def test_shortfall_is_shared_relative_to_each_target() -> None:
     assert plan.energy_kwh() == pytest.approx([14.72, 7.36], rel=1e-6)
 
 
+def test_phase_rotation_currents_add_up_on_the_shared_grid_phase() -> None:
+    # a is one-phase, wired to L2; b is three-phase. Both meet on L2 under a 16 A fuse and
+    # each wants a full hour at 16 A: together they get exactly the fuse on L2, both charge.
+    # (How they split it is the shortfall bands' business: an ampere is worth 0.23 kWh to a
+    # and 0.69 kWh to b, so b gets more than half: 6 A and 10 A.)
+    request = node("grid",
+                   evse("a", 16, 6, 1, rotation="L2L3L1", target=target(3.68, 1)),
+                   evse("b", target=target(11.04, 1)),
+                   schedule=hourly([0.20], 16))
+    plan = optimise(hours(request, 1))
+    assert plan.current_a[:, 0].sum() == pytest.approx(16.0)
+    assert np.all(plan.current_a >= 6.0 - TOL)
+
+
 # ---------------------------------------------------------------- target kinds
 
 

@@ -114,6 +114,16 @@ def test_leave_times_in_the_past_still_give_a_plan(capsys):
     assert "has passed; by the end of the horizon" in block(out, "carport-1")[-1]
 
 
+def test_formula_limits_are_evaluated_without_live_values(capsys, tmp_path):
+    site = site_yaml(tmp_path, "grid:\n  max_current_A: 35\n"
+                     "  max_power_W: '22000 * (exists(CM.AVAIL) ? CM.AVAIL : 100) / 100'\n"
+                     "  children:\n    - {evse: car, state: Charging}\n")
+    code, out, _ = preview(capsys, site, "--now", MORNING)
+    assert code == 0
+    assert "─ site limit 22.0 kW" in out
+    assert "note: formula '22000 * (exists(CM.AVAIL) ? CM.AVAIL : 100) / 100' = 22000" in out
+
+
 def test_times_follow_daylight_saving(capsys, tmp_path):
     site = site_yaml(tmp_path, "timezone: Europe/Berlin\ngrid:\n  max_current_A: 32\n"
                      "  children:\n    - {evse: car, state: Charging}\n")
@@ -147,13 +157,15 @@ def test_terminal_chart_and_plan_meta(capsys):
     ],
 )
 def test_out_writes_the_figure(capsys, tmp_path, suffix, check):
-    path = tmp_path / f"plan{suffix}"
+    path, again = tmp_path / f"plan{suffix}", tmp_path / f"again{suffix}"
     code, out, _ = preview(capsys, SMALL, "--now", MORNING, "--prices", PRICES, "--out", str(path))
     assert code == 0
     data = path.read_bytes()
     assert len(data) > 1000
     assert check(data)
     assert out.endswith(f"chart: {path}\n")
+    preview(capsys, SMALL, "--now", MORNING, "--prices", PRICES, "--out", str(again))
+    assert again.read_bytes() == data  # reproducible: no dates, no random ids
 
 
 def test_a_large_site_says_that_it_plans_on_stderr_only(capsys, tmp_path):
@@ -197,7 +209,13 @@ def test_a_terminal_gets_a_spinner_that_cleans_up():
                      ["--targets", "t.json"], r"t\.json: nobody: no EVSE", id="targets-uuid"),
         pytest.param({}, ["--out", "plan.pdf"], r"--out plan\.pdf: .* \.png or \.svg",
                      id="out-format"),
+        pytest.param({"site.yaml": "grid:\n  max_power_W: 'CM.AVAIL * 100'\n"
+                                   "  children:\n    - {evse: a}\n"}, [],
+                     r"site\.yaml: a formula needs live values .*unknown name 'CM\.AVAIL'",
+                     id="formula-needs-live-values"),
         pytest.param({}, ["--slots", "0"], r"--slots must be at least 1", id="slots"),
+        pytest.param({}, ["--out", "missing/plan.png"], r"--out missing/plan\.png: cannot write",
+                     id="out-unwritable"),
     ],
 )
 def test_bad_input_exits_2_with_the_file_and_nothing_on_stdout(

@@ -1,0 +1,311 @@
+"""The gRPC service ``energytree.v1.EnergyManager`` (DESIGN.md §4) on grpc.aio.
+
+One method per RPC, named as in the proto; each turns its request into a call on the live
+``EnergyManager`` or the ``VariableStore`` and the answer back into messages
+(``adapters.grpc.convert``). Errors become gRPC status codes in one place, ``_status_of``:
+``NotFoundError`` → NOT_FOUND, ``RequestError``/``FormulaError`` → INVALID_ARGUMENT (the
+message names the field), anything else → INTERNAL with a generic message (logged here).
+The standard health service and server reflection run beside it. With a token, every call
+except health checks needs ``authorization: Bearer <token>`` metadata (UNAUTHENTICATED
+otherwise); TLS is optional.
+
+Usage::
+
+    server = GrpcServer(GrpcServerConfig(port=50051), manager, store, environment)
+    port = await server.start()
+    ...
+    await server.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, Self
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from adapters.grpc import convert
+from adapters.grpc.gen.energytree.v1 import energytree_pb2 as pb
+from adapters.grpc.gen.energytree.v1 import energytree_pb2_grpc as pb_grpc
+from energytree.errors import ConfigError, FormulaError, NotFoundError, RequestError
+from energytree.formula import FormulaEnvironment
+from energytree.manager import EnergyManager
+from energytree.variables import VariableStore
+
+__all__ = ["SERVICE_NAME", "EnergyManagerServicer", "GrpcServer", "GrpcServerConfig"]
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EnergyManager"].full_name
+HEALTH_PREFIX = f"/{health.SERVICE_NAME}/"
+EnvironmentProvider = Callable[[], FormulaEnvironment]
+
+
+class GrpcServerConfig(BaseModel):
+    """Where the gRPC API listens and how callers prove who they are."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Address to listen on")
+    port: int = Field(50051, ge=0, le=65535, description="TCP port; 0 picks a free one")
+    tls_cert: Path | None = Field(None, description="Certificate chain (PEM); None: no TLS")
+    tls_key: Path | None = Field(None, description="Private key (PEM) for tls_cert")
+    token: SecretStr | None = Field(
+        None, min_length=1, description="Bearer token callers must send; None: no auth")
+    stop_grace_s: float = Field(1.0, ge=0, description="How long stop() lets calls finish [s]")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Self:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        return self
+
+
+# ---- errors: the one mapping -----------------------------------------------------------------
+
+
+def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    if isinstance(exc, NotFoundError):
+        return grpc.StatusCode.NOT_FOUND, str(exc)
+    if isinstance(exc, RequestError | FormulaError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    log.error("internal error in a gRPC call", exc_info=exc)
+    return grpc.StatusCode.INTERNAL, "internal error"
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:
+    if isinstance(exc, grpc.aio.AbortError):
+        raise exc
+    code, message = _status_of(exc)
+    await context.abort(code, message)
+
+
+def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Map the errors of one RPC method (unary or server-streaming) to gRPC status codes."""
+    if inspect.isasyncgenfunction(method):
+        @functools.wraps(method)
+        async def stream(self: Any, request: Any, context: Any) -> AsyncIterator[Any]:
+            try:
+                async for item in method(self, request, context):
+                    yield item
+            except Exception as exc:
+                await _abort(context, exc)
+        return stream
+
+    @functools.wraps(method)
+    async def unary(self: Any, request: Any, context: Any) -> Any:
+        try:
+            return await method(self, request, context)
+        except Exception as exc:
+            await _abort(context, exc)
+    return unary
+
+
+# ---- the service -----------------------------------------------------------------------------
+
+
+class EnergyManagerServicer(pb_grpc.EnergyManagerServicer):
+    """``energytree.v1.EnergyManager`` on top of a live manager and its variables."""
+
+    def __init__(self, manager: EnergyManager, variables: VariableStore,
+                 environment: EnvironmentProvider) -> None:
+        self.manager = manager
+        self.variables = variables
+        self.environment = environment
+
+    @_rpc
+    async def SubmitOptimizerTarget(self, request: pb.SubmitOptimizerTargetRequest,
+                                    context: Any) -> pb.SubmitOptimizerTargetResponse:
+        uuid = convert.required_uuid(request.evse_uuid, "evse_uuid")
+        self.manager.set_target(uuid, convert.target_from_proto(request))
+        return pb.SubmitOptimizerTargetResponse()
+
+    @_rpc
+    async def ClearOptimizerTarget(self, request: pb.ClearOptimizerTargetRequest,
+                                   context: Any) -> pb.ClearOptimizerTargetResponse:
+        self.manager.set_target(convert.required_uuid(request.evse_uuid, "evse_uuid"), None)
+        return pb.ClearOptimizerTargetResponse()
+
+    @_rpc
+    async def SetExternalLimits(self, request: pb.SetExternalLimitsRequest,
+                                context: Any) -> pb.SetExternalLimitsResponse:
+        name = convert.source_name(request.source)
+        node = convert.required_uuid(request.node_uuid, "node_uuid")
+        limits = convert.external_limits_from_proto(request, "limits", required=True)
+        failsafe = convert.external_limits_from_proto(request, "failsafe", required=False)
+        assert limits is not None
+        self.manager.set_external_limits(name, node, limits, convert.ttl_from_proto(request),
+                                         failsafe)
+        response = pb.SetExternalLimitsResponse()
+        expires = self.manager.leases.leases[name].expires_at
+        if expires is not None:
+            response.expires_at.CopyFrom(convert.datetime_to_timestamp(expires))
+        return response
+
+    @_rpc
+    async def ClearExternalLimits(self, request: pb.ClearExternalLimitsRequest,
+                                  context: Any) -> pb.ClearExternalLimitsResponse:
+        cleared = self.manager.clear_external_limits(convert.source_name(request.source))
+        return pb.ClearExternalLimitsResponse(cleared=cleared)
+
+    @_rpc
+    async def SetPrices(self, request: pb.SetPricesRequest,
+                        context: Any) -> pb.SetPricesResponse:
+        self.manager.set_prices(convert.prices_from_proto(request.prices))
+        return pb.SetPricesResponse()
+
+    @_rpc
+    async def GetPlan(self, request: pb.GetPlanRequest, context: Any) -> pb.GetPlanResponse:
+        targets = convert.targets_from_proto(request.targets)
+        # the planner may take seconds; like the manager's re-plan it runs in a worker thread
+        plan = await asyncio.to_thread(self.manager.preview, targets)
+        options = self.manager.options
+        return convert.plan_to_proto(plan, int(options.tick_s * options.valid_ticks))
+
+    @_rpc
+    async def GetStatus(self, request: pb.GetStatusRequest,
+                        context: Any) -> pb.GetStatusResponse:
+        plan = self.manager.plan
+        tree = convert.tree_nodes(plan.problem.tree if plan is not None else None)
+        return convert.status_to_proto(self.manager.status(), tree)
+
+    @_rpc
+    async def WatchEnforcedLimits(self, request: pb.WatchEnforcedLimitsRequest,
+                                  context: Any) -> AsyncIterator[pb.WatchEnforcedLimitsResponse]:
+        async for limits in self.manager.subscribe():
+            yield pb.WatchEnforcedLimitsResponse(limits=convert.enforced_limits_to_proto(limits))
+
+    @_rpc
+    async def SetVariables(self, request: pb.SetVariablesRequest,
+                           context: Any) -> pb.SetVariablesResponse:
+        items = convert.variables_from_proto(request.vars)
+        changed = self.variables.set_many(items, clear=request.clear, persist=not request.tmp)
+        return pb.SetVariablesResponse(changed=sorted(changed))
+
+    @_rpc
+    async def GetVariables(self, request: pb.GetVariablesRequest,
+                           context: Any) -> pb.GetVariablesResponse:
+        views = self.variables.get_all(self.environment())
+        return pb.GetVariablesResponse(vars=convert.variable_views_to_proto(views))
+
+
+# ---- token auth ------------------------------------------------------------------------------
+
+
+class TokenAuth(grpc.aio.ServerInterceptor):
+    """Require ``authorization: Bearer <token>`` on every call but health checks."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    def allowed(self, details: grpc.HandlerCallDetails) -> bool:
+        if details.method.startswith(HEALTH_PREFIX):
+            return True
+        given = b""
+        for key, value in details.invocation_metadata or ():
+            if key == "authorization":
+                given = value.encode() if isinstance(value, str) else value
+        return hmac.compare_digest(given, self._expected)
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(details)
+        if handler is None or self.allowed(details):
+            return handler
+        return _deny(handler)
+
+
+async def _unauthenticated(request: Any, context: grpc.aio.ServicerContext) -> None:
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+
+
+def _deny(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as ``handler`` that refuses the call."""
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(_unauthenticated)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(_unauthenticated)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(_unauthenticated)
+    return grpc.unary_unary_rpc_method_handler(_unauthenticated)
+
+
+# ---- the server ------------------------------------------------------------------------------
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the TLS {what} {path}: {exc.strerror}") from exc
+
+
+class GrpcServer:
+    """Runs the gRPC API, the health service and reflection for one manager."""
+
+    def __init__(self, config: GrpcServerConfig, manager: EnergyManager,
+                 variables: VariableStore, environment: EnvironmentProvider) -> None:
+        self.config = config
+        self.servicer = EnergyManagerServicer(manager, variables, environment)
+        self.health: health.aio.HealthServicer | None = None
+        self.port: int | None = None
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self) -> int:
+        """Start listening; returns the bound port (useful with port=0)."""
+        config = self.config
+        token = config.token.get_secret_value() if config.token is not None else None
+        server = grpc.aio.server(interceptors=[TokenAuth(token)] if token else None)
+        self.health = health.aio.HealthServicer()  # new: NOT_SERVING after a stop is final
+        pb_grpc.add_EnergyManagerServicer_to_server(self.servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+        self.port = self._bind(server)
+        await server.start()
+        self._server = server
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return self.port
+
+    def _bind(self, server: grpc.aio.Server) -> int:
+        config = self.config
+        address = f"{config.host}:{config.port}"
+        try:
+            if config.tls_cert is not None and config.tls_key is not None:
+                pair = (_read(config.tls_key, "key"), _read(config.tls_cert, "certificate"))
+                port = server.add_secure_port(address, grpc.ssl_server_credentials([pair]))
+            else:
+                port = server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpc's way of saying the address is taken
+            raise ConfigError(f"gRPC cannot listen on {address}: {exc}") from exc
+        if port == 0:
+            raise ConfigError(f"gRPC cannot listen on {address}")
+        return port
+
+    async def stop(self) -> None:
+        """Report NOT_SERVING, let calls finish for ``stop_grace_s``, then close."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        if self.health is not None:
+            await self.health.enter_graceful_shutdown()
+        await server.stop(self.config.stop_grace_s)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
