@@ -1,28 +1,48 @@
 """The ``energytree`` command line: plan, preview, schema, serve, and remote control.
 
-``target``, ``limits``, ``status`` and ``vars`` talk to a running server over gRPC
-(``--server``, default 127.0.0.1:50051; the token comes from ``--token`` or the
-``ENERGYTREE_TOKEN`` environment variable).
-
 This is the composition root: the one place that knows the core, the optimiser and the
 adapters. Bad input prints a clear message on stderr and exits with status 2; nothing is
 printed on stdout then.
+
+``target``, ``limits``, ``status`` and ``vars`` talk to a running server through the gRPC
+client (``--server``, default 127.0.0.1:50051; the token comes from ``--token`` or the
+``ENERGYTREE_TOKEN`` environment variable, ``--tls-ca`` turns on TLS).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import dataclasses
 import json
 import logging
+import math
+import os
 import sys
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, time, timedelta, tzinfo
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel
 
 from energytree.errors import EnergyTreeError
 from energytree.inputs import load_prices, load_request
 from energytree.plan import Plan
 from energytree.problem import PlanOptions, Problem, build_problem
-from energytree.types import EnergyFlowRequest, EnforcedLimits, ExternalLimits, to_utc
+from energytree.types import (
+    EnergyFlowRequest,
+    EnforcedLimits,
+    ExternalLimits,
+    OptimizerTarget,
+    format_timestamp,
+    to_utc,
+)
+
+if TYPE_CHECKING:
+    from energytree.client import EnergyTreeClient
 
 __all__ = ["main"]
 
@@ -94,6 +114,185 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return run_service(args)
 
 
+# ---- remote control over gRPC --------------------------------------------------------------
+
+
+def _local_zone() -> tzinfo:
+    """The machine's time zone: $TZ, else /etc/localtime's zone, else today's UTC offset."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    with contextlib.suppress(OSError):
+        candidates.append(os.readlink("/etc/localtime").partition("zoneinfo/")[2])
+    for key in filter(None, candidates):
+        try:
+            return ZoneInfo(key)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+    return datetime.now().astimezone().tzinfo or UTC
+
+
+def _zone(text: str) -> tzinfo:
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(f"unknown time zone: {text!r}") from None
+
+
+def leave_time(text: str, zone: tzinfo, now: datetime) -> datetime:
+    """``HH:MM`` is the next such wall-clock time in ``zone`` after ``now``; else RFC 3339."""
+    try:
+        clock = time.fromisoformat(text)
+    except ValueError:
+        return _timestamp(text)
+    today = now.astimezone(zone).date()
+    for day in (today, today + timedelta(days=1), today + timedelta(days=2)):
+        candidate = datetime.combine(day, clock.replace(tzinfo=None), tzinfo=zone)
+        if candidate > now:
+            return candidate.astimezone(UTC)
+    raise argparse.ArgumentTypeError(f"no next {text}")  # pragma: no cover
+
+
+def _client(args: argparse.Namespace) -> EnergyTreeClient:
+    from energytree.client import EnergyTreeClient
+
+    token = args.token or os.environ.get("ENERGYTREE_TOKEN") or None
+    return EnergyTreeClient(args.server, token=token, tls_ca=args.tls_ca)
+
+
+def _remote(call: Callable[[EnergyTreeClient, argparse.Namespace], Awaitable[int]]
+            ) -> Callable[[argparse.Namespace], int]:
+    """A command handler that runs ``call`` with a client in its own event loop."""
+    async def session(args: argparse.Namespace) -> int:
+        async with _client(args) as client:
+            return await call(client, args)
+
+    return lambda args: asyncio.run(session(args))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def _print_json(value: Any, indent: int | None = 2) -> None:
+    sys.stdout.write(json.dumps(value, indent=indent, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+async def _target_set(client: EnergyTreeClient, args: argparse.Namespace) -> int:
+    leave = None
+    if args.leave is not None:
+        leave = leave_time(args.leave, args.timezone or _local_zone(), datetime.now(UTC))
+    target = OptimizerTarget(energy_amount_needed=args.kwh, leave_time=leave,
+                             price_limit=args.price_limit)
+    await client.submit_target(args.evse, target)
+    _print_json({"evse": args.evse, "target": target})
+    return 0
+
+
+async def _target_clear(client: EnergyTreeClient, args: argparse.Namespace) -> int:
+    await client.clear_target(args.evse)
+    return 0
+
+
+async def _limits_watch(client: EnergyTreeClient, args: argparse.Namespace) -> int:
+    """One JSON array of EnforcedLimits per line, as they are published."""
+    seen = 0
+    async for limits in client.watch_limits():
+        _print_json(limits, indent=None)
+        seen += 1
+        if args.count is not None and seen >= args.count:
+            break
+    return 0
+
+
+async def _status(client: EnergyTreeClient, args: argparse.Namespace) -> int:
+    status = await client.get_status()
+    if args.json:
+        _print_json(dataclasses.asdict(status))
+        return 0
+    lines = [f"{format_timestamp(status.now)}  plan: {status.plan_method}",
+             f"{'EVSE':<16} {'state':<14} {'A':>7} {'ph':>2} {'W':>8} {'kWh':>7}  reason"]
+    for x in status.evses:
+        lines.append(f"{x.uuid:<16} {x.state or '-':<14} {x.current_a:7.2f} {x.phases:2d} "
+                     f"{x.power_w:8.0f} {x.planned_kwh:7.2f}  {x.reason}")
+    for src in status.sources:
+        expiry = format_timestamp(src.expires_at) if src.expires_at else "never"
+        flags = " failsafe" * src.in_failsafe + " binding" * src.binding
+        lines.append(f"source {src.name} on {src.node_uuid}, expires {expiry}{flags}")
+    if status.meter is not None:
+        lines.append(f"grid meter: {status.meter.state} {status.meter.current_a or ''}")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _expr(text: str) -> str | float:
+    """A finite number stays a number; anything else is a formula."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return value if math.isfinite(value) else text
+
+
+async def _vars_set(client: EnergyTreeClient, args: argparse.Namespace) -> int:
+    changed = await client.set_variables([(args.name, _expr(args.expr))], clear=args.clear,
+                                         tmp=args.tmp)
+    _print_json({"changed": changed})
+    return 0
+
+
+async def _vars_get(client: EnergyTreeClient, args: argparse.Namespace) -> int:
+    views = await client.get_variables()
+    shown = [{"name": v.name, "expr": v.expr, "value": v.value}
+             | ({"error": v.error} if v.error else {}) for v in views]
+    _print_json({"vars": shown})
+    return 0
+
+
+def _remote_parser(sub: Any, name: str, help_text: str, call: Callable[..., Awaitable[int]]
+                   ) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
+    parser.add_argument("--server", default="127.0.0.1:50051", help="host:port of the server")
+    parser.add_argument("--token", help="bearer token (default: $ENERGYTREE_TOKEN)")
+    parser.add_argument("--tls-ca", type=Path, help="CA certificate (PEM): use TLS")
+    parser.set_defaults(handler=_remote(call))
+    return parser
+
+
+def _add_remote_commands(sub: Any) -> None:
+    target = sub.add_parser("target", help="set or clear an EVSE's charging target")
+    verbs = target.add_subparsers(dest="verb", required=True)
+    tset = _remote_parser(verbs, "set", "set the target of one EVSE", _target_set)
+    tset.add_argument("evse", help="the EVSE's uuid")
+    tset.add_argument("--kwh", type=_positive, required=True, help="energy needed [kWh]")
+    tset.add_argument("--leave", help="leave time: HH:MM (the next one) or RFC 3339")
+    tset.add_argument("--timezone", type=_zone, help="zone of HH:MM (default: this machine's)")
+    tset.add_argument("--price-limit", type=float, help="charge whenever price <= this")
+    tclear = _remote_parser(verbs, "clear", "clear the target of one EVSE", _target_clear)
+    tclear.add_argument("evse", help="the EVSE's uuid")
+
+    limits = sub.add_parser("limits", help="follow the enforced limits")
+    verbs = limits.add_subparsers(dest="verb", required=True)
+    watch = _remote_parser(verbs, "watch", "print each publication as a JSON line",
+                           _limits_watch)
+    watch.add_argument("--count", type=int, help="stop after this many publications")
+
+    status = _remote_parser(sub, "status", "show EVSEs, limits, sources and the meter", _status)
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    variables = sub.add_parser("vars", help="charging-manager variables (CM.name)")
+    verbs = variables.add_subparsers(dest="verb", required=True)
+    _remote_parser(verbs, "get", "print every variable with its value", _vars_get)
+    vset = _remote_parser(verbs, "set", "set one variable to a number or formula", _vars_set)
+    vset.add_argument("name")
+    vset.add_argument("expr", help="a number or a formula, e.g. '55000 * CM.AVAIL / 100'")
+    vset.add_argument("--clear", action="store_true", help="delete all other variables")
+    vset.add_argument("--tmp", action="store_true", help="do not persist the change")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="energytree", description="Energy manager for EV charging sites."
@@ -131,6 +330,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--state-dir", default="state", help="where state survives restarts")
     serve.add_argument("--duration", type=_positive, help="stop after this many seconds")
     serve.set_defaults(handler=_cmd_serve)
+    _add_remote_commands(sub)
     return parser
 
 

@@ -19,11 +19,14 @@ MAX_FILE_BYTES = 2_000_000
 def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     """The 1-based line of the YAML node at pydantic location ``loc`` (or its nearest parent)."""
     node, line = root, None
-    for key in loc:
+    for i, key in enumerate(loc):
         if node is None:
             break
         line = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
+            keys = [k.value for k, _ in node.value]
+            if i + 1 < len(loc) and loc[i + 1] in keys:
+                continue  # a union tag that is also a key ('evse: a'): the field is a sibling
             node = next((v for k, v in node.value if k.value == key), None)
             if node is None:  # a missing field: point at the mapping
                 return line
@@ -51,7 +54,10 @@ def parse_model(text: str, model: type[Model], name: str = "<config>") -> Model:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{name}: not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+        problem = getattr(exc, "problem", None) or exc
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from exc
     if data is None:
         raise ConfigError(f"{name}: the file is empty")
     try:

@@ -35,6 +35,7 @@ from energytree.types import (
     OptimizerTarget,
     Powermeter,
     PricePerKwh,
+    to_utc,
 )
 from energytree.variables import Expr, VariableView
 
@@ -125,9 +126,10 @@ def timestamp_to_datetime(value: Timestamp, path: str) -> datetime:
         raise RequestError(f"{path}: {exc}") from None
 
 
-def datetime_to_timestamp(value: datetime) -> Timestamp:
+def datetime_to_timestamp(value: datetime | str) -> Timestamp:
+    """A Timestamp from a datetime or RFC 3339 text (what the models' dumps hold)."""
     stamp = Timestamp()
-    stamp.FromDatetime(value.astimezone(UTC))
+    stamp.FromDatetime(to_utc(value))
     return stamp
 
 
@@ -182,6 +184,7 @@ def fill_message(message: Message, data: Mapping[str, Any]) -> Message:
             for item in value:
                 fill_message(getattr(message, name).add(), item)
         else:
+            getattr(message, name).SetInParent()  # an empty model is still "set"
             fill_message(getattr(message, name), value)
     return message
 

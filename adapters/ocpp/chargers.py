@@ -192,9 +192,10 @@ def evse_state(status: str, in_transaction: bool) -> EvseState | None:
     return state
 
 
-def ended_state(reason: str | None) -> EvseState:
-    """The state after a transaction ended for ``reason`` (stop or trigger reason)."""
-    return EvseState.Unplugged if reason in UNPLUGGED_REASONS else EvseState.Finished
+def ended_state(*reasons: str | None) -> EvseState:
+    """The state after a transaction ended for these reasons (stop and trigger reason)."""
+    unplugged = any(r in UNPLUGGED_REASONS for r in reasons)
+    return EvseState.Unplugged if unplugged else EvseState.Finished
 
 
 # ---- MeterValues → Powermeter ----------------------------------------------------------------

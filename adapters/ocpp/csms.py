@@ -1,0 +1,448 @@
+"""The CSMS towards the site's own chargers: OCPP 1.6J and 2.0.1 on one websocket port.
+
+Chargers connect to ``ws://host:port/<anything>/<charger id>`` offering ``ocpp1.6`` or
+``ocpp2.0.1``; the subprotocol picks the wire table, the handlers are shared. What they say
+feeds the manager (states, measurements); what the manager enforces goes back as a
+TxDefaultProfile per connector/EVSE (see ``chargers`` for the profile and its lease). Usage::
+
+    async with EnergyManager(tree) as manager, CsmsServer(config, manager):
+        await asyncio.Event().wait()
+
+Decisions:
+
+* **Handshake.** An id not on the allow-list, a missing or wrong password (HTTP basic auth,
+  security profile 1: user = charger id, compared in constant time) → HTTP 401 before the
+  websocket opens. Unknown ids and wrong passwords get the same answer, so the allow-list is
+  not revealed. A charger without a configured password needs none. No common subprotocol →
+  HTTP 400 (websockets). A second connection with the same id replaces the first.
+* **Authorization** of id tags is not ours: Authorize, StartTransaction and TransactionEvent
+  accept every token.
+* **Offline.** When a charger's connection ends, each of its EVSEs is set to Charging (so the
+  allocator counts it) and pinned by the external limit ``offline:<uuid>`` at exactly what the
+  charger may draw by itself: its last accepted limit until that profile's lease ends, then its
+  failsafe current. The other EVSEs share what is left. When the charger boots again the pins
+  are removed and its statuses take over. A charger that never accepted a profile is left at
+  its own maximum. Under a shortage the allocator's rotation may still admit others first.
+* TxProfiles are not sent: the TxDefaultProfile of the connector covers every transaction on
+  it and avoids the 1.6 race between StartTransaction's answer and a TxProfile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import itertools
+import logging
+import re
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote
+
+from ocpp.charge_point import ChargePoint
+from ocpp.exceptions import OCPPError, PropertyConstraintViolationError
+from ocpp.routing import after, on
+from ocpp.v16.enums import Action as Action16
+from ocpp.v201.enums import Action  # the shared actions have the same names in 1.6
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed, InvalidHeader
+from websockets.headers import parse_authorization_basic
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from adapters.ocpp.chargers import (
+    ChargerConfig,
+    CsmsConfig,
+    Grant,
+    Pushed,
+    charger_rules,
+    connectors_in,
+    ended_state,
+    evse_state,
+    evse_uuid,
+    grant_for,
+    lease_end,
+    needs_push,
+    offline_limits,
+    powermeter,
+    register_reading,
+    set_profile_call,
+    tx_default_profile,
+)
+from adapters.ocpp.profiles import ProfileRules
+from adapters.ocpp.versions import CSMS_BY_SUBPROTOCOL, CsmsWire
+from energytree.clock import Clock, SystemClock
+from energytree.errors import RequestError
+from energytree.manager import EnergyManager
+from energytree.types import EnforcedLimits, EvseState, Powermeter, format_timestamp
+
+__all__ = ["ChargerSession", "CsmsConfig", "CsmsServer", "charger_id", "offline_source"]
+
+log = logging.getLogger(__name__)
+SUBPROTOCOLS = [Subprotocol(s) for s in CSMS_BY_SUBPROTOCOL]
+ACCEPTED = {"status": "Accepted"}
+EPOCH_2020 = 1_577_836_800  # 1.6 transaction ids count seconds from here, so they fit int32
+SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,56}$")
+
+
+def charger_id(path: str) -> str:
+    """The charger id of a request path: its last segment, percent-decoded."""
+    return unquote(path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])
+
+
+def offline_source(uuid: str) -> str:
+    """The external-limit source that pins an offline EVSE (a valid lease name)."""
+    if SOURCE_NAME.match(uuid):
+        return f"offline:{uuid}"
+    return "offline:" + hashlib.sha256(uuid.encode()).hexdigest()[:16]
+
+
+def credentials_ok(charger: ChargerConfig | None, headers: Headers) -> bool:
+    """HTTP basic auth as the charger (user = its id); evaluated in constant time."""
+    if charger is not None and charger.password is None:
+        return True
+    try:
+        user, password = parse_authorization_basic(headers.get("Authorization", ""))
+    except InvalidHeader:
+        user, password = "", ""
+    expected_user = charger.id if charger is not None else "\x00"
+    secret = charger.password.get_secret_value() if charger and charger.password else "\x00"
+    same_user = hmac.compare_digest(user.encode(), expected_user.encode())
+    same_password = hmac.compare_digest(password.encode(), secret.encode())
+    return charger is not None and same_user & same_password
+
+
+@contextlib.contextmanager
+def _as_call_error() -> Iterator[None]:
+    """Our RequestError as the OCPP CallError the library sends back."""
+    try:
+        yield
+    except RequestError as exc:
+        raise PropertyConstraintViolationError(str(exc)) from exc
+
+
+class ChargerSession(ChargePoint):  # type: ignore[misc]
+    """One charger's connection: one handler per verb for both versions, and the driver task
+    that reads its smart-charging settings and keeps its profiles current."""
+
+    def __init__(self, server: CsmsServer, charger: ChargerConfig, ws: ServerConnection,
+                 wire: CsmsWire) -> None:
+        super().__init__(charger.id, ws, response_timeout=server.config.response_timeout_s)
+        v = wire.version
+        self._call, self._call_result, self._ocpp_version = v.call, v.call_result, v.name
+        self.server, self.charger, self.wire, self.version = server, charger, wire, v
+        self.booted = asyncio.Event()
+        self.wake = asyncio.Event()  # set on every publication of the manager
+        self.stack_level = 0
+        self.pushed: dict[int, Pushed] = {}  # by connector, accepted in this session
+        self.refused_until: dict[int, datetime] = {}
+        self.transactions: dict[str, int] = {}  # transaction id → connector
+
+    # ---- charger → CSMS --------------------------------------------------------------------
+
+    @on(Action.boot_notification)
+    async def on_boot_notification(self, **payload: Any) -> Any:
+        return self.version.call_result.BootNotification(
+            current_time=self.server.iso_now(), status="Accepted",
+            interval=self.server.config.heartbeat_interval_s)
+
+    @after(Action.boot_notification)
+    async def after_boot_notification(self, **payload: Any) -> None:
+        self.server.came_back(self.charger)
+        self.booted.set()  # only now: nothing is sent before the boot was answered
+
+    @on(Action.heartbeat)
+    async def on_heartbeat(self, **payload: Any) -> Any:
+        return self.version.call_result.Heartbeat(current_time=self.server.iso_now())
+
+    @on(Action.status_notification)
+    async def on_status_notification(self, **payload: Any) -> Any:
+        connector = payload[self.version.connector_field]
+        with _as_call_error():
+            state = evse_state(payload[self.wire.status_field],
+                               connector in self.transactions.values())
+        if connector >= 1 and state is not None:
+            self._set_state(connector, state)
+        return self.version.call_result.StatusNotification()
+
+    @on(Action.meter_values)
+    async def on_meter_values(self, **payload: Any) -> Any:
+        connector = payload[self.version.connector_field]
+        with _as_call_error():
+            reading = powermeter(self.wire, payload["meter_value"], self._meter_id(connector))
+        if connector >= 1 and reading is not None:
+            self._measure(connector, reading)
+        return self.version.call_result.MeterValues()
+
+    @on(Action.authorize)
+    async def on_authorize(self, **payload: Any) -> Any:
+        return self.version.call_result.Authorize(**{self.wire.id_info_field: ACCEPTED})
+
+    @on(Action16.start_transaction)
+    async def on_start_transaction(self, connector_id: int, meter_start: int, timestamp: str,
+                                   **payload: Any) -> Any:
+        with _as_call_error():
+            reading = register_reading(meter_start, timestamp, self._meter_id(connector_id))
+        transaction_id = self.server.next_transaction_id()
+        self.transactions[str(transaction_id)] = connector_id
+        self._set_state(connector_id, EvseState.PrepareCharging)
+        self._measure(connector_id, reading)
+        return self.version.call_result.StartTransaction(
+            transaction_id=transaction_id, id_tag_info=ACCEPTED)
+
+    @on(Action16.stop_transaction)
+    async def on_stop_transaction(self, transaction_id: int, meter_stop: int, timestamp: str,
+                                  **payload: Any) -> Any:
+        connector = self.transactions.get(str(transaction_id))
+        with _as_call_error():
+            reading = register_reading(meter_stop, timestamp, self._meter_id(connector or 0))
+        if connector is not None:
+            del self.transactions[str(transaction_id)]
+            self._set_state(connector, ended_state(payload.get("reason")))
+            self._measure(connector, reading)
+        info = {"id_tag_info": ACCEPTED} if payload.get("id_tag") else {}
+        return self.version.call_result.StopTransaction(**info)
+
+    @on(Action.transaction_event)
+    async def on_transaction_event(self, event_type: str, trigger_reason: str,
+                                   transaction_info: dict[str, Any], **payload: Any) -> Any:
+        tx = transaction_info["transaction_id"]
+        connector = (payload.get("evse") or {}).get("id") or self.transactions.get(tx)
+        with _as_call_error():
+            reading = powermeter(self.wire, payload.get("meter_value") or [],
+                                 self._meter_id(connector or 0))
+            state = self._transaction_state(event_type, trigger_reason, transaction_info)
+        if connector:
+            if event_type == "Ended":
+                self.transactions.pop(tx, None)
+            else:
+                self.transactions[tx] = connector
+            if state is not None:
+                self._set_state(connector, state)
+            if reading is not None:
+                self._measure(connector, reading)
+        info = {"id_token_info": ACCEPTED} if payload.get("id_token") else {}
+        return self.version.call_result.TransactionEvent(**info)
+
+    @staticmethod
+    def _transaction_state(event_type: str, trigger: str, info: dict[str, Any]
+                           ) -> EvseState | None:
+        if event_type == "Ended":
+            return ended_state(info.get("stopped_reason"), trigger)
+        charging = info.get("charging_state")
+        if charging is not None:
+            return evse_state(charging, in_transaction=True)
+        return EvseState.PrepareCharging if event_type == "Started" else None
+
+    def _meter_id(self, connector: int) -> str:
+        return f"{self.charger.id}/{connector}"
+
+    def _set_state(self, connector: int, state: EvseState) -> None:
+        self.server.feed(lambda m, uuid: m.set_evse_state(uuid, state),
+                         evse_uuid(self.charger, connector))
+
+    def _measure(self, connector: int, reading: Powermeter) -> None:
+        self.server.measure(evse_uuid(self.charger, connector), reading)
+
+    # ---- CSMS → charger --------------------------------------------------------------------
+
+    async def drive(self) -> None:
+        """After the boot: read the smart-charging settings, then keep the profiles current."""
+        await self.booted.wait()
+        rules = await self._read_rules()
+        self.stack_level = rules.max_stack_level
+        while True:
+            for connector, grant in self.server.grants(self.charger):
+                now = self.server.clock.now()
+                if self.refused_until.get(connector, now) > now:
+                    continue
+                if needs_push(self.pushed.get(connector), grant, now, self.server.config):
+                    await self._push(connector, grant, rules, now)
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=10.0)
+
+    async def _read_rules(self) -> ProfileRules:
+        names = list(self.wire.settings.values())
+        try:
+            result = await self.call(self.wire.read_settings(names), suppress=False)
+            values = self.wire.setting_values(result)
+        except (OCPPError, TimeoutError) as exc:
+            log.warning("%s: cannot read %s (%r); assuming the defaults", self.id, names, exc)
+            values = {}
+        rules = charger_rules(self.wire, values)
+        log.info("%s: OCPP %s, smart charging %s", self.id, self.version.name, rules)
+        return rules
+
+    async def _push(self, connector: int, grant: Grant, rules: ProfileRules,
+                    now: datetime) -> None:
+        """SetChargingProfile at our stack level; if refused there, once more at level 0."""
+        config = self.server.config
+        for level in dict.fromkeys((self.stack_level, 0)):
+            profile = tx_default_profile(
+                connector, grant, rules, now, stack_level=level,
+                failsafe_a=config.failsafe_a(self.charger), lease_s=config.lease_s,
+                voltage_v=config.nominal_voltage_v)
+            status = await self._send(set_profile_call(self.version, profile))
+            if status == "Accepted":
+                if level != self.stack_level:
+                    log.warning("%s refused stack level %d but accepted 0; using 0 from now on",
+                                self.id, self.stack_level)
+                    self.stack_level = level
+                pushed = Pushed(grant, now, lease_end(profile), level)
+                self.pushed[connector] = pushed
+                self.server.pushed[evse_uuid(self.charger, connector)] = pushed
+                return
+            log.warning("%s: connector %d refused a TxDefaultProfile at stack level %d: %s",
+                        self.id, connector, level, status)
+        log.error("%s: connector %d refused every profile; trying again in %.0f s", self.id,
+                  connector, config.retry_after_s)
+        self.refused_until[connector] = now + timedelta(seconds=config.retry_after_s)
+
+    async def _send(self, request: Any) -> str:
+        try:
+            result = await self.call(request, suppress=False)
+        except OCPPError as exc:
+            return f"CallError {exc!r}"
+        except TimeoutError:
+            return "no answer"
+        return str(result.status)
+
+
+class CsmsServer:
+    """The websocket server, the allow-list, and what the sessions share."""
+
+    def __init__(self, config: CsmsConfig, manager: EnergyManager,
+                 clock: Clock | None = None) -> None:
+        self.config = config
+        self.manager = manager
+        self.clock = clock or SystemClock()
+        self.chargers = {c.id: c for c in config.chargers}
+        self.sessions: dict[str, ChargerSession] = {}
+        self.limits: dict[str, EnforcedLimits] = {}  # the latest publication, by EVSE uuid
+        self.pushed: dict[str, Pushed] = {}  # the last accepted profile by EVSE uuid
+        self._readings: dict[str, datetime] = {}
+        self._not_in_tree: set[str] = set()
+        first_id = max(int(self.clock.now().timestamp()) - EPOCH_2020, 1)
+        self._transaction_ids = itertools.count(first_id)
+        self._server: Server | None = None
+        self._follower: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "not started"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._follower = asyncio.create_task(self._follow_limits(), name="csms-limits")
+        self._server = await serve(self._handle, self.config.host, self.config.port,
+                                   subprotocols=SUBPROTOCOLS, process_request=self._authorize)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+
+    async def __aenter__(self) -> CsmsServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def iso_now(self) -> str:
+        return format_timestamp(self.clock.now())
+
+    def next_transaction_id(self) -> int:
+        return next(self._transaction_ids)
+
+    def grants(self, charger: ChargerConfig) -> list[tuple[int, Grant]]:
+        """What the manager grants each of the charger's connectors now."""
+        result = []
+        for connector in connectors_in(charger, self.limits):
+            limits = self.limits.get(evse_uuid(charger, connector))
+            if limits is not None:
+                result.append((connector, grant_for(limits, self.config.nominal_voltage_v)))
+        return result
+
+    def feed(self, action: Callable[[EnergyManager, str], object], uuid: str) -> None:
+        """``action(manager, uuid)``; an EVSE the tree lacks is logged once, not an error."""
+        try:
+            action(self.manager, uuid)
+        except RequestError as exc:
+            if uuid not in self._not_in_tree:
+                log.warning("EVSE %s: %s (check the connector map)", uuid, exc)
+            self._not_in_tree.add(uuid)
+
+    def measure(self, uuid: str, reading: Powermeter) -> None:
+        """Report ``reading`` unless a newer one was (buffered MeterValues come late)."""
+        at = reading.timestamp
+        last = self._readings.get(uuid)
+        if at is not None and last is not None and at < last:
+            return
+        if at is not None:
+            self._readings[uuid] = at
+        self.feed(lambda m, u: m.report_measurement(u, reading), uuid)
+
+    def came_back(self, charger: ChargerConfig) -> None:
+        for connector in connectors_in(charger, [*self.limits, *self.pushed]):
+            self.manager.clear_external_limits(offline_source(evse_uuid(charger, connector)))
+
+    def went_offline(self, charger: ChargerConfig) -> None:
+        """Pin the charger's EVSEs at what it may draw on its own (module docstring)."""
+        now = self.clock.now()
+        failsafe = self.config.failsafe_a(charger)
+        for connector in connectors_in(charger, [*self.limits, *self.pushed]):
+            uuid = evse_uuid(charger, connector)
+            pin = offline_limits(self.pushed.get(uuid), failsafe, now)
+            if pin is not None:
+                self.feed(lambda m, u, p=pin: m.set_external_limits(offline_source(u), u, p),
+                          uuid)
+            self.feed(lambda m, u: m.set_evse_state(u, EvseState.Charging), uuid)
+        log.warning("charger %s is offline; its EVSEs are pinned at their own limits",
+                    charger.id)
+
+    async def _follow_limits(self) -> None:
+        async for published in self.manager.subscribe():
+            self.limits = {x.uuid: x for x in published}
+            for session in self.sessions.values():
+                session.wake.set()
+
+    def _authorize(self, connection: ServerConnection, request: Request) -> Response | None:
+        charger = self.chargers.get(charger_id(request.path))
+        if credentials_ok(charger, request.headers):
+            return None
+        log.warning("refused charger %r from %s", charger_id(request.path),
+                    connection.remote_address)
+        response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
+        response.headers["WWW-Authenticate"] = 'Basic realm="energytree", charset="UTF-8"'
+        return response
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert ws.request is not None and ws.subprotocol is not None
+        charger = self.chargers[charger_id(ws.request.path)]
+        session = ChargerSession(self, charger, ws, CSMS_BY_SUBPROTOCOL[ws.subprotocol])
+        old, self.sessions[charger.id] = self.sessions.get(charger.id), session
+        if old is not None:
+            log.warning("charger %s connected again; closing its older connection", charger.id)
+            await old._connection.close()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(session.start())
+                tasks.create_task(session.drive())
+        except* ConnectionClosed:
+            pass
+        except* Exception as group:
+            log.error("charger %s: session failed: %r", charger.id, group.exceptions[0])
+        finally:
+            if self.sessions.get(charger.id) is session:
+                del self.sessions[charger.id]
+                self.went_offline(charger)
