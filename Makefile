@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test preview bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+preview: $(STAMP)
+	$(VENV)/bin/energytree preview examples/small-business.yaml --now 2026-11-23T06:00:00Z --prices examples/prices/tou-day.csv
 
 bench: $(STAMP)
 	$(PY) -m bench

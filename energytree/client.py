@@ -18,10 +18,10 @@ Usage::
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
 import grpc
 
@@ -37,6 +37,7 @@ __all__ = ["DEFAULT_SERVER", "ApiError", "EnergyTreeClient", "PlanPreview", "Sit
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 Expr = str | float
+Reply = TypeVar("Reply")
 
 
 class ApiError(EnergyTreeError):
@@ -87,19 +88,18 @@ class EnergyTreeClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _call(self, method: str, request: object) -> object:
+    async def _call(self, rpc: Callable[..., Awaitable[Reply]], request: object) -> Reply:
         with _translate(self.target):
-            return await getattr(self._stub, method)(
-                request, metadata=self._metadata, timeout=self.timeout_s)
+            return await rpc(request, metadata=self._metadata, timeout=self.timeout_s)
 
     async def submit_target(self, evse_uuid: str, target: OptimizerTarget) -> None:
         """Set the optimizer target of one EVSE (the server re-plans)."""
         message = convert.model_to_message(target, pb.OptimizerTarget())
-        await self._call("SubmitOptimizerTarget",
+        await self._call(self._stub.SubmitOptimizerTarget,
                          pb.SubmitOptimizerTargetRequest(evse_uuid=evse_uuid, target=message))
 
     async def clear_target(self, evse_uuid: str) -> None:
-        await self._call("ClearOptimizerTarget",
+        await self._call(self._stub.ClearOptimizerTarget,
                          pb.ClearOptimizerTargetRequest(evse_uuid=evse_uuid))
 
     async def set_external_limits(self, source: str, node_uuid: str, limits: ExternalLimits, *,
@@ -110,22 +110,20 @@ class EnergyTreeClient:
         convert.model_to_message(limits, request.limits)
         if failsafe is not None:
             convert.model_to_message(failsafe, request.failsafe)
-        response = await self._call("SetExternalLimits", request)
-        assert isinstance(response, pb.SetExternalLimitsResponse)
+        response = await self._call(self._stub.SetExternalLimits, request)
         if not response.HasField("expires_at"):
             return None
         return convert.timestamp_to_datetime(response.expires_at, "expires_at")
 
     async def clear_external_limits(self, source: str) -> bool:
         """Remove the source's limits; False if there were none."""
-        response = await self._call("ClearExternalLimits",
+        response = await self._call(self._stub.ClearExternalLimits,
                                     pb.ClearExternalLimitsRequest(source=source))
-        assert isinstance(response, pb.ClearExternalLimitsResponse)
         return response.cleared
 
     async def set_prices(self, prices: Sequence[PricePerKwh]) -> None:
         messages = [convert.model_to_message(p, pb.PricePerKwh()) for p in prices]
-        await self._call("SetPrices", pb.SetPricesRequest(prices=messages))
+        await self._call(self._stub.SetPrices, pb.SetPricesRequest(prices=messages))
 
     async def get_plan(self, targets: Mapping[str, OptimizerTarget | None] | None = None
                        ) -> PlanPreview:
@@ -135,13 +133,11 @@ class EnergyTreeClient:
             item = request.targets.add(evse_uuid=uuid)
             if target is not None:
                 convert.model_to_message(target, item.target)
-        response = await self._call("GetPlan", request)
-        assert isinstance(response, pb.GetPlanResponse)
+        response = await self._call(self._stub.GetPlan, request)
         return convert.plan_from_proto(response)
 
     async def get_status(self) -> SiteStatus:
-        response = await self._call("GetStatus", pb.GetStatusRequest())
-        assert isinstance(response, pb.GetStatusResponse)
+        response = await self._call(self._stub.GetStatus, pb.GetStatusRequest())
         return convert.status_from_proto(response)
 
     async def watch_limits(self) -> AsyncIterator[list[EnforcedLimits]]:
@@ -164,11 +160,9 @@ class EnergyTreeClient:
                 request.vars.add(name=name, formula=expr)
             else:
                 request.vars.add(name=name, number=float(expr))
-        response = await self._call("SetVariables", request)
-        assert isinstance(response, pb.SetVariablesResponse)
+        response = await self._call(self._stub.SetVariables, request)
         return list(response.changed)
 
     async def get_variables(self) -> list[VariableView]:
-        response = await self._call("GetVariables", pb.GetVariablesRequest())
-        assert isinstance(response, pb.GetVariablesResponse)
+        response = await self._call(self._stub.GetVariables, pb.GetVariablesRequest())
         return convert.variable_views_from_proto(response.vars)

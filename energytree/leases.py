@@ -12,9 +12,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from energytree.errors import RequestError
+from energytree.inputs import describe_validation_error
 from energytree.problem import ExternalSource
 from energytree.types import ExternalLimits, Timestamp
 
@@ -64,8 +65,11 @@ class LeaseBook:
         if name not in self.leases and len(self.leases) >= MAX_SOURCES:
             raise RequestError(f"at most {MAX_SOURCES} external-limit sources")
         expires = None if ttl_s is None else now + timedelta(seconds=ttl_s)
-        lease = Lease(name=name, node_uuid=node_uuid, limits=limits, set_at=now,
-                      expires_at=expires, failsafe=failsafe)
+        try:
+            lease = Lease(name=name, node_uuid=node_uuid, limits=limits, set_at=now,
+                          expires_at=expires, failsafe=failsafe)
+        except ValidationError as exc:  # a bad name from an embedding caller: our error
+            raise RequestError(describe_validation_error(exc, "external limits")) from exc
         self.leases[name] = lease
         return lease
 

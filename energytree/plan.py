@@ -26,6 +26,8 @@ from energytree.types import (
 __all__ = ["Plan", "Planner", "instant_plan", "limits_res"]
 
 TARGET_MET = "target met"
+AFTER_LEAVE = "after leave time"
+AUTONOMY = "full autonomy: local generation"
 
 
 class Planner(Protocol):
@@ -147,7 +149,11 @@ def _price(problem: Problem, slot: int) -> PricePerKwh | None:
 
 
 def instant_plan(problem: Problem, *, rotation: int = 0) -> Plan:
-    """Allocate slot by slot; stop an EVSE once its target energy is delivered."""
+    """Allocate slot by slot; stop an EVSE once its target energy is delivered.
+
+    A car is gone after its leave time (0 A then), and ``full_autonomy`` EVSEs share only the
+    local generation forecast.
+    """
     n, t = problem.evse_count, problem.slots
     current = np.zeros((n, t))
     phases = np.zeros((n, t), dtype=np.int64)
@@ -157,13 +163,20 @@ def instant_plan(problem: Problem, *, rotation: int = 0) -> Plan:
         tt.energy_kwh if tt and tt.energy_kwh is not None and tt.price_limit is None else np.inf
         for tt in problem.targets
     ])
+    deadline = np.array([tt.deadline_slot if tt else t for tt in problem.targets])
+    autonomous = np.array([bool(tt and tt.full_autonomy) for tt in problem.targets])
     hours = problem.grid.hours
     for slot in range(t):
-        per_amp_kwh = problem.voltage_v * problem.max_phases[:, slot] * hours[slot] / 1000.0
+        watts_per_amp = problem.voltage_v * problem.max_phases[:, slot]
+        per_amp_kwh = watts_per_amp * hours[slot] / 1000.0
         cap = remaining / np.maximum(per_amp_kwh * problem.efficiency[:, slot], 1e-12)
         done = remaining <= 1e-9
+        gone = slot >= deadline
         # the last bit of a target may take the minimum current for part of a slot
-        cap = np.where(done, 0.0, np.maximum(cap, problem.min_current_a[:, slot]))
+        cap = np.where(done | gone, 0.0, np.maximum(cap, problem.min_current_a[:, slot]))
+        if autonomous.any():
+            share = max(0.0, problem.generation_w[slot]) / autonomous.sum()
+            cap = np.where(autonomous, np.minimum(cap, share / watts_per_amp), cap)
         alloc = allocate_slot(problem, slot, rotation=rotation + slot, evse_cap_a=cap,
                               evse_cap_label=TARGET_MET)
         current[:, slot] = alloc.current_a
@@ -172,5 +185,13 @@ def instant_plan(problem: Problem, *, rotation: int = 0) -> Plan:
         delivered = alloc.power_w.clip(min=0) * hours[slot] * problem.efficiency[:, slot] / 1000
         remaining = np.maximum(0.0, remaining - delivered)
         for e in range(n):
-            reasons[e][slot] = TARGET_MET if done[e] else alloc.reasons[e]
-    return Plan(problem, current, phases, power, reasons, method="instant allocator")
+            reason = alloc.reasons[e]
+            if done[e]:
+                reason = TARGET_MET
+            elif gone[e]:
+                reason = AFTER_LEAVE
+            elif autonomous[e] and reason.startswith(TARGET_MET):
+                reason = AUTONOMY
+            reasons[e][slot] = reason
+    return Plan(problem, current, phases, power, reasons, method="instant allocator",
+                notes=list(problem.notes))

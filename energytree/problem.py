@@ -32,6 +32,7 @@ from energytree.types import (
     PricePerKwh,
     ScheduleReqEntry,
     TimedValue,
+    format_timestamp,
 )
 
 __all__ = ["ExternalSource", "PlanOptions", "Problem", "Target", "build_problem", "phase_usage"]
@@ -99,6 +100,7 @@ class Problem:
     node_cap_w: tuple[np.ndarray, np.ndarray]
     evse_cap_a: tuple[np.ndarray, np.ndarray]
     evse_cap_w: tuple[np.ndarray, np.ndarray]
+    notes: tuple[str, ...] = ()
 
     @property
     def evse_count(self) -> int:
@@ -228,6 +230,16 @@ def _target(
     )
 
 
+def _past_leave_times(requests: Sequence[EnergyFlowRequest], now: datetime) -> list[str]:
+    notes = []
+    for request in requests:
+        target = request.optimizer_target
+        if target and target.leave_time is not None and target.leave_time <= now:
+            notes.append(f"{request.uuid}: leave time {format_timestamp(target.leave_time)} "
+                         "has passed; its target is planned to the end of the horizon")
+    return notes
+
+
 def _breakpoints(request: EnergyFlowRequest) -> list[datetime]:
     points: list[datetime] = []
     stack = [request]
@@ -330,6 +342,7 @@ def _assemble(
         price_export=prices_per_slot(root.schedule_export, grid),
         generation_w=resample_values(root.local_generation_W or [], grid, 0.0),
         targets=[_target(r.optimizer_target, grid, now) for r in evse_requests],
+        notes=tuple(_past_leave_times(evse_requests, now)),
         inner=inner,
         node_cap_a=(caps[0][0], caps[1][0]),
         node_cap_w=(caps[0][1], caps[1][1]),

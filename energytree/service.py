@@ -16,7 +16,6 @@ import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,7 +24,6 @@ from adapters.meter.client import GridMeterConfig
 from adapters.ocpp.upstream import UpstreamConfig
 from adapters.ripple import RippleConfig
 from adapters.sunspec import SunSpecServerConfig
-from energytree.errors import ConfigError
 from energytree.gridops import GZF
 from energytree.simulation import SimulatedCar
 from energytree.site import SiteConfig, evse_configs
@@ -94,12 +92,7 @@ class ServiceConfig(SiteConfig):
 
 
 def load_service_config(path: str | Path) -> ServiceConfig:
-    config = load_model(path, ServiceConfig)
-    try:
-        ZoneInfo(config.timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"{path}: timezone: unknown time zone {config.timezone!r}") from exc
-    return config
+    return load_model(path, ServiceConfig)
 
 
 def default_cars(config: ServiceConfig) -> dict[str, SimulatedCar]:

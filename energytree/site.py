@@ -20,8 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from energytree.errors import ConfigError
 from energytree.types import (
@@ -108,6 +109,15 @@ class SiteConfig(_Config):
     slot_minutes: float = Field(15.0, gt=0, le=1440)
     horizon_hours: float = Field(24.0, gt=0, le=24 * 7)
     grid: GridConfig
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {zone!r} (use e.g. Europe/Berlin)") from None
+        return zone
 
 
 FuseConfig.model_rebuild()

@@ -20,7 +20,7 @@ import numpy as np
 
 from energytree.allocator import SlotAllocation, allocate_slot
 from energytree.errors import PlanningError
-from energytree.plan import TARGET_MET, Plan, instant_plan
+from energytree.plan import AFTER_LEAVE, TARGET_MET, Plan, instant_plan
 from energytree.problem import Problem
 from optimizer.model import EPS, LinearModel, build_model
 from optimizer.rounding import on_off_bounds
@@ -30,7 +30,6 @@ __all__ = ["PlanReport", "optimise"]
 
 log = logging.getLogger(__name__)
 WAITING_FOR_PRICE = "price: cheaper slots planned"
-AFTER_LEAVE = "after leave time"
 
 
 @dataclass(frozen=True)
@@ -55,12 +54,15 @@ def optimise(problem: Problem, *, time_budget_s: float = 2.0, rotation: int = 0,
     started = time.perf_counter()
     try:
         plan, report = _optimise(problem, time_budget_s, rotation, solver, started)
-    except PlanningError as exc:
-        log.warning("optimiser failed (%s); planning with the instant allocator", exc)
+    except Exception as exc:  # never fail: any error falls back to a safe plan
+        if isinstance(exc, PlanningError):
+            log.warning("optimiser failed (%s); planning with the instant allocator", exc)
+        else:
+            log.exception("optimiser error; planning with the instant allocator")
         fallback = instant_plan(problem, rotation=rotation)
         return Plan(fallback.problem, fallback.current_a, fallback.phases, fallback.power_w,
                     fallback.reasons, method="instant allocator (fallback)",
-                    notes=[f"optimiser failed: {exc}"])
+                    notes=[*problem.notes, f"optimiser failed: {exc}"])
     log.info("plan: objective %.4f, LP bound %.4f (gap %.4f %%), %d fractional cells, %.3f s",
              report.objective, report.lp_bound, 100 * report.gap, report.fractional_cells,
              time.perf_counter() - started)
@@ -82,6 +84,7 @@ def _optimise(problem: Problem, budget: float, rotation: int, solver: str, start
                         solved - built)
     plan = _assemble(problem, model, final.values, final.activity, rotation)
     notes = [
+        *problem.notes,
         f"optimiser ({solver}): LP bound {report.lp_bound:.4f}, plan {report.objective:.4f}, "
         f"gap {100 * report.gap:.4f} %, {fractional} fractional cells repaired",
         *_shortfall_notes(plan),
@@ -116,6 +119,7 @@ def _cell_reasons(problem: Problem, model: LinearModel, x: np.ndarray, activity:
     binding_row = np.full(cells, -1)
     binding_row[coo.col[on_cell]] = np.nonzero(tight)[0][coo.row[on_cell]]
     labels: dict[tuple[int, int], str] = {}
+    reached = _reached_before(problem, model, amps)
     reasons = []
     for cell in range(cells):
         row, t = int(binding_row[cell]), int(model.slot[cell])
@@ -126,8 +130,23 @@ def _cell_reasons(problem: Problem, model: LinearModel, x: np.ndarray, activity:
                 labels[row, t] = _row_reason(problem, model, row, t)
             reasons.append(labels[row, t])
         else:
-            reasons.append(TARGET_MET if met[model.evse[cell]] else WAITING_FOR_PRICE)
+            reasons.append(TARGET_MET if reached[cell] else WAITING_FOR_PRICE)
     return reasons
+
+
+def _reached_before(problem: Problem, model: LinearModel, amps: np.ndarray) -> np.ndarray:
+    """Per cell: was the EVSE's target already delivered before this cell's slot?"""
+    order = np.lexsort((model.slot, model.evse))
+    energy = (model.kwh_per_a * amps)[order]
+    evse = model.evse[order]
+    cumulative = np.cumsum(energy)
+    first = np.r_[True, evse[1:] != evse[:-1]]
+    start = np.maximum.accumulate(np.where(first, np.arange(len(evse)), 0))
+    before = cumulative - energy - np.r_[0.0, cumulative][start]
+    need = np.array([problem.targets[e].energy_kwh or np.inf for e in evse])  # type: ignore[union-attr]
+    reached = np.empty(len(order), dtype=bool)
+    reached[order] = before >= need - 1e-6
+    return reached
 
 
 def _row_reason(problem: Problem, model: LinearModel, row: int, t: int) -> str:

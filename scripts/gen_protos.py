@@ -10,8 +10,8 @@ protoc names generated modules after the proto path relative to ``-I``, so
 ``energytree/v1/energytree.proto`` becomes the module ``energytree.v1.energytree_pb2``, and
 that would be our core package. The proto keeps its path (the wire names stay
 ``energytree/v1/energytree.proto`` and ``energytree.v1.EnergyManager``); the modules are
-written under ``adapters/grpc/gen/`` and their imports of each other are rewritten to
-``adapters.grpc.gen.energytree.v1``.
+written under ``adapters/grpc/gen/``, and their imports of each other and the module name
+of the message classes are rewritten to ``adapters.grpc.gen.energytree.v1``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ OUT = ROOT / "adapters" / "grpc" / "gen"
 PACKAGE = "adapters.grpc.gen"
 GRPCIO_TOOLS = "1.81.1"
 SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
-OWN_IMPORT = re.compile(r"^(from|import) (energytree\.v1)\b", re.MULTILINE)
+# imports of each other, and the module name the message classes get as ``__module__``
+OWN_MODULES = re.compile(r"^(from|import) (energytree\.v1)\b"
+                         r"|(BuildTopDescriptorsAndMessages\(DESCRIPTOR, ')(energytree\.v1\.)",
+                         re.MULTILINE)
 
 
 def protos() -> list[Path]:
@@ -62,12 +65,18 @@ def _protoc(out: Path) -> None:
             raise SystemExit(f"protoc failed on {proto}")
 
 
+def _in_package(match: re.Match[str]) -> str:
+    if match.group(1):
+        return f"{match.group(1)} {PACKAGE}.{match.group(2)}"
+    return f"{match.group(3)}{PACKAGE}.{match.group(4)}"
+
+
 def _rewrite_imports(out: Path) -> None:
-    """Point the generated modules' imports of each other at ``adapters.grpc.gen``."""
+    """Place the generated modules in ``adapters.grpc.gen`` (imports and module names)."""
     for name in generated(out):
         path = out / name
         text = path.read_text(encoding="utf-8")
-        path.write_text(OWN_IMPORT.sub(rf"\1 {PACKAGE}.\2", text), encoding="utf-8")
+        path.write_text(OWN_MODULES.sub(_in_package, text), encoding="utf-8")
 
 
 def generate(out: Path) -> list[Path]:

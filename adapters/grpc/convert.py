@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -35,7 +35,6 @@ from energytree.types import (
     OptimizerTarget,
     Powermeter,
     PricePerKwh,
-    to_utc,
 )
 from energytree.variables import Expr, VariableView
 
@@ -48,13 +47,13 @@ __all__ = [
     "enforced_limits_from_proto",
     "enforced_limits_to_proto",
     "external_limits_from_proto",
-    "fill_message",
     "message_data",
     "model_from_message",
     "model_to_message",
     "plan_from_proto",
     "plan_to_proto",
     "prices_from_proto",
+    "required",
     "required_uuid",
     "source_name",
     "status_from_proto",
@@ -126,10 +125,9 @@ def timestamp_to_datetime(value: Timestamp, path: str) -> datetime:
         raise RequestError(f"{path}: {exc}") from None
 
 
-def datetime_to_timestamp(value: datetime | str) -> Timestamp:
-    """A Timestamp from a datetime or RFC 3339 text (what the models' dumps hold)."""
+def datetime_to_timestamp(value: datetime) -> Timestamp:
     stamp = Timestamp()
-    stamp.FromDatetime(to_utc(value))
+    stamp.FromDatetime(value.astimezone(UTC))
     return stamp
 
 
@@ -168,29 +166,34 @@ def model_from_message(model: type[Model], message: Message, path: str) -> Model
         raise RequestError(f"{where}: {error['msg']}{more}") from None
 
 
-def fill_message(message: Message, data: Mapping[str, Any]) -> Message:
-    """Set ``message``'s fields from a model dump (``exclude_none``); returns ``message``."""
-    fields = message.DESCRIPTOR.fields_by_name
-    for name, value in data.items():
-        fd = fields[name]
-        if fd.message_type is None:
-            if fd.is_repeated:
-                getattr(message, name).extend(value)
-            else:
-                setattr(message, name, value)
-        elif fd.message_type.full_name == TIMESTAMP:
-            getattr(message, name).CopyFrom(datetime_to_timestamp(value))
-        elif fd.is_repeated:
-            for item in value:
-                fill_message(getattr(message, name).add(), item)
+def _set(message: Message, name: str, value: Any) -> None:
+    fd = message.DESCRIPTOR.fields_by_name[name]
+    target = getattr(message, name)
+    if fd.message_type is None:
+        if fd.is_repeated:
+            target.extend(value)
         else:
-            getattr(message, name).SetInParent()  # an empty model is still "set"
-            fill_message(getattr(message, name), value)
-    return message
+            setattr(message, name, value)
+    elif fd.message_type.full_name == TIMESTAMP:
+        target.CopyFrom(datetime_to_timestamp(value))
+    elif fd.is_repeated:
+        for item in value:
+            model_to_message(item, target.add())
+    else:
+        target.SetInParent()  # an empty model is still "set"
+        model_to_message(value, target)
 
 
 def model_to_message(model: BaseModel, message: Message) -> Message:
-    return fill_message(message, model.model_dump(exclude_none=True))
+    """Fill ``message`` from ``model``'s fields that are not None; returns ``message``.
+
+    Reads the attributes rather than a dump, so timestamps keep their microseconds.
+    """
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if value is not None:
+            _set(message, name, value)
+    return message
 
 
 # ---- request fields --------------------------------------------------------------------------
@@ -209,15 +212,15 @@ def source_name(value: str, path: str = "source") -> str:
     return value
 
 
-def _required(message: Message, name: str, path: str) -> Message:
+def required(message: Message, name: str) -> Any:
+    """The message field ``name`` of ``message``; RequestError if it is not set."""
     if not message.HasField(name):
-        raise RequestError(f"{_join(path, name)}: required")
+        raise RequestError(f"{name}: required")
     return getattr(message, name)
 
 
-def target_from_proto(message: Message, name: str = "target") -> OptimizerTarget:
-    """The required ``OptimizerTarget`` field ``name`` of ``message``."""
-    return model_from_message(OptimizerTarget, _required(message, name, ""), name)
+def target_from_proto(message: pb.OptimizerTarget, path: str = "target") -> OptimizerTarget:
+    return model_from_message(OptimizerTarget, message, path)
 
 
 def targets_from_proto(overrides: Iterable[pb.TargetOverride]
@@ -229,18 +232,13 @@ def targets_from_proto(overrides: Iterable[pb.TargetOverride]
         uuid = required_uuid(item.evse_uuid, f"{where}.evse_uuid")
         target = None
         if item.HasField("target"):
-            target = model_from_message(OptimizerTarget, item.target, f"{where}.target")
+            target = target_from_proto(item.target, f"{where}.target")
         result[uuid] = target
     return result
 
 
-def external_limits_from_proto(message: Message, name: str, required: bool
-                               ) -> ExternalLimits | None:
-    if not message.HasField(name):
-        if required:
-            raise RequestError(f"{name}: required")
-        return None
-    return model_from_message(ExternalLimits, getattr(message, name), name)
+def external_limits_from_proto(message: pb.ExternalLimits, path: str) -> ExternalLimits:
+    return model_from_message(ExternalLimits, message, path)
 
 
 def ttl_from_proto(request: pb.SetExternalLimitsRequest) -> float | None:

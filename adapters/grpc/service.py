@@ -126,7 +126,8 @@ class EnergyManagerServicer(pb_grpc.EnergyManagerServicer):
     async def SubmitOptimizerTarget(self, request: pb.SubmitOptimizerTargetRequest,
                                     context: Any) -> pb.SubmitOptimizerTargetResponse:
         uuid = convert.required_uuid(request.evse_uuid, "evse_uuid")
-        self.manager.set_target(uuid, convert.target_from_proto(request))
+        target = convert.target_from_proto(convert.required(request, "target"))
+        self.manager.set_target(uuid, target)
         return pb.SubmitOptimizerTargetResponse()
 
     @_rpc
@@ -140,9 +141,11 @@ class EnergyManagerServicer(pb_grpc.EnergyManagerServicer):
                                 context: Any) -> pb.SetExternalLimitsResponse:
         name = convert.source_name(request.source)
         node = convert.required_uuid(request.node_uuid, "node_uuid")
-        limits = convert.external_limits_from_proto(request, "limits", required=True)
-        failsafe = convert.external_limits_from_proto(request, "failsafe", required=False)
-        assert limits is not None
+        limits = convert.external_limits_from_proto(convert.required(request, "limits"),
+                                                    "limits")
+        failsafe = None
+        if request.HasField("failsafe"):
+            failsafe = convert.external_limits_from_proto(request.failsafe, "failsafe")
         self.manager.set_external_limits(name, node, limits, convert.ttl_from_proto(request),
                                          failsafe)
         response = pb.SetExternalLimitsResponse()

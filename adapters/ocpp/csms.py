@@ -287,7 +287,7 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
                 connector, grant, rules, now, stack_level=level,
                 failsafe_a=config.failsafe_a(self.charger), lease_s=config.lease_s,
                 voltage_v=config.nominal_voltage_v)
-            status = await self._send(set_profile_call(self.version, profile))
+            status = await self._request_status(set_profile_call(self.version, profile))
             if status == "Accepted":
                 if level != self.stack_level:
                     log.warning("%s refused stack level %d but accepted 0; using 0 from now on",
@@ -303,7 +303,7 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
                   connector, config.retry_after_s)
         self.refused_until[connector] = now + timedelta(seconds=config.retry_after_s)
 
-    async def _send(self, request: Any) -> str:
+    async def _request_status(self, request: Any) -> str:
         try:
             result = await self.call(request, suppress=False)
         except OCPPError as exc:
@@ -441,7 +441,8 @@ class CsmsServer:
         except* ConnectionClosed:
             pass
         except* Exception as group:
-            log.error("charger %s: session failed: %r", charger.id, group.exceptions[0])
+            log.error("charger %s: session failed: %r", charger.id, group.exceptions[0],
+                      exc_info=group.exceptions[0])
         finally:
             if self.sessions.get(charger.id) is session:
                 del self.sessions[charger.id]

@@ -16,8 +16,10 @@ import trustme
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from adapters.grpc import GrpcServer, GrpcServerConfig
+from adapters.grpc import GrpcServer, GrpcServerConfig, convert
 from adapters.grpc.gen.energytree.v1 import energytree_pb2 as pb
 from adapters.grpc.gen.energytree.v1 import energytree_pb2_grpc as pb_grpc
 from energytree import cli
@@ -62,7 +64,7 @@ async def manager(clock):
     site = load_model(ROOT / "examples" / "small-business.yaml", SiteConfig)
     manager = EnergyManager(site_request(site, NOW), planner=instant_plan, clock=clock,
                             options=ManagerOptions(tick_s=0.05), has_meter=True)
-    manager.report_grid_meter(MeterFeed((20.0, 21.0, 22.0), 14_000.0, "OK"))
+    manager.report_grid_meter(MeterFeed((1.0, 2.0, 3.0), 1_400.0, "OK"))
     async with manager:
         yield manager
 
@@ -140,22 +142,25 @@ async def test_submit_and_clear_target(client, manager):
 
 
 async def test_external_limits_with_ttl_and_failsafe(client, manager, clock):
-    expires = await client.set_external_limits("dso", "grid", amps(10), ttl_s=60,
+    expires = await client.set_external_limits("dso", "carport", amps(10), ttl_s=60,
                                                failsafe=amps(6))
     assert expires == NOW + timedelta(seconds=60)
     lease = manager.leases.leases["dso"]
-    assert (lease.node_uuid, lease.limits, lease.failsafe) == ("grid", amps(10), amps(6))
+    assert (lease.node_uuid, lease.limits, lease.failsafe) == ("carport", amps(10), amps(6))
     await settled(manager)
     status = await client.get_status()
     [source] = status.sources
-    assert (source.name, source.node_uuid, source.expires_at) == ("dso", "grid", expires)
+    assert (source.name, source.node_uuid, source.expires_at) == ("dso", "carport", expires)
     assert source.binding and not source.in_failsafe
-    assert sum(x.current_a for x in status.evses if x.phases == 3) <= 10 + 1e-6
+    carport = [x for x in status.evses if x.uuid.startswith("carport")]
+    assert any("carport/dso" in x.reason for x in carport)
+    assert max(x.current_a for x in carport) == pytest.approx(10)
     clock.advance(61)
     await settled(manager)
     [source] = (await client.get_status()).sources
     assert source.in_failsafe
-    assert sum(x.current_a for x in manager.status().evses if x.phases == 3) <= 6 + 1e-6
+    carport = [x for x in manager.status().evses if x.uuid.startswith("carport")]
+    assert max(x.current_a for x in carport) == pytest.approx(6)
     assert await client.clear_external_limits("dso") is True
     assert await client.clear_external_limits("dso") is False
     assert manager.leases.leases == {}
@@ -207,7 +212,7 @@ async def test_get_status(client, manager):
     assert tree["carport-1"].energy_usage_root == meter
     assert [x.uuid for x in status.evses] == EVSES
     assert all(x.reason for x in status.evses), "every EVSE names what binds it"
-    assert status.meter == MeterFeed((20.0, 21.0, 22.0), 14_000.0, "OK")
+    assert status.meter == MeterFeed((1.0, 2.0, 3.0), 1_400.0, "OK")
     assert [x.name for x in status.sources] == ["dso"]
 
 
@@ -228,6 +233,11 @@ async def test_watch_sends_limits_at_once_then_changes(client, manager):
 
     await asyncio.wait_for(until_limited(), 5)
     await stream.aclose()
+    for _ in range(100):  # the server side notices the cancelled call and unsubscribes
+        if not manager._queues:
+            break
+        await asyncio.sleep(0.01)
+    assert not manager._queues
 
 
 async def test_variables(client, store):
@@ -384,6 +394,22 @@ async def test_unexpected_errors_are_internal_and_generic(manager, store, caplog
     assert "secret detail" in caplog.text
 
 
+@settings(max_examples=200, deadline=None)
+@given(energy=st.floats(), soc=st.floats(), seconds=st.integers(-2**63, 2**63 - 1),
+       nanos=st.integers(-2**31, 2**31 - 1))
+def test_target_conversion_gives_a_target_or_a_request_error(energy, soc, seconds, nanos):
+    message = pb.OptimizerTarget(energy_amount_needed=energy, car_battery_soc=soc,
+                                 leave_time=Timestamp(seconds=seconds, nanos=nanos))
+    try:
+        target = convert.target_from_proto(message)
+    except RequestError as exc:
+        assert str(exc).startswith("target.")
+    else:
+        assert target.energy_amount_needed == energy and math.isfinite(energy)
+        message.leave_time.nanos -= nanos % 1000  # datetimes hold microseconds
+        assert convert.model_to_message(target, pb.OptimizerTarget()) == message
+
+
 # ---- auth, health, reflection, TLS -----------------------------------------------------------
 
 
@@ -482,14 +508,34 @@ async def test_cli_target_set_and_clear(server, manager, capsys):
                                  "--leave", "07:00", "--timezone", "Europe/Berlin",
                                  "--server", address)
     assert code == 0, err
-    target = manager._live.targets["carport-3"]
+    await settled(manager)
+    target = target_of(manager, "carport-3")
     assert target is not None and target.energy_amount_needed == 20
     local = target.leave_time.astimezone(ZoneInfo("Europe/Berlin"))
     assert (local.hour, local.minute) == (7, 0)
     assert timedelta(0) < target.leave_time - datetime.now(UTC) <= timedelta(hours=24)
     code, _, err = await run_cli(capsys, "target", "clear", "carport-3", "--server", address)
     assert code == 0, err
-    assert manager._live.targets["carport-3"] is None
+    await settled(manager)
+    assert target_of(manager, "carport-3") is None
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+LEAVE_CASES = {  # (now, text, expected leave time in UTC)
+    "later today": (datetime(2026, 11, 23, 5, 0, tzinfo=UTC), "07:00",
+                    datetime(2026, 11, 23, 6, 0, tzinfo=UTC)),
+    "tomorrow": (datetime(2026, 11, 23, 6, 0, tzinfo=UTC), "07:00",
+                 datetime(2026, 11, 24, 6, 0, tzinfo=UTC)),
+    "across the switch to summer time": (datetime(2026, 3, 28, 12, 0, tzinfo=UTC), "07:00",
+                                         datetime(2026, 3, 29, 5, 0, tzinfo=UTC)),
+    "RFC 3339": (NOW, "2026-11-24T07:00:00+01:00", datetime(2026, 11, 24, 6, 0, tzinfo=UTC)),
+}
+
+
+@pytest.mark.parametrize("case", LEAVE_CASES, ids=list(LEAVE_CASES))
+def test_cli_leave_time_is_the_next_local_wall_clock_time(case):
+    now, text, expected = LEAVE_CASES[case]
+    assert cli.leave_time(text, BERLIN, now) == expected
 
 
 async def test_cli_errors(server, manager, capsys):

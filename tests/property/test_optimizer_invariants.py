@@ -32,7 +32,7 @@ VOLT = 230.0
 TOL = 1e-6
 GRID_PHASE = {"L1": 0, "L2": 1, "L3": 2}
 ROTATIONS = ["L1L2L3", "L2L3L1", "L3L1L2"]
-SETTINGS = settings(max_examples=2500, deadline=None,
+SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 

@@ -338,7 +338,8 @@ def test_no_time_budget_falls_back_to_a_safe_instant_plan() -> None:
     p = hours(site(), 6)
     plan = optimise(p, time_budget_s=1e-9)
     assert plan.method == "instant allocator (fallback)"
-    assert plan.notes == ["optimiser failed: no time left in the planning budget"]
+    assert len(plan.notes) == 1
+    assert plan.notes[0].startswith("optimiser failed:") and "no time left" in plan.notes[0]
     np.testing.assert_allclose(plan.current_a, instant_plan(p).current_a)
     assert_all_or_nothing(plan)
     left = plan.current_a[0] + plan.current_a[1]  # b is one-phase on L1

@@ -42,6 +42,7 @@ def test_generated_code_does_not_shadow_the_core_package():
     assert Path(energytree.__file__).parent == ROOT / "energytree"
     imported = energytree_pb2_grpc.energytree_dot_v1_dot_energytree__pb2
     assert imported is energytree_pb2
+    assert energytree_pb2.OptimizerTarget.__module__ == energytree_pb2.__name__
     # the wire keeps the proto's own names
     assert energytree_pb2.DESCRIPTOR.name == "energytree/v1/energytree.proto"
     assert energytree_pb2.DESCRIPTOR.package == "energytree.v1"

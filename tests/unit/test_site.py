@@ -93,7 +93,7 @@ def test_evse_configs_in_tree_order() -> None:
 
 def test_formulas_need_a_resolver() -> None:
     site = _site(NESTED.replace("max_power_W: 40000", "max_power_W: 55000 * CM.AVAIL / 100"))
-    with pytest.raises(ConfigError, match="node grid.max_power_W"):
+    with pytest.raises(ConfigError, match=r"node grid\.max_power_W"):
         site_request(site, NOW)
     request = site_request(site, NOW, resolve=lambda formula: 27_500.0)
     assert request.schedule_import[0].limits_to_root.total_power_W == 27_500

@@ -29,7 +29,7 @@ DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x65nergytree/
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'energytree.v1.energytree_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'adapters.grpc.gen.energytree.v1.energytree_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PERPHASE']._serialized_start=82
