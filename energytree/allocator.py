@@ -314,6 +314,11 @@ def _candidates(problem: Problem, slot: int, export: bool, fill: _Fill) -> np.nd
     """EVSEs that want power in this direction: import is preferred over export."""
     imp_open = (problem.evse_cap_a[0][:, slot] > EPS) & (problem.evse_cap_w[0][:, slot] > EPS)
     exp_open = (problem.evse_cap_a[1][:, slot] > EPS) & (problem.evse_cap_w[1][:, slot] > EPS)
+    # a node above that allows no import (e.g. a negative setpoint on the external-limits
+    # node, as EVerest's fixture 8 sends) turns the EVSEs below it to export
+    closed = (problem.node_cap_w[0][:, slot] <= EPS) | np.all(
+        problem.node_cap_a[0][:, slot] <= EPS, axis=1)
+    imp_open &= np.array([not closed[path].any() for path in problem.inner_paths], dtype=bool)
     direction = ~imp_open & exp_open if export else imp_open
     return problem.wants_power & direction & (fill.upper > EPS)
 

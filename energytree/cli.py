@@ -72,16 +72,6 @@ def _positive(text: str) -> float:
     return value
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
-
-
 def make_plan(problem: Problem, time_budget_s: float = 2.0) -> Plan:
     """Plan with the optimiser; it falls back to the instant allocator by itself."""
     from optimizer import optimise
@@ -331,7 +321,7 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--targets", help="targets JSON: {evse uuid: OptimizerTarget}")
     preview.add_argument("--now", type=_timestamp, help="RFC 3339 start time (default: now)")
     preview.add_argument("--out", help="write the chart to this .png or .svg file")
-    preview.add_argument("--slots", type=_count, default=None,
+    preview.add_argument("--slots", type=int, default=None,
                          help="at most this many table rows per EVSE (rows where the plan "
                               "changes come first)")
     preview.set_defaults(handler=_cmd_preview)

@@ -45,7 +45,8 @@ class PhaseSwitcher:
             since = self.fits_since.setdefault(evse, now_s)
             held = now_s - since >= self.options.time_hysteresis_s
             wanted = max_phases if current == max_phases or held else current
-        else:
+        else:  # fits, but not with the hysteresis to spare: that interrupts the wait too
+            self.fits_since.pop(evse, None)
             wanted = current
         if wanted != current:
             count = self.switches.get(evse, 0)

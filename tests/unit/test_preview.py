@@ -21,7 +21,7 @@ from energytree.yamlfile import parse_model
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SMALL = str(EXAMPLES / "small-business.yaml")
 HOME = str(EXAMPLES / "home.yaml")
-PRICES = str(EXAMPLES / "prices" / "tou-day.csv")
+PRICES = str(Path(__file__).parents[1] / "data" / "preview-tou-day.csv")
 MORNING = "2026-11-23T06:00:00Z"  # 07:00 in Berlin, before every leave time of the examples
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -196,11 +196,11 @@ def test_a_terminal_gets_a_spinner_that_cleans_up():
     ("files", "extra", "message"),
     [
         pytest.param({"site.yaml": "grid:\n  max_current_A: [\n"}, [],
-                     r"site\.yaml: not valid YAML", id="yaml-syntax"),
+                     r"site\.yaml:\d+:\d+: not valid YAML", id="yaml-syntax"),
         pytest.param({"site.yaml": "grid:\n  children:\n    - {evse: a, min_current_A: -1}\n"},
                      [], r"site\.yaml:3: grid\.children\.0\.evse\.min_current_A", id="bad-field"),
         pytest.param({"site.yaml": "name: x\ntimezone: Mars/Olympus\ngrid: {}\n"}, [],
-                     r"site\.yaml:2: timezone: unknown time zone 'Mars/Olympus'", id="timezone"),
+                     r"site\.yaml:2: timezone: .*unknown time zone 'Mars/Olympus'", id="timezone"),
         pytest.param({"p.csv": "timestamp,value\nnot-a-time,0.3\n"}, ["--prices", "p.csv"],
                      r"p\.csv: 0\.timestamp", id="prices"),
         pytest.param({"t.json": '{"a": {\n "leave_time": 5,\n'}, ["--targets", "t.json"],

@@ -1,0 +1,116 @@
+"""Simulated cars and EVSEs: they obey the LimitReceiver, charge, taper and fall back."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from energytree.clock import ManualClock
+from energytree.leaf import LimitReceiver
+from energytree.simulation import SimulatedCar, SimulatedEvse
+from energytree.types import EnforcedLimits, EvseState, LimitsRes
+from tests.builders import NOW
+
+
+@pytest.mark.parametrize(
+    ("soc", "accepts_a"),
+    [
+        pytest.param(30.0, 16.0, id="below the taper: full current"),
+        pytest.param(80.0, 16.0, id="at the taper point"),
+        pytest.param(90.0, 8.0, id="half way down the taper"),
+        pytest.param(99.0, 6.0, id="near full: the 6 A minimum, not less"),
+        pytest.param(100.0, 0.0, id="full"),
+    ],
+)
+def test_the_battery_tapers_linearly_above_taper_soc(soc: float, accepts_a: float) -> None:
+    assert SimulatedCar(soc_percent=soc, max_current_a=16.0).accepts_a() == pytest.approx(
+        accepts_a)
+
+
+def make(clock: ManualClock, car: SimulatedCar | None, amps: float | None = 16.0,
+         phases: int = 3, valid_s: float = 3600.0) -> SimulatedEvse:
+    receiver = LimitReceiver("e1", clock=clock)
+    if amps is not None:
+        receiver.apply(EnforcedLimits(
+            uuid="e1", valid_until=NOW + timedelta(seconds=valid_s),
+            limits_root_side=LimitsRes(ac_max_current_A=amps, ac_max_phase_count=phases)))
+    return SimulatedEvse("e1", receiver, 230.0, car)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(NOW)
+
+
+def test_an_hour_at_10_a_on_three_phases(clock: ManualClock) -> None:
+    car = SimulatedCar(battery_kwh=60.0, soc_percent=30.0, max_current_a=16.0, phases=3)
+    sim = make(clock, car, amps=10.0)
+    sim.step(3600.0)
+    assert (sim.current_a, sim.phases_used) == (10.0, 3)
+    assert sim.import_wh == pytest.approx(6_900.0)  # 10 A × 3 × 230 V × 1 h
+    assert car.soc_percent == pytest.approx(30.0 + 100 * 6.9 / 60)
+    assert sim.state is EvseState.Charging
+    meter = sim.measurement()
+    assert meter.power_W is not None and meter.power_W.total == pytest.approx(6_900.0)
+    assert meter.current_A is not None
+    assert (meter.current_A.L1, meter.current_A.L2, meter.current_A.L3) == (10.0, 10.0, 10.0)
+
+
+def test_the_car_draws_the_smaller_of_limit_and_battery(clock: ManualClock) -> None:
+    sim = make(clock, SimulatedCar(max_current_a=11.0), amps=16.0)
+    sim.step(1.0)
+    assert sim.current_a == 11.0
+
+
+def test_phases_are_the_fewer_of_car_and_limit(clock: ManualClock) -> None:
+    one_phase_car = make(clock, SimulatedCar(phases=1), amps=16.0, phases=3)
+    one_phase_car.step(1.0)
+    assert one_phase_car.phases_used == 1
+    meter = one_phase_car.measurement()
+    assert meter.current_A is not None
+    assert (meter.current_A.L1, meter.current_A.L2, meter.current_A.L3) == (16.0, 0.0, 0.0)
+    switched = make(clock, SimulatedCar(phases=3), amps=16.0, phases=1)
+    switched.step(1.0)
+    assert switched.phases_used == 1
+
+
+@pytest.mark.parametrize("amps", [0.0, 5.99, -10.0])
+def test_below_the_minimum_current_nothing_is_drawn(clock: ManualClock, amps: float) -> None:
+    sim = make(clock, SimulatedCar(), amps=amps)
+    sim.step(60.0)
+    assert (sim.current_a, sim.phases_used, sim.import_wh) == (0.0, 0, 0.0)
+    assert sim.state is EvseState.PausedEVSE
+
+
+def test_an_expired_limit_stops_the_car(clock: ManualClock) -> None:
+    sim = make(clock, SimulatedCar(), amps=16.0, valid_s=10.0)
+    sim.step(1.0)
+    assert sim.current_a == 16.0
+    clock.advance(10.0)
+    sim.step(1.0)
+    assert sim.current_a == 0.0
+
+
+def test_no_car_means_unplugged_and_idle(clock: ManualClock) -> None:
+    sim = make(clock, None)
+    sim.step(60.0)
+    assert sim.state is EvseState.Unplugged
+    assert sim.current_a == 0.0
+
+
+def test_charging_to_full_tapers_and_finishes(clock: ManualClock) -> None:
+    car = SimulatedCar(battery_kwh=10.0, soc_percent=75.0, max_current_a=16.0)
+    sim = make(clock, car, amps=16.0)
+    currents = []
+    for _ in range(400):
+        sim.step(60.0)
+        currents.append(sim.current_a)
+        if sim.state is EvseState.Finished:
+            break
+    assert sim.state is EvseState.Finished
+    assert car.soc_percent == 100.0
+    assert currents[0] == 16.0
+    assert min(c for c in currents if c > 0) == 6.0
+    assert currents == sorted(currents, reverse=True)  # never rises while tapering
+    assert sim.import_wh == pytest.approx(2_500.0, rel=0.01)  # 25 % of 10 kWh
