@@ -221,6 +221,7 @@ def allocate_slot(
         else max_phases
     chosen = np.maximum(chosen, 1)
     paths = problem.inner_paths
+    evse_cap_a, cap_labels = _evse_caps(problem, live_caps, chosen, evse_cap_a, evse_cap_label)
     order = np.roll(np.arange(n), -(rotation % n)) if n else np.arange(0)
     signed = np.zeros(n)
     used_phases = chosen.copy()
@@ -249,12 +250,12 @@ def allocate_slot(
         x = _water_fill(fill, admitted, _node_reasons(problem, slot, export, live), reasons)
         for e in np.nonzero(candidates)[0]:
             if not admitted[e] and fill.upper[e] + EPS < fill.lower[e]:
-                own = _own_reason(problem, e, slot, export, evse_cap_label, extra[e])
+                own = _own_reason(problem, e, slot, export, cap_labels[e], extra[e])
                 reasons[e] = f"{own} below the minimum current"
             elif not admitted[e]:
                 reasons[e] = NOT_ADMITTED
             elif reasons[e] == "own":
-                reasons[e] = _own_reason(problem, e, slot, export, evse_cap_label, extra[e])
+                reasons[e] = _own_reason(problem, e, slot, export, cap_labels[e], extra[e])
         active = admitted & (x > EPS)
         used_phases = np.where(active, fill.usage.sum(axis=1).astype(int), used_phases)
         if export:
@@ -268,9 +269,26 @@ def allocate_slot(
         used_phases = np.where(keep, fixed.phases, used_phases)
         for e in np.nonzero(keep)[0]:
             reasons[e] = fixed.reasons[e]
-    _explain_idle(problem, slot, signed, reasons, evse_cap_a, evse_cap_label)
+    _explain_idle(problem, slot, signed, reasons, evse_cap_a, cap_labels)
     power = signed * used_phases * volts
     return SlotAllocation(current_a=signed, phases=used_phases, power_w=power, reasons=reasons)
+
+
+def _evse_caps(problem: Problem, live_caps: Sequence[LiveCap], phases: np.ndarray,
+               extra: np.ndarray | None, label: str | None
+               ) -> tuple[np.ndarray | None, list[str | None]]:
+    """Fold live caps on EVSE nodes into the per-EVSE caps, each with its own label."""
+    labels: list[str | None] = [label] * problem.evse_count
+    evse_pos = {node.index: e for e, node in enumerate(problem.tree.evses)}
+    mine = [(evse_pos[c.node_index], c) for c in live_caps if c.node_index in evse_pos]
+    if not mine:
+        return extra, labels
+    caps = np.full(problem.evse_count, np.inf) if extra is None else np.array(extra, float)
+    for e, cap in mine:
+        amps = min(float(cap.current_a.min()), cap.power_w / (problem.voltage_v * phases[e]))
+        if amps < caps[e]:
+            caps[e], labels[e] = amps, cap.label
+    return caps, labels
 
 
 def _minus_fixed(problem: Problem, fixed: SlotAllocation, export: bool, cap_a: np.ndarray,
@@ -324,14 +342,14 @@ def _candidates(problem: Problem, slot: int, export: bool, fill: _Fill) -> np.nd
 
 
 def _explain_idle(problem: Problem, slot: int, signed: np.ndarray, reasons: list[str],
-                  extra_cap: np.ndarray | None, extra_label: str | None) -> None:
+                  extra_cap: np.ndarray | None, extra_labels: list[str | None]) -> None:
     for e, node in enumerate(problem.tree.evses):
         if reasons[e]:
             continue
         if not problem.wants_power[e]:
             reasons[e] = f"{node.uuid}: no power wanted (state {node.request.evse_state})"
-        elif extra_cap is not None and extra_cap[e] <= EPS and extra_label:
-            reasons[e] = f"{extra_label}: 0 A"
+        elif extra_cap is not None and extra_cap[e] <= EPS and extra_labels[e]:
+            reasons[e] = f"{extra_labels[e]}: 0 A"
         else:
             lim = problem.limits(node)
             reasons[e] = f"{lim.current_source[slot, 0]}: no import allowed"

@@ -44,7 +44,8 @@ class AuditLog:
                grid_power_w: float | None, detail: str = "") -> None:
         """A command from ``source`` took effect at ``at``; it ends the previous one."""
         stamp = format_timestamp(at)
-        with self._db:
+        with self._db:  # autocommit connection: BEGIN makes "end the old, add the new" atomic
+            self._db.execute("BEGIN")
             self._db.execute(
                 "UPDATE commands SET end = ? WHERE source = ? AND end IS NULL", (stamp, source)
             )

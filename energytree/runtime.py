@@ -140,8 +140,11 @@ class Service:
                 value = 0.0
             if node == self.root:
                 value = max(value, self.floor_w() if field == "max_power_W" else 0.0)
-            limits = LimitsReq(total_power_W=value) if field == "max_power_W" else LimitsReq(
-                ac_max_current_A=value)
+            if field == "max_power_W":
+                limits = LimitsReq(total_power_W=value)
+            else:  # a charging rule is in mA, as in cFos
+                amps = value / 1000.0 if field == "charging_rule" else value
+                limits = LimitsReq(ac_max_current_A=amps)
             entry = ScheduleReqEntry(timestamp=now, limits_to_root=limits,
                                      limits_to_leaves=LimitsReq())
             sources.append(ExternalSource(FORMULA, node, ExternalLimits(schedule_import=[entry])))
@@ -344,7 +347,7 @@ def _site_formulas(config: ServiceConfig) -> list[tuple[str, str, Formula]]:
     found = []
 
     def visit(uuid: str, node: GridConfig | FuseConfig | object) -> None:
-        for field in ("max_current_A", "max_power_W"):
+        for field in ("max_current_A", "max_power_W", "charging_rule"):
             text = getattr(node, field, None)
             if isinstance(text, str):
                 try:

@@ -65,6 +65,11 @@ class EvseConfig(_NodeLimits):
     conversion_efficiency: float = Field(1.0, gt=0, le=1)
     battery_kWh: float | None = Field(None, gt=0, le=1000, description="default car battery")
     state: EvseState | None = Field(None, description="initial state (simulation, planning)")
+    charging_rule: str | None = Field(
+        None, max_length=2000,
+        description="cFos charging rule: a formula giving the current in mA, e.g. "
+        "'CM.TARIF == 1 ? 16000 : 6000'; evaluated every tick",
+    )
     target: OptimizerTarget | None = None
 
 

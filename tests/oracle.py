@@ -209,7 +209,9 @@ def check_slot(
             continue
         request = flat.evses[e]
         own_imp, own_exp = imp[evse_pos[e]], exp[evse_pos[e]]
-        imp_open = own_imp.amps > TOL and own_imp.power_w > TOL
+        imp_open = own_imp.amps > TOL and own_imp.power_w > TOL and not any(
+            imp[k].power_w <= TOL or np.all(imp[k].phase_a <= TOL) for k in flat.paths[e][:-1]
+        )  # a node above that allows no import at all turns a bidirectional EVSE to export
         export = not imp_open and own_exp.amps > TOL and own_exp.power_w > TOL
         own = own_exp if export else own_imp
         x = abs(current_a[e])
