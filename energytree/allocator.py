@@ -118,6 +118,27 @@ def _admit(fill: _Fill, candidates: np.ndarray, order: np.ndarray, paths: list[n
     return admitted
 
 
+def _misfit_alone(fill: _Fill, one_phase: _Fill | None, e: int,
+                  path: np.ndarray) -> tuple[int, int] | None:
+    """The node (and phase, or PHASES for power) where the minimum would not fit even alone.
+
+    None when it would fit on some variant: then it waits for others, not for a node.
+    """
+    misfit = None
+    for variant in (fill, one_phase):
+        if variant is None or variant.upper[e] + EPS < variant.lower[e]:
+            continue
+        over_a = variant.lower[e] * variant.usage[e] > fill.cap_a[path] + EPS
+        over_w = variant.lower[e] * variant.watts_per_amp[e] > fill.cap_w[path] + EPS
+        if not over_a.any() and not over_w.any():
+            return None
+        if misfit is None:
+            k = int(np.nonzero(over_a.any(axis=1) | over_w)[0][0])
+            phase = int(np.argmax(over_a[k])) if over_a[k].any() else PHASES
+            misfit = (int(path[k]), phase)
+    return misfit
+
+
 def _water_fill(fill: _Fill, admitted: np.ndarray, node_reason: Callable[[int, int], str],
                 reasons: list[str]) -> np.ndarray:
     """Raise every admitted EVSE at the same rate until it or a node on its path is tight."""
@@ -247,11 +268,14 @@ def allocate_slot(
         if fixed is not None:
             candidates &= np.isnan(fixed.current_a)
         admitted = _admit(fill, candidates, order, paths, one_phase)
-        x = _water_fill(fill, admitted, _node_reasons(problem, slot, export, live), reasons)
+        node_reason = _node_reasons(problem, slot, export, live)
+        x = _water_fill(fill, admitted, node_reason, reasons)
         for e in np.nonzero(candidates)[0]:
             if not admitted[e] and fill.upper[e] + EPS < fill.lower[e]:
                 own = _own_reason(problem, e, slot, export, cap_labels[e], extra[e])
                 reasons[e] = f"{own} below the minimum current"
+            elif not admitted[e] and (misfit := _misfit_alone(fill, one_phase, e, paths[e])):
+                reasons[e] = f"{node_reason(*misfit)} below the minimum current"
             elif not admitted[e]:
                 reasons[e] = NOT_ADMITTED
             elif reasons[e] == "own":
@@ -352,4 +376,12 @@ def _explain_idle(problem: Problem, slot: int, signed: np.ndarray, reasons: list
             reasons[e] = f"{extra_labels[e]}: 0 A"
         else:
             lim = problem.limits(node)
-            reasons[e] = f"{lim.current_source[slot, 0]}: no import allowed"
+            for k in problem.inner_paths[e]:  # a closed node above names itself
+                if problem.node_cap_w[0][k, slot] <= EPS:
+                    lim = problem.limits(problem.inner[k])
+                    reasons[e] = f"{lim.power_source[slot]}: no import allowed"
+                    break
+                if np.all(problem.node_cap_a[0][k, slot] <= EPS):
+                    lim = problem.limits(problem.inner[k])
+                    break
+            reasons[e] = reasons[e] or f"{lim.current_source[slot, 0]}: no import allowed"

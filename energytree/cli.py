@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel
 
-from energytree.errors import EnergyTreeError
+from energytree.errors import EnergyTreeError, RequestError
 from energytree.inputs import load_prices, load_request
 from energytree.plan import Plan
 from energytree.problem import PlanOptions, Problem, build_problem
@@ -72,6 +72,17 @@ def _positive(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> int:
+    """A validity in whole seconds, as ``EnforcedLimits.valid_for`` allows (1 s … 1 day)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if not 0 < value <= 86_400:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 86400 seconds: {text!r}")
+    return value
+
+
 def make_plan(problem: Problem, time_budget_s: float = 2.0) -> Plan:
     """Plan with the optimiser; it falls back to the instant allocator by itself."""
     from optimizer import optimise
@@ -108,6 +119,23 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     return run_preview(args)
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from energytree.audit import AuditLog
+    from energytree.errors import ConfigError
+
+    path = Path(args.state_dir) / "audit.sqlite"
+    if not path.exists():
+        raise ConfigError(f"{path}: no audit log here (is --state-dir the service's?)")
+    log = AuditLog(path)
+    try:
+        sys.stdout.write(log.to_csv())
+    finally:
+        log.close()
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from energytree.service import run_service
 
@@ -142,13 +170,16 @@ def leave_time(text: str, zone: tzinfo, now: datetime) -> datetime:
     try:
         clock = time.fromisoformat(text)
     except ValueError:
-        return _timestamp(text)
+        try:
+            return to_utc(text)
+        except ValueError as exc:
+            raise RequestError(f"--leave: use HH:MM or RFC 3339 ({exc})") from None
     today = now.astimezone(zone).date()
     for day in (today, today + timedelta(days=1), today + timedelta(days=2)):
         candidate = datetime.combine(day, clock.replace(tzinfo=None), tzinfo=zone)
         if candidate > now:
             return candidate.astimezone(UTC)
-    raise argparse.ArgumentTypeError(f"no next {text}")  # pragma: no cover
+    raise RequestError(f"--leave: no next {text}")  # pragma: no cover
 
 
 def _client(args: argparse.Namespace) -> EnergyTreeClient:
@@ -307,7 +338,7 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--horizon-hours", type=_positive, default=24.0)
     plan.add_argument("--prices", help="price file (JSON list or CSV timestamp,value)")
     plan.add_argument("--nominal-voltage", type=_positive, default=230.0, help="[V]")
-    plan.add_argument("--valid-for", type=int, default=10, help="validity of the limits [s]")
+    plan.add_argument("--valid-for", type=_seconds, default=10, help="validity of the limits [s]")
     plan.add_argument("--time-budget", type=_positive, default=2.0, help="solver budget [s]")
     plan.set_defaults(handler=_cmd_plan)
 
@@ -332,6 +363,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--state-dir", default="state", help="where state survives restarts")
     serve.add_argument("--duration", type=_positive, help="stop after this many seconds")
     serve.set_defaults(handler=_cmd_serve)
+
+    audit = sub.add_parser("audit", help="print the audit log of grid-operator commands (CSV)")
+    audit.add_argument("--state-dir", default="state", help="the service's state directory")
+    audit.set_defaults(handler=_cmd_audit)
     _add_remote_commands(sub)
     return parser
 

@@ -29,13 +29,15 @@ from adapters.grpc import convert
 from adapters.grpc.convert import PlanPreview, SiteStatus
 from adapters.grpc.gen.energytree.v1 import energytree_pb2 as pb
 from adapters.grpc.gen.energytree.v1 import energytree_pb2_grpc as pb_grpc
-from energytree.errors import EnergyTreeError, NotFoundError, RequestError
+from energytree.errors import ConfigError, EnergyTreeError, NotFoundError, RequestError
 from energytree.types import EnforcedLimits, ExternalLimits, OptimizerTarget, PricePerKwh
 from energytree.variables import VariableView
 
 __all__ = ["DEFAULT_SERVER", "ApiError", "EnergyTreeClient", "PlanPreview", "SiteStatus"]
 
 DEFAULT_SERVER = "127.0.0.1:50051"
+# plans of large sites (every EVSE with its whole schedule) exceed gRPC's default 4 MB
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
 Expr = str | float
 Reply = TypeVar("Reply")
 
@@ -64,6 +66,13 @@ def _translate(target: str) -> Iterator[None]:
         raise ApiError(code, details) from exc
 
 
+def _read_ca(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the CA certificate {path}: {exc.strerror}") from exc
+
+
 class EnergyTreeClient:
     """One channel to an energytree server; create it inside the event loop that uses it."""
 
@@ -73,10 +82,10 @@ class EnergyTreeClient:
         self.timeout_s = timeout_s
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         if tls_ca is None:
-            self._channel = grpc.aio.insecure_channel(target)
+            self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         else:
-            credentials = grpc.ssl_channel_credentials(root_certificates=tls_ca.read_bytes())
-            self._channel = grpc.aio.secure_channel(target, credentials)
+            credentials = grpc.ssl_channel_credentials(root_certificates=_read_ca(tls_ca))
+            self._channel = grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.EnergyManagerStub(self._channel)
 
     async def close(self) -> None:

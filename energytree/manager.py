@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from energytree.plan import Plan, Planner, instant_plan, limits_res
 from energytree.problem import ExternalSource, PlanOptions, Problem, build_problem
 from energytree.schedule import resample_limits
 from energytree.slots import SlotGrid
+from energytree.tree import Tree
 from energytree.types import (
     EnergyFlowRequest,
     EnforcedLimits,
@@ -161,14 +163,27 @@ class EnergyManager:
         self._dirty = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._tree_version = 0  # a plan for an older tree is not used
         self._load_state()
 
     # ---- inputs -------------------------------------------------------------------------
 
     def submit_request(self, request: EnergyFlowRequest) -> None:
-        """Replace the tree (a charger stack publishes its EnergyFlowRequest)."""
-        self._check_tree(request)
+        """Replace the tree (a charger stack publishes its EnergyFlowRequest).
+
+        The next tick already enforces the new tree's limits (without a plan until the
+        re-plan finishes); a request that does not fit (e.g. a lease's node is gone) is
+        refused and changes nothing.
+        """
+        previous = self._tree_source
         self._tree_source = lambda _now: request
+        try:
+            problem = self._build_problem(self._clock.now(), None)
+        except BaseException:
+            self._tree_source = previous
+            raise
+        self._tree_version += 1
+        self._problem, self._plan, self._schedules = problem, None, []
         self._changed(replan=True)
 
     def set_evse_state(self, uuid: str, state: EvseState) -> None:
@@ -322,6 +337,7 @@ class EnergyManager:
         """Build the problem and plan in a worker thread; on a timeout keep the site safe."""
         self._dirty.clear()
         now = self._clock.now()
+        version = self._tree_version
         budget = self.options.plan_budget_s
         try:
             problem = await asyncio.to_thread(self._build_problem, now, None)
@@ -334,6 +350,8 @@ class EnergyManager:
         except RequestError as exc:
             log.error("cannot plan: %s", exc)
             return
+        if version != self._tree_version:
+            return  # the tree changed while planning; the next re-plan takes the new one
         self._problem, self._plan, self._schedules = problem, plan, schedules
         self._planned_at = now
         self._last_live_key = self._live_key(now)
@@ -359,6 +377,7 @@ class EnergyManager:
                               evse_cap_label="plan", live_caps=live)
         phases = self._switch_phases(problem, slot, alloc)
         if phases is not None:
+            caps = None if plan is None else _caps_on_phases(plan, slot, caps, phases)
             alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
                                   evse_cap_label="plan", live_caps=live, phases=phases)
         if plan is not None:
@@ -367,6 +386,7 @@ class EnergyManager:
         self._last_alloc = alloc
         self._publish(now, problem, alloc, slot)
         return self._limits
+
 
     # ---- internals ----------------------------------------------------------------------
 
@@ -382,9 +402,6 @@ class EnergyManager:
     def _node(self, uuid: str) -> None:
         problem = self._problem or self._build_problem(self._clock.now(), None)
         problem.tree.node(uuid)
-
-    def _check_tree(self, request: EnergyFlowRequest) -> None:
-        build_problem(request, self._clock.now(), self.options.plan)
 
     def _rotation(self, now: datetime) -> int:
         return int(now.timestamp() // self.options.rotation_period_s)
@@ -450,12 +467,12 @@ class EnergyManager:
             lim = resample_limits(entries, grid, f"{node.uuid}/{source.name}")
             caps.append(LiveCap(node.index, lim.current_a[0], float(lim.power_w[0]),
                                 f"{node.uuid}/{source.name}"))
-        meter = self._meter_cap(problem)
+        meter = self._meter_cap(problem, grid)
         if meter is not None:
             caps.append(meter)
         return caps
 
-    def _meter_cap(self, problem: Problem) -> LiveCap | None:
+    def _meter_cap(self, problem: Problem, grid: SlotGrid) -> LiveCap | None:
         if self._meter is None:
             return None
         root = problem.tree.root.index
@@ -464,11 +481,24 @@ class EnergyManager:
             return LiveCap(root, safe, np.inf, f"{METER} ({self._meter.state}): safe current")
         limit = self.options.installation_max_a
         if limit is None:
-            limit = float(problem.node_cap_a[0][0, 0].min()) if problem.inner else np.inf
+            limit = self._connection_a(problem, grid)
         ours = self._our_draw(problem)
         household = np.maximum(np.asarray(self._meter.current_a) - ours, 0.0)
         budget = np.maximum(limit - household - self.options.meter_margin_a, 0.0)
         return LiveCap(root, budget, np.inf, METER)
+
+    def _connection_a(self, problem: Problem, grid: SlotGrid) -> np.ndarray:
+        """The root's own current limit per phase now [A]: the grid connection.
+
+        External limits on the root (operator, OCPP, API) cap our EVSEs only; the household
+        must not be subtracted from them, so they are left out here. Where the root has no
+        current limit of its own, its limit with every source is the best we know.
+        """
+        root = problem.tree.root
+        own = resample_limits(root.request.schedule_import, grid, root.uuid).current_a[0]
+        if problem.inner and problem.inner[0].index == root.index:
+            own = np.where(np.isfinite(own), own, problem.node_cap_a[0][0, 0])
+        return own
 
     def _our_draw(self, problem: Problem) -> np.ndarray:
         """Current per grid phase our EVSEs draw: measured where reported, else allowed."""
@@ -518,6 +548,7 @@ class EnergyManager:
         """
         valid_s = self.options.tick_s * self.options.valid_ticks
         until = now + timedelta(seconds=valid_s)
+        valid_for = math.ceil(valid_s)  # whole seconds; never 0 (valid_until is the exact one)
         renew_every = max(1, self.options.valid_ticks // 2)
         self._tick_count += 1
         published = self._limits if len(self._limits) == problem.evse_count else [None] * (
@@ -534,7 +565,7 @@ class EnergyManager:
             res: LimitsRes = limits_res(alloc.current_a[e], int(alloc.phases[e]), alloc.power_w[e])
             schedule = self._schedules[e][slot:] if e < len(self._schedules) else []
             published[e] = EnforcedLimits.model_construct(
-                uuid=node.uuid, valid_until=until, valid_for=int(valid_s),
+                uuid=node.uuid, valid_until=until, valid_for=valid_for,
                 limits_root_side=res, schedule=schedule)
         result: list[EnforcedLimits] = list(published)  # type: ignore[arg-type]
         self._limits = result
@@ -599,3 +630,32 @@ class EnergyManager:
             self._live.prices = [PricePerKwh.model_validate(p) for p in data.get("prices", [])]
         except Exception as exc:
             raise ConfigError(f"{self._state_path}: unreadable manager state: {exc}") from exc
+        self._drop_orphan_leases()
+
+    def _drop_orphan_leases(self) -> None:
+        """A lease on a node the (changed) site no longer has could only stop every plan."""
+        known = {node.uuid for node in Tree.from_request(self._tree_source(self._clock.now()))}
+        for lease in list(self._leases.leases.values()):
+            if lease.node_uuid not in known:
+                log.warning("%s: dropping external limits %r: the tree has no node %r",
+                            self._state_path, lease.name, lease.node_uuid)
+                self._leases.clear(lease.name)
+
+
+def _caps_on_phases(plan: Plan, slot: int, caps: np.ndarray | None, phases: np.ndarray
+                    ) -> np.ndarray | None:
+    """The plan's current per phase [A] for the phase counts the tick chose.
+
+    The plan may have counted on three phases where the hysteresis keeps one (or back):
+    the same power then needs a different current. A planned EVSE keeps at least its
+    minimum current; the tree's and the live caps still bound the result.
+    """
+    if caps is None:
+        return None
+    problem = plan.problem
+    if slot >= problem.slots or len(caps) != len(phases):
+        return caps
+    planned = np.maximum(plan.phases[:, slot], 1)
+    scaled = caps * planned / np.maximum(phases, 1)
+    scaled = np.where(caps > 0, np.maximum(scaled, problem.min_current_a[:, slot]), 0.0)
+    return np.where(planned == phases, caps, scaled)

@@ -273,12 +273,15 @@ def build_problem(
     for source in external:
         tree.node(source.node_uuid)  # unknown node → NotFoundError
         by_node.setdefault(source.node_uuid, []).append(source)
-    grid = build_grid(
-        now,
-        options.horizon_s,
-        options.slot_s,
-        [*_breakpoints(request), *(p.timestamp for p in prices)],
-    )
+    try:
+        grid = build_grid(
+            now,
+            options.horizon_s,
+            options.slot_s,
+            [*_breakpoints(request), *(p.timestamp for p in prices)],
+        )
+    except ValueError as exc:  # too many slots or breakpoints: the caller's input
+        raise RequestError(str(exc)) from exc
     imp, exp = [], []
     for node in tree:
         sources = by_node.get(node.uuid, [])

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from adapters.grpc import GrpcServer
 from adapters.http import HttpApi
 from adapters.meter.client import GridMeterClient, MeterState
 from adapters.meter.registermap import MeterReading, load_register_map
@@ -83,7 +84,7 @@ class Service:
         )
         if config.prices:
             self.manager.set_prices(load_prices(config.prices))
-        self.variables.subscribe(lambda _names: self.manager.notify())
+        self.variables.subscribe(self._on_variables)
         self._parts: list[tuple[str, Awaitable[None] | None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stoppers: list = []
@@ -121,6 +122,20 @@ class Service:
         self.audit.record(source, now, limited, "W", grid_w, detail)
         log.info("grid operator via %s: %.0f W (asked %.0f W; §14a floor %.0f W)",
                  source, limited, watts, self.floor_w())
+
+    def _on_variables(self, names: frozenset[str]) -> None:
+        """Variables changed (``set_cm_vars``): formulas apply them at once; the audit logs them."""
+        self.manager.notify()
+        now = self.manager_now()
+        views = {view.name: view for view in self.variables.get_all(self.environment())}
+        grid_w = self._meter_reading.power_w if self._meter_reading else None
+        for name in sorted(names):
+            view = views.get(name)
+            if view is None:
+                self.audit.end(f"CM.{name}", now)
+            else:
+                self.audit.record(f"CM.{name}", now, view.value, "", grid_w,
+                                  f"{name} = {view.expr}")
 
     def manager_now(self) -> datetime:
         return self.manager.clock.now()
@@ -200,6 +215,12 @@ class Service:
             port = await api.start()
             log.info("HTTP variables API on %s:%d", self.config.http_api.host, port)
             self._stoppers.append(api.stop)
+        if self.config.grpc:
+            server = GrpcServer(self.config.grpc, self.manager, self.variables,
+                                self.environment)
+            port = await server.start()
+            log.info("gRPC API on %s:%d", self.config.grpc.host, port)
+            self._stoppers.append(server.stop)
         if self.config.sunspec:
             await self._start_sunspec()
         if self.config.ripple:
@@ -324,11 +345,12 @@ class Service:
             await asyncio.sleep(dt)
 
     async def _status_loop(self) -> None:
+        """A status block at once (a short run shows one too), then every interval."""
         while True:
-            await asyncio.sleep(self.config.status_interval_s)
             text = render_status(self.manager.status(), self.zone, self.simulated)
             sys.stdout.write(text + "\n")
             sys.stdout.flush()
+            await asyncio.sleep(self.config.status_interval_s)
 
 
 def _deliver(limits: list[EnforcedLimits], receivers: dict[str, LimitReceiver]) -> None:

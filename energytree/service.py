@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters.grpc import GrpcServerConfig
 from adapters.http import HttpApiConfig
 from adapters.meter.client import GridMeterConfig
 from adapters.ocpp.upstream import UpstreamConfig
@@ -88,6 +89,7 @@ class ServiceConfig(SiteConfig):
     sunspec: SunSpecServerConfig | None = None
     ripple: RippleConfig | None = None
     ocpp_upstream: UpstreamConfig | None = None
+    grpc: GrpcServerConfig | None = None
     simulation: SimulationSection = Field(default_factory=SimulationSection)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from energytree.allocator import SlotAllocation, allocate_slot
@@ -25,6 +26,7 @@ from energytree.types import (
 )
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+EXAMPLES = Path(__file__).parents[1] / "examples"
 
 
 def at(minutes: float = 0.0, start: datetime = NOW) -> datetime:

@@ -137,15 +137,26 @@ def check_slot(
     *,
     maximal: bool = True,
     tol: float = TOL,
+    live: dict[str, tuple[np.ndarray, float]] | None = None,
 ) -> None:
     """Assert the invariants for one slot; ``capped`` marks EVSEs held by a target.
 
-    ``tol`` is the slack of the safety checks [A], [W] (rounded plans need a little).
+    ``tol`` is the slack of the safety checks [A], [W] (rounded plans need a little);
+    ``live`` adds caps per node uuid for this slot only (per-phase amperes, watts).
     """
     flat = flatten(root)
     n = len(flat.evses)
     imp = [oracle_caps(r, t, False) for r in flat.nodes]
     exp = [oracle_caps(r, t, True) for r in flat.nodes]
+    # a node that allows no import at all turns a bidirectional EVSE below it to export (live
+    # caps, e.g. what the grid meter leaves, do not: they are no request to discharge)
+    closed = [c.power_w <= TOL or bool(np.all(c.phase_a <= TOL)) for c in imp]
+    for k, request in enumerate(flat.nodes):  # live caps tighten a node in both directions
+        if live and request.uuid in live:
+            amps, watts = live[request.uuid]
+            for caps in (imp[k], exp[k]):
+                caps.phase_a = np.minimum(caps.phase_a, amps)
+                caps.power_w = min(caps.power_w, watts)
     load_a = np.zeros((len(flat.nodes), 3))  # signed, per grid phase
     export_a = np.zeros((len(flat.nodes), 3))
     load_w = np.zeros(len(flat.nodes))
@@ -210,8 +221,8 @@ def check_slot(
         request = flat.evses[e]
         own_imp, own_exp = imp[evse_pos[e]], exp[evse_pos[e]]
         imp_open = own_imp.amps > TOL and own_imp.power_w > TOL and not any(
-            imp[k].power_w <= TOL or np.all(imp[k].phase_a <= TOL) for k in flat.paths[e][:-1]
-        )  # a node above that allows no import at all turns a bidirectional EVSE to export
+            closed[k] for k in flat.paths[e][:-1]
+        )
         export = not imp_open and own_exp.amps > TOL and own_exp.power_w > TOL
         own = own_exp if export else own_imp
         x = abs(current_a[e])

@@ -73,19 +73,19 @@ class GrpcServerConfig(BaseModel):
 # ---- errors: the one mapping -----------------------------------------------------------------
 
 
-def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
+def _status_of(exc: Exception, rpc: str) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, NotFoundError):
         return grpc.StatusCode.NOT_FOUND, str(exc)
     if isinstance(exc, RequestError | FormulaError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-    log.error("internal error in a gRPC call", exc_info=exc)
+    log.error("internal error in %s", rpc, exc_info=exc)
     return grpc.StatusCode.INTERNAL, "internal error"
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:
+async def _abort(context: grpc.aio.ServicerContext, exc: Exception, rpc: str) -> None:
     if isinstance(exc, grpc.aio.AbortError):
         raise exc
-    code, message = _status_of(exc)
+    code, message = _status_of(exc, rpc)
     await context.abort(code, message)
 
 
@@ -98,7 +98,7 @@ def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
                 async for item in method(self, request, context):
                     yield item
             except Exception as exc:
-                await _abort(context, exc)
+                await _abort(context, exc, method.__name__)
         return stream
 
     @functools.wraps(method)
@@ -106,7 +106,7 @@ def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return await method(self, request, context)
         except Exception as exc:
-            await _abort(context, exc)
+            await _abort(context, exc, method.__name__)
     return unary
 
 
@@ -269,7 +269,9 @@ class GrpcServer:
         """Start listening; returns the bound port (useful with port=0)."""
         config = self.config
         token = config.token.get_secret_value() if config.token is not None else None
-        server = grpc.aio.server(interceptors=[TokenAuth(token)] if token else None)
+        server = grpc.aio.server(
+            interceptors=[TokenAuth(token)] if token else None,
+            options=[("grpc.so_reuseport", 0)])  # a second server must not share the port
         self.health = health.aio.HealthServicer()  # new: NOT_SERVING after a stop is final
         pb_grpc.add_EnergyManagerServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

@@ -13,7 +13,6 @@ schedule into an external-limit source on the site root. Usage::
 from __future__ import annotations
 
 import asyncio
-import base64
 import inspect
 import logging
 import ssl
@@ -23,9 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import websockets
 from ocpp.charge_point import ChargePoint
-from ocpp.exceptions import OCPPError, PropertyConstraintViolationError
+from ocpp.exceptions import PropertyConstraintViolationError
 from ocpp.routing import on
 from ocpp.v201.enums import Action  # the action names are the same strings in 1.6
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -37,6 +35,7 @@ from adapters.ocpp.composite import (
     composite_payload,
     composite_schedule,
 )
+from adapters.ocpp.link import Backoff, basic_auth, boot, every, keep_connected
 from adapters.ocpp.profiles import (
     ProfileRules,
     ProfileStore,
@@ -103,9 +102,6 @@ class GridReading:
 ProfilesChanged = Callable[[ProfileStore], Awaitable[None] | None]
 MeterReader = Callable[[], Awaitable[GridReading | None]]
 
-
-# what ends a session and leads to a reconnect: network, timeouts, the peer's protocol errors
-_SESSION_ERRORS = (OSError, TimeoutError, websockets.exceptions.WebSocketException, OCPPError)
 
 
 def _utc_now() -> datetime:
@@ -270,27 +266,20 @@ class UpstreamClient:
         """
         if self.store.profiles:
             await self._notify()
-        delay = self.config.reconnect_min_s
-        while True:
-            boots = self.boots
-            try:
-                async with self._connect() as ws:
-                    await self._session(ws)
-            except* _SESSION_ERRORS as group:
-                LOG.warning("OCPP upstream %s: %r", self.config.url, group.exceptions[0])
-            if self.boots > boots:  # a session that booted restarts the backoff
-                delay = self.config.reconnect_min_s
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.config.reconnect_max_s)
+        backoff = Backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
+        target = f"OCPP upstream {self.config.charge_point_id} → {self.config.url}"
+        await keep_connected(self._connect_once, backoff, lambda: self.boots, target)
+
+    async def _connect_once(self) -> None:
+        async with self._connect() as ws:
+            await self._session(ws)
 
     def _connect(self) -> connect:
         c = self.config
         headers = {}
         if c.username is not None or c.password is not None:
             user = c.username if c.username is not None else c.charge_point_id
-            secret = c.password.get_secret_value() if c.password else ""
-            token = base64.b64encode(f"{user}:{secret}".encode()).decode()
-            headers["Authorization"] = f"Basic {token}"
+            headers = basic_auth(user, c.password.get_secret_value() if c.password else "")
         tls = {"ssl": ssl.create_default_context(cafile=c.ca_file)} if c.ca_file else {}
         return connect(
             f"{c.url.rstrip('/')}/{c.charge_point_id}",
@@ -310,26 +299,19 @@ class UpstreamClient:
                     call = self.version.status_notification(connector, _iso(self.now()))
                     await cp.call(call, suppress=False)
                 self.connected.set()
-                tasks.create_task(self._every(interval, lambda: self._heartbeat(cp)))
+                tasks.create_task(every(interval, lambda: self._heartbeat(cp)))
                 if self.read_meter is not None:
                     tasks.create_task(
-                        self._every(self.config.meter_interval_s, lambda: self._meter(cp))
+                        every(self.config.meter_interval_s, lambda: self._meter(cp))
                     )
         finally:
             self.connected.clear()
 
     async def _boot(self, cp: SiteChargePoint) -> float:
         """BootNotification until Accepted; return the heartbeat interval [s] it sets."""
-        v = self.version
-        while True:
-            result = await cp.call(
-                v.boot_notification(self.config.vendor, self.config.model), suppress=False
-            )
-            interval = float(result.interval) if result.interval > 0 else 60.0
-            if result.status == v.registration_status.accepted:
-                self.boots += 1
-                return interval
-            await asyncio.sleep(interval)  # Pending/Rejected: ask again after `interval`
+        interval = await boot(cp, self.version, self.config.vendor, self.config.model)
+        self.boots += 1
+        return interval
 
     async def _heartbeat(self, cp: SiteChargePoint) -> None:
         await cp.call(self.version.call.Heartbeat(), suppress=False)
@@ -340,9 +322,3 @@ class UpstreamClient:
         if reading is not None:  # a silent meter sends nothing rather than stale values
             call = self.version.meter_values(0, _iso(self.now()), reading.samples())
             await cp.call(call, suppress=False)
-
-    @staticmethod
-    async def _every(period_s: float, action: Callable[[], Awaitable[None]]) -> None:
-        while True:
-            await asyncio.sleep(period_s)
-            await action()

@@ -288,3 +288,18 @@ CSMS_BY_SUBPROTOCOL: MappingProxyType[str, CsmsWire] = MappingProxyType(
     {w.version.subprotocol: w for w in (CSMS16, CSMS201)}
 )
 __all__ += ["CSMS16", "CSMS201", "CSMS_BY_SUBPROTOCOL", "CsmsWire"]
+
+
+# ---- the per-EVSE gateway (adapters.ocpp.gateway): meter values with a reading context ----
+
+
+def meter_value(
+    version: OcppVersion, at: str, samples: list[Sample], context: str
+) -> dict[str, Any]:
+    """One MeterValue (timestamp + sampled values) with ``context`` such as Transaction.Begin."""
+    sampled = _sampled_16 if version is V16 else _sampled_201
+    values = [sampled(s) | {"context": context, "location": "Outlet"} for s in samples]
+    return {"timestamp": at, "sampled_value": values}
+
+
+__all__ += ["meter_value"]

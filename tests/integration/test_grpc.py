@@ -25,7 +25,7 @@ from adapters.grpc.gen.energytree.v1 import energytree_pb2_grpc as pb_grpc
 from energytree import cli
 from energytree.client import ApiError, EnergyTreeClient
 from energytree.clock import ManualClock
-from energytree.errors import NotFoundError, RequestError
+from energytree.errors import ConfigError, NotFoundError, RequestError
 from energytree.formula import MappingEnvironment
 from energytree.manager import EnergyManager, ManagerOptions, MeterFeed
 from energytree.plan import instant_plan
@@ -79,7 +79,8 @@ def environment():
 
 
 async def serve(manager, store, **config):
-    server = GrpcServer(GrpcServerConfig(port=0, **config), manager, store, environment)
+    config.setdefault("port", 0)
+    server = GrpcServer(GrpcServerConfig(**config), manager, store, environment)
     await server.start()
     return server
 
@@ -391,7 +392,7 @@ async def test_unexpected_errors_are_internal_and_generic(manager, store, caplog
         await server.stop()
     assert info.value.code == grpc.StatusCode.INTERNAL
     assert "secret" not in str(info.value)
-    assert "secret detail" in caplog.text
+    assert "secret detail" in caplog.text and "GetVariables" in caplog.text
 
 
 @settings(max_examples=200, deadline=None)
@@ -487,6 +488,11 @@ async def test_tls(manager, store, tmp_path):
         await server.stop()
 
 
+async def test_a_taken_port_is_a_config_error(server, manager, store):
+    with pytest.raises(ConfigError, match="cannot listen"):
+        await serve(manager, store, port=server.port)
+
+
 def test_config_needs_cert_and_key_together(tmp_path):
     with pytest.raises(ValueError, match="together"):
         GrpcServerConfig(tls_cert=tmp_path / "cert.pem")
@@ -543,8 +549,14 @@ async def test_cli_errors(server, manager, capsys):
     code, out, err = await run_cli(capsys, "target", "set", "nope", "--kwh", "5",
                                    "--server", address)
     assert (code, out) == (2, "") and "nope" in err
+    code, out, err = await run_cli(capsys, "target", "set", "carport-3", "--kwh", "5",
+                                   "--leave", "25:00", "--server", address)
+    assert (code, out) == (2, "") and "--leave" in err
     code, out, err = await run_cli(capsys, "status", "--server", "127.0.0.1:1")
     assert (code, out) == (2, "") and "cannot reach" in err
+    code, out, err = await run_cli(capsys, "status", "--tls-ca", "/no/such/ca.pem",
+                                   "--server", address)
+    assert (code, out) == (2, "") and "CA certificate" in err
 
 
 async def test_cli_status_and_watch(server, capsys):

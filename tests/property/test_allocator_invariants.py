@@ -15,14 +15,15 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from energytree.allocator import allocate_slot
+from energytree.allocator import LiveCap, allocate_slot
 from energytree.plan import instant_plan
 from energytree.types import EnergyFlowRequest
-from tests.builders import NOW, problem
+from tests.builders import NOW, evse, node, problem
 from tests.oracle import check_slot
 
 OFFSETS_MIN = st.sampled_from([-30, 0, 0, 7, 15, 20, 45, 45, 60, 90])
 MAX_EVSES = 50
+LIVE_AMPS = st.sampled_from([0.0, 3.0, 8.0, 16.0, 40.0, np.inf])
 
 
 # ---------------------------------------------------------------- random trees
@@ -150,6 +151,47 @@ def test_allocate_slot_invariants(data: dict, rotation: int) -> None:
 
 
 @SETTINGS
+@given(trees(), st.integers(0, 200), st.data())
+def test_allocate_slot_with_live_caps_invariants(
+    data: dict, rotation: int, draws: st.DataObject
+) -> None:
+    request = EnergyFlowRequest.model_validate(data)
+    prob = problem(request, horizon_hours=1)
+    nodes = draws.draw(st.lists(st.sampled_from(prob.inner), max_size=2,
+                                unique_by=lambda n: n.index))
+    live, caps = [], {}
+    for picked in nodes:
+        amps = np.array(draws.draw(st.lists(LIVE_AMPS, min_size=3, max_size=3)))
+        watts = draws.draw(st.sampled_from([0.0, 2000.0, 9000.0, np.inf]))
+        live.append(LiveCap(picked.index, amps, watts, "grid meter"))
+        caps[picked.uuid] = (amps, watts)
+    for slot in range(prob.slots):
+        result = allocate_slot(prob, slot, rotation=rotation, live_caps=live)
+        check_slot(request, prob.grid.start_time(slot), result.current_a, result.phases,
+                   live=caps)
+
+
+@SETTINGS
+@given(trees(), st.integers(0, 200), st.data())
+def test_allocate_slot_with_caller_caps_and_phases_is_safe(
+    data: dict, rotation: int, draws: st.DataObject
+) -> None:
+    """The realtime path: a planned cap per EVSE and phase counts chosen by the caller."""
+    request = EnergyFlowRequest.model_validate(data)
+    prob = problem(request, horizon_hours=1)
+    n = prob.evse_count
+    caps = np.array(draws.draw(st.lists(st.sampled_from([0.0, 5.0, 6.0, 10.0, np.inf]),
+                                        min_size=n, max_size=n)))
+    phases = np.array(draws.draw(st.lists(st.sampled_from([1, 2, 3]), min_size=n, max_size=n)))
+    for slot in range(prob.slots):
+        result = allocate_slot(prob, slot, rotation=rotation, evse_cap_a=caps,
+                               evse_cap_label="plan", phases=phases)
+        check_slot(request, prob.grid.start_time(slot), result.current_a, result.phases,
+                   maximal=False)
+        assert np.all(np.abs(result.current_a) <= caps + 1e-9)
+
+
+@SETTINGS
 @given(trees(with_targets=True), st.integers(0, 200))
 def test_instant_plan_invariants(data: dict, rotation: int) -> None:
     request = EnergyFlowRequest.model_validate(data)
@@ -159,3 +201,22 @@ def test_instant_plan_invariants(data: dict, rotation: int) -> None:
     for slot in range(prob.slots):
         check_slot(request, prob.grid.start_time(slot), plan.current_a[:, slot],
                    plan.phases[:, slot], capped=has_target)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 20), st.floats(6.0, 200.0), st.sampled_from([1, 3]), st.integers(0, 50))
+def test_rotation_lets_everybody_charge_within_n_counters(
+    n: int, fuse_a: float, phases: int, start: int
+) -> None:
+    """N equal EVSEs short of N × 6 A: over N consecutive counters each one charges."""
+    children = [
+        evse(f"e{i}", 16, 6, phases, rotation="L1L2L3" if phases == 3 else "L2L3L1")
+        for i in range(n)
+    ]
+    prob = problem(node("grid", *children, max_a=fuse_a))
+    charged = np.zeros(n, dtype=bool)
+    for counter in range(start, start + n):
+        result = allocate_slot(prob, 0, rotation=counter)
+        assert np.count_nonzero(result.current_a) == min(n, int(fuse_a // 6 + 1e-9))
+        charged |= result.current_a > 0
+    assert charged.all()

@@ -245,3 +245,31 @@ def test_own_cap_below_the_minimum_is_explained() -> None:
     result = alloc(node("grid", evse("a", power_w=4000), max_a=63))
     assert result.current_a == pytest.approx([0])
     assert result.reasons == ["a: total_power_W below the minimum current"]
+
+
+def test_negative_setpoint_on_a_parent_node_makes_the_evses_below_export() -> None:
+    # EVerest's external-limits node receives the setpoint, not the EVSE (its fixture 8)
+    request = node(
+        "grid",
+        node("external", evse("v2g", 32, export=[entry(max_a=10)]),
+             max_a=32, export=[entry(max_a=16)], setpoints=[setpoint(ac_current_A=-8)]),
+        max_a=32,
+        export=[entry(max_a=16)],
+    )
+    result = alloc(request)
+    assert result.current_a == pytest.approx([-8])
+    assert result.reasons == ["external/setpoint: ac_max_current_A L1"]
+
+
+def test_a_minimum_that_does_not_fit_even_alone_names_the_node() -> None:
+    request = node("grid", node("bay", evse("fixed", 32), power_w=3000), max_a=63)
+    assert alloc(request).reasons == ["bay: total_power_W below the minimum current"]
+    one_phase = node("grid", node("sub", evse("a", 16, phases=1, rotation="L2L3L1"),
+                                  per_phase=[32, 4, 32]), max_a=63)
+    assert alloc(one_phase).reasons == ["sub: ac_max_current_A L2 below the minimum current"]
+
+
+def test_a_closed_node_above_names_itself() -> None:
+    assert alloc(node("grid", evse("a"), schedule=[])).reasons == [
+        "grid (empty schedule): no import allowed"
+    ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,9 +15,9 @@ import pytest
 from energytree.cli import main
 from energytree.inputs import load_request
 from energytree.types import EnforcedLimits, to_utc
+from tests.builders import EXAMPLES
 from tests.oracle import check_slot
 
-EXAMPLES = Path(__file__).parents[2] / "examples"
 REQUESTS = sorted((EXAMPLES / "requests").glob("*.json"))
 NOW = "2026-11-23T12:00:00Z"
 
@@ -30,12 +29,6 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
         code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def _write(tmp_path: Path, text: str) -> str:
-    path = tmp_path / "request.json"
-    path.write_text(text, encoding="utf-8")
-    return str(path)
 
 
 @pytest.mark.parametrize("type_name", ["EnergyFlowRequest", "EnforcedLimits", "ExternalLimits"])
@@ -80,8 +73,8 @@ EVSE = {"uuid": "a", "node_type": "Evse", "schedule_import": [
                      "must be leaves", id="EVSE with children"),
     ],
 )
-def test_plan_bad_request(capsys, tmp_path, text, message) -> None:
-    code, out, err = _run(capsys, "plan", _write(tmp_path, text), "--now", NOW)
+def test_plan_bad_request(capsys, write_file, text, message) -> None:
+    code, out, err = _run(capsys, "plan", str(write_file("request.json", text)), "--now", NOW)
     assert code == 2
     assert out == ""
     assert err.startswith("energytree plan: ")
@@ -99,6 +92,13 @@ def test_plan_bad_request(capsys, tmp_path, text, message) -> None:
         pytest.param(["plan", str(EXAMPLES / "requests" / "home.json"), "--prices",
                       "missing.csv"], "cannot read", id="missing price file"),
         pytest.param(["plan"], "required", id="no request"),
+        pytest.param(["plan", str(EXAMPLES / "requests" / "home.json"), "--valid-for", "-5"],
+                     "between 1 and 86400 seconds", id="negative --valid-for"),
+        pytest.param(["plan", str(EXAMPLES / "requests" / "home.json"), "--valid-for", "1e9"],
+                     "not a whole number", id="bad --valid-for"),
+        pytest.param(["plan", str(EXAMPLES / "requests" / "home.json"), "--slot-minutes",
+                      "0.01", "--horizon-hours", "100"], "more than 5000 slots",
+                     id="too many slots"),
     ],
 )
 def test_plan_bad_arguments(capsys, args, message) -> None:
@@ -108,8 +108,8 @@ def test_plan_bad_arguments(capsys, args, message) -> None:
     assert message in err
 
 
-def test_plan_bad_input_through_the_console_script(tmp_path) -> None:
-    path = _write(tmp_path, "{")
+def test_plan_bad_input_through_the_console_script(write_file) -> None:
+    path = str(write_file("request.json", "{"))
     proc = subprocess.run(
         [sys.executable, "-m", "energytree", "plan", path, "--now", NOW],
         capture_output=True, text=True, timeout=60, check=False,

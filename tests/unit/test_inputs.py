@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from energytree.errors import RequestError
+from energytree.errors import ConfigError, RequestError
 from energytree.inputs import load_prices, load_request, load_targets, parse_request
-from tests.builders import NOW
+from energytree.site import SiteConfig
+from energytree.yamlfile import parse_model
+from tests.builders import EXAMPLES, NOW
 
-EXAMPLES = Path(__file__).parents[2] / "examples"
 REQUEST = {"uuid": "a", "node_type": "Evse", "schedule_import": []}
 
 
-def _write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def test_request_from_json(tmp_path) -> None:
-    assert load_request(_write(tmp_path, "r.json", json.dumps(REQUEST))).uuid == "a"
+def test_request_from_json(write_file) -> None:
+    assert load_request(write_file("r.json", json.dumps(REQUEST))).uuid == "a"
 
 
 def test_bad_json_gives_line_and_column() -> None:
@@ -63,20 +60,20 @@ def test_unreadable_files(tmp_path) -> None:
         load_request(path)
 
 
-def test_prices_from_csv(tmp_path) -> None:
+def test_prices_from_csv(write_file) -> None:
     text = ("timestamp,value,currency\n"
             "2026-11-23T13:00:00+01:00,0.30,\n"
             "2026-11-23T11:00:00Z,0.2,CHF\n")
-    prices = load_prices(_write(tmp_path, "p.csv", text))
+    prices = load_prices(write_file("p.csv", text))
     assert [p.timestamp for p in prices][1] == NOW, "sorted by time, normalised to UTC"
     assert [(p.value, p.currency) for p in prices] == [(0.2, "CHF"), (0.3, "EUR")]
 
 
-def test_prices_from_json_list_or_object(tmp_path) -> None:
+def test_prices_from_json_list_or_object(write_file) -> None:
     rows = [{"timestamp": "2026-11-23T12:00:00Z", "value": 0.3}]
-    assert load_prices(_write(tmp_path, "a.json", json.dumps(rows)))[0].value == 0.3
+    assert load_prices(write_file("a.json", json.dumps(rows)))[0].value == 0.3
     wrapped = json.dumps({"prices": rows})
-    assert load_prices(_write(tmp_path, "b.json", wrapped))[0].value == 0.3
+    assert load_prices(write_file("b.json", wrapped))[0].value == 0.3
 
 
 @pytest.mark.parametrize(
@@ -84,24 +81,27 @@ def test_prices_from_json_list_or_object(tmp_path) -> None:
     [
         ("p.csv", "time,value\n1,2\n", "needs 'timestamp' and 'value' columns"),
         ("p.csv", "timestamp,value\n", "no prices"),
-        ("p.csv", "timestamp,value\n2026-11-23T12:00:00Z,abc\n", "0.value"),
+        ("p.csv", "timestamp,value\n2026-11-23T12:00:00Z,abc\n",
+         r"p.csv:2: value: Input should be a valid number"),
+        ("p.csv", "timestamp,value\n2026-11-23T12:00:00Z,0.1\n\n2026-11-23,0.2\n",
+         r"p.csv:4: timestamp: .*UTC offset"),
         ("p.csv", "timestamp,value\n2026-11-23T12:00:00Z,nan\n", "finite number"),
         ("p.json", '[{"timestamp": "2026-11-23T12:00:00Z", "value": NaN}]', "NaN"),
         ("p.json", "[]", "no prices"),
         ("p.json", '[{"timestamp": "2026-11-23T12:00:00Z"}]', "0.value: Field required"),
     ],
 )
-def test_bad_price_files(tmp_path, name, text, message) -> None:
+def test_bad_price_files(write_file, name, text, message) -> None:
     with pytest.raises(RequestError, match=message):
-        load_prices(_write(tmp_path, name, text))
+        load_prices(write_file(name, text))
 
 
-def test_targets(tmp_path) -> None:
+def test_targets(write_file) -> None:
     text = '{"a": {"energy_amount_needed": 5, "leave_time": "2026-11-23T18:00:00+01:00"}}'
-    targets = load_targets(_write(tmp_path, "t.json", text))
+    targets = load_targets(write_file("t.json", text))
     assert targets["a"].energy_amount_needed == 5
     with pytest.raises(RequestError, match=r"t.json: a.energy_amount_needed"):
-        load_targets(_write(tmp_path, "t.json", '{"a": {"energy_amount_needed": -5}}'))
+        load_targets(write_file("t.json", '{"a": {"energy_amount_needed": -5}}'))
 
 
 @pytest.mark.parametrize("path", sorted((EXAMPLES / "prices").glob("*")), ids=lambda p: p.name)
@@ -114,3 +114,26 @@ def test_example_price_files_load(path) -> None:
                          ids=lambda p: p.name)
 def test_example_requests_load(path) -> None:
     assert load_request(path).children
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.sampled_from(["uuid", "node_type", "children", "schedule_import",
+                                       "timestamp", "limits_to_root", "x"]), inner, max_size=5),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200) | JSON_VALUES.map(json.dumps))
+def test_fuzzed_requests_give_only_our_error(text: str) -> None:
+    with contextlib.suppress(RequestError):
+        parse_request(text, "fuzz.json")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200) | JSON_VALUES.map(lambda v: json.dumps({"grid": v})))
+def test_fuzzed_site_files_give_only_our_error(text: str) -> None:
+    with contextlib.suppress(ConfigError):
+        parse_model(text, SiteConfig, "fuzz.yaml")

@@ -122,3 +122,15 @@ def test_rounding_never_exceeds_the_computed_value(current: float, phases: int) 
     assert abs(res.ac_max_current_A) <= abs(current) + 1e-9
     assert abs(res.total_power_W) <= abs(power) + 1e-9
     assert abs(current) - abs(res.ac_max_current_A) < 0.01 + 1e-9
+
+
+def test_compressed_schedule_leaves_out_repeats_and_means_the_same() -> None:
+    root = node("grid", evse("a", 16), schedule=[entry(at(0), 32), entry(at(30), 10)])
+    plan = instant_plan(problem(root))
+    full = plan.enforced_limits(NOW, 10)[0].schedule
+    short = plan.enforced_limits(NOW, 10, compress=True)[0].schedule
+    assert [s.timestamp for s in short] == [at(0), at(30)]
+    assert [s.limits_to_root.ac_max_current_A for s in short] == [16, 10]
+    for s in full:  # an entry applies until the next one
+        current = [c for c in short if c.timestamp <= s.timestamp][-1]
+        assert current.limits_to_root == s.limits_to_root

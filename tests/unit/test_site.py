@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import numpy as np
 import pytest
 
 from energytree.errors import ConfigError
@@ -11,9 +10,8 @@ from energytree.plan import instant_plan
 from energytree.site import SiteConfig, evse_configs, site_request
 from energytree.tree import Tree
 from energytree.yamlfile import load_model, parse_model
-from tests.builders import NOW, problem
-
-EXAMPLES = Path(__file__).parents[2] / "examples"
+from tests.builders import EXAMPLES, NOW, problem
+from tests.oracle import check_slot
 
 NESTED = """\
 name: Test
@@ -146,3 +144,18 @@ def test_examples_load_and_plan(name) -> None:
     site = load_model(EXAMPLES / name, SiteConfig)
     plan = instant_plan(problem(site_request(site, NOW)))
     assert plan.current_a.shape[0] == len(evse_configs(site))
+
+
+def test_depot_plan_keeps_every_limit_and_wastes_nothing() -> None:
+    """The 120-EVSE depot: the instant plan checked slot by slot by the independent oracle."""
+    site = load_model(EXAMPLES / "depot.yaml", SiteConfig)
+    request = site_request(site, NOW)
+    prob = problem(request, horizon_hours=6)
+    plan = instant_plan(prob)
+    assert prob.evse_count == 120
+    has_target = np.array([t is not None for t in prob.targets])
+    for slot in range(prob.slots):
+        check_slot(request, prob.grid.start_time(slot), plan.current_a[:, slot],
+                   plan.phases[:, slot], capped=has_target)
+    # 800 kW contracted: the grid connection binds in the first slot
+    assert plan.power_w[:, 0].sum() == pytest.approx(800_000, rel=1e-6)
