@@ -64,6 +64,7 @@ from adapters.ocpp.chargers import (
     ended_state,
     evse_state,
     evse_uuid,
+    floor_01,
     grant_for,
     lease_end,
     needs_push,
@@ -86,6 +87,7 @@ log = logging.getLogger(__name__)
 SUBPROTOCOLS = [Subprotocol(s) for s in CSMS_BY_SUBPROTOCOL]
 ACCEPTED = {"status": "Accepted"}
 EPOCH_2020 = 1_577_836_800  # 1.6 transaction ids count seconds from here, so they fit int32
+BOOT_GRACE_S = 5.0  # [s] a connection that sends no BootNotification is served after this
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,56}$")
 
 
@@ -151,9 +153,10 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
             interval=self.server.config.heartbeat_interval_s)
 
     @after(Action.boot_notification)
-    async def after_boot_notification(self, **payload: Any) -> None:
-        self.server.came_back(self.charger)
-        self.booted.set()  # only now: nothing is sent before the boot was answered
+    def after_boot_notification(self, **payload: Any) -> None:
+        self.booted.set()  # the driver starts now: nothing is sent before the boot's answer
+        self.pushed.clear()  # a reboot may have lost our profiles: send them again
+        self.wake.set()
 
     @on(Action.heartbeat)
     async def on_heartbeat(self, **payload: Any) -> Any:
@@ -212,10 +215,11 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
                                    transaction_info: dict[str, Any], **payload: Any) -> Any:
         tx = transaction_info["transaction_id"]
         connector = (payload.get("evse") or {}).get("id") or self.transactions.get(tx)
+        news = event_type == "Started" or tx not in self.transactions  # e.g. after our restart
         with _as_call_error():
             reading = powermeter(self.wire, payload.get("meter_value") or [],
                                  self._meter_id(connector or 0))
-            state = self._transaction_state(event_type, trigger_reason, transaction_info)
+            state = self._transaction_state(event_type, trigger_reason, transaction_info, news)
         if connector:
             if event_type == "Ended":
                 self.transactions.pop(tx, None)
@@ -229,14 +233,15 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
         return self.version.call_result.TransactionEvent(**info)
 
     @staticmethod
-    def _transaction_state(event_type: str, trigger: str, info: dict[str, Any]
+    def _transaction_state(event_type: str, trigger: str, info: dict[str, Any], news: bool
                            ) -> EvseState | None:
+        """The state a TransactionEvent tells; a transaction new to us wants power."""
         if event_type == "Ended":
             return ended_state(info.get("stopped_reason"), trigger)
         charging = info.get("charging_state")
         if charging is not None:
             return evse_state(charging, in_transaction=True)
-        return EvseState.PrepareCharging if event_type == "Started" else None
+        return EvseState.PrepareCharging if news else None
 
     def _meter_id(self, connector: int) -> str:
         return f"{self.charger.id}/{connector}"
@@ -251,8 +256,11 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
     # ---- CSMS → charger --------------------------------------------------------------------
 
     async def drive(self) -> None:
-        """After the boot: read the smart-charging settings, then keep the profiles current."""
-        await self.booted.wait()
+        """After the boot (or a grace time: a 1.6 charger that only reconnects does not boot
+        again): read the smart-charging settings, then keep the profiles current."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.booted.wait(), timeout=BOOT_GRACE_S)
+        self.server.came_back(self.charger)
         rules = await self._read_rules()
         self.stack_level = rules.max_stack_level
         while True:
@@ -365,12 +373,17 @@ class CsmsServer:
         return next(self._transaction_ids)
 
     def grants(self, charger: ChargerConfig) -> list[tuple[int, Grant]]:
-        """What the manager grants each of the charger's connectors now."""
-        result = []
+        """What the manager grants each of the charger's connectors now; once the manager's
+        limits are past their ``valid_until`` (it stopped publishing), the failsafe current."""
+        now, result = self.clock.now(), []
+        failsafe = Grant(floor_01(self.config.failsafe_a(charger)))
         for connector in connectors_in(charger, self.limits):
             limits = self.limits.get(evse_uuid(charger, connector))
-            if limits is not None:
-                result.append((connector, grant_for(limits, self.config.nominal_voltage_v)))
+            if limits is None:
+                continue
+            fresh = limits.valid_until is None or limits.valid_until >= now
+            grant = grant_for(limits, self.config.nominal_voltage_v) if fresh else failsafe
+            result.append((connector, grant))
         return result
 
     def feed(self, action: Callable[[EnergyManager, str], object], uuid: str) -> None:

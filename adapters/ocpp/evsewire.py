@@ -93,6 +93,7 @@ STATUS_16 = MappingProxyType({
 
 # ---- OCPP 2.0.1 ----------------------------------------------------------------------------
 
+NO_AUTHORIZATION = MappingProxyType({"id_token": "", "type": "NoAuthorization"})
 _TRIGGER_ENDED = {"EVDisconnected": "EVDeparted", "Remote": "RemoteStop", "Local": "StopAuthorized"}
 
 
@@ -108,7 +109,9 @@ def _started_201(s: Session, id_tag: str, seq_no: int) -> Call:
     begin = meter_value(V201, iso(s.start), samples(s.meter_start_wh), "Transaction.Begin")
     payload = _event_201("Started", s, s.start, "Authorized" if s.id_tag else "CablePluggedIn",
                          seq_no, [begin])
-    payload["id_token"] = {"id_token": id_tag, "type": "Local"}
+    # nobody authorised (free charging): 2.0.1 says so instead of inventing a token
+    token = {"id_token": id_tag, "type": "Local"} if s.id_tag else NO_AUTHORIZATION
+    payload["id_token"] = dict(token)
     return "TransactionEvent", payload
 
 

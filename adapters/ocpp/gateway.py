@@ -170,8 +170,8 @@ class Gateway:
             self._sampled.pop(s.id, None)
             self._enqueue(s.evse, *wire.ended(s, tag, self.outbox.next_seq_no(s.id)), s.id)
             tx = self.transaction_id(s.id)
-            if tx is not None:
-                self.links[s.evse].store.clear_transaction(tx)
+            if tx is not None:  # its TxProfiles end with it (1.6 §3.13.3)
+                self.links[s.evse].change(lambda store: store.clear_transaction(tx))
         self.apply_profiles(s.evse)
 
     def _enqueue(self, evse: str, action: str, payload: dict[str, object],

@@ -113,7 +113,8 @@ class EvseChargePoint(ChargePoint):  # type: ignore[misc]
 
     @on(Action16.remote_start_transaction)
     async def on_remote_start_transaction(self, id_tag: str, **payload: Any) -> Any:
-        ok = await self._ask(lambda c: c.remote_start(self.link.uuid, id_tag))
+        ok = payload.get("connector_id") in (None, CONNECTOR) and await self._ask(
+            lambda c: c.remote_start(self.link.uuid, id_tag))
         return self.version.call_result.RemoteStartTransaction(status=_status(ok))
 
     @on(Action16.remote_stop_transaction)
@@ -137,7 +138,8 @@ class EvseChargePoint(ChargePoint):  # type: ignore[misc]
     async def on_request_start_transaction(self, id_token: dict[str, Any], **payload: Any
                                            ) -> Any:
         tag = id_token["id_token"]
-        ok = await self._ask(lambda c: c.remote_start(self.link.uuid, tag))
+        ok = payload.get("evse_id") in (None, CONNECTOR) and await self._ask(
+            lambda c: c.remote_start(self.link.uuid, tag))
         return self.version.call_result.RequestStartTransaction(status=_status(ok))
 
     @on(Action.request_stop_transaction)
@@ -206,7 +208,7 @@ class EvseLink:
         self.boots = 0
         self._attempts: dict[int, int] = {}  # message seq -> CallErrors so far
         via = f" via proxy {config.proxy}" if config.proxy else ""
-        self.target = f"EVSE {uuid}: cannot keep {self.url}{via}"
+        self.target = f"EVSE {uuid}: no connection to {self.url}{via}"
 
     def change(self, edit: Callable[[ProfileStore], Any]) -> Any:
         """Apply ``edit`` to a copy, store it, swap it in and update the manager."""
@@ -223,7 +225,8 @@ class EvseLink:
         """Connect, boot and serve until cancelled; reconnect with exponential backoff."""
         c = self.gateway.config
         backoff = Backoff(c.reconnect_min_s, c.reconnect_max_s)
-        await keep_connected(self._once, backoff, lambda: self.boots, self.target)
+        tls = c.url.startswith("wss://")
+        await keep_connected(self._once, backoff, lambda: self.boots, self.target, tls)
 
     def _connect(self) -> connect:
         c, gw = self.gateway.config, self.gateway
@@ -274,7 +277,10 @@ class EvseLink:
             status = gw.wire.status_of(gw.tracker.state(self.uuid))
             if status != sent_status:
                 call = gw.wire.status_notification(CONNECTOR, status, iso(gw.clock.now()))
-                await cp.call(call, suppress=False)
+                try:
+                    await cp.call(call, suppress=False)
+                except OCPPError as exc:  # not worth a reconnect: the next change retries
+                    LOG.warning("EVSE %s: StatusNotification refused: %s", self.uuid, exc)
                 sent_status = status
                 continue
             await self.wake.wait()
@@ -297,6 +303,8 @@ class EvseLink:
         tx = getattr(result, "transaction_id", None) if m.action == "StartTransaction" else None
         gw.outbox.ack(m, None if tx is None else str(tx))
         self._attempts.pop(m.seq, None)
+        if tx is not None:  # TxProfiles and Relative profiles can apply now
+            gw.apply_profiles(self.uuid)
         _warn_if_refused(self.uuid, m.action, result)
 
     async def _refused(self, m: Message, exc: OCPPError) -> None:

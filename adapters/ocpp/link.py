@@ -25,6 +25,7 @@ from ocpp.exceptions import OCPPError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from websockets.exceptions import (
     ConnectionClosed,
+    InvalidMessage,
     InvalidProxyStatus,
     InvalidStatus,
     ProxyError,
@@ -119,13 +120,21 @@ def _one(exc: BaseException) -> str | None:
     return None
 
 
-def describe_failure(exc: BaseException) -> str:
-    """The most specific cause in ``exc``'s chain, in a few words."""
+def describe_failure(exc: BaseException, tls: bool = False) -> str:
+    """The most specific cause in ``exc``'s chain, in a few words.
+
+    With TLS 1.3 a backend checks the client certificate after the client's handshake; if it
+    refuses it, the client only sees the connection end before the HTTP answer, so on wss://
+    that is reported as a likely certificate problem.
+    """
     chain = _chain(exc)
     for item in chain:
         text = _one(item)
         if text is not None:
             return text
+    if tls and isinstance(exc, InvalidMessage) and any(isinstance(x, EOFError) for x in chain):
+        return ("TLS: the backend closed the connection during the handshake; client "
+                "certificate missing or not trusted by the backend?")
     if isinstance(exc, ConnectionClosed):
         return f"connection closed ({exc})"
     return f"{type(exc).__name__}: {exc}"
@@ -151,7 +160,7 @@ class Backoff:
 
 
 async def keep_connected(session: Callable[[], Awaitable[None]], backoff: Backoff,
-                         progress: Callable[[], int], target: str) -> None:
+                         progress: Callable[[], int], target: str, tls: bool = False) -> None:
     """Run ``session`` again and again until cancelled; one log line per failure.
 
     A session after which ``progress()`` grew (e.g. it booted) restarts the backoff.
@@ -161,7 +170,9 @@ async def keep_connected(session: Callable[[], Awaitable[None]], backoff: Backof
         try:
             await session()
         except* SESSION_ERRORS as group:
-            LOG.warning("%s: %s", target, describe_failure(group.exceptions[0]))
+            LOG.warning("%s: %s", target, describe_failure(group.exceptions[0], tls))
+        except* Exception:  # a bug in one handler must not end the connection for good
+            LOG.exception("%s: unexpected error; reconnecting", target)
         if progress() > before:
             backoff.reset()
         await asyncio.sleep(backoff.next())

@@ -268,7 +268,8 @@ class UpstreamClient:
             await self._notify()
         backoff = Backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
         target = f"OCPP upstream {self.config.charge_point_id} → {self.config.url}"
-        await keep_connected(self._connect_once, backoff, lambda: self.boots, target)
+        tls = self.config.url.startswith("wss://")
+        await keep_connected(self._connect_once, backoff, lambda: self.boots, target, tls)
 
     async def _connect_once(self) -> None:
         async with self._connect() as ws:

@@ -107,6 +107,12 @@ def near(expected: dict[str, float]) -> Callable[[Service], bool]:
     return check
 
 
+def within(limits: list[EnforcedLimits], amps: float) -> bool:
+    """Every EVSE at or below ``amps`` (a drop applies at the next tick, before any re-plan;
+    a plan made for an earlier state may hold the EVSEs lower until the next one)."""
+    return all(value <= amps + 0.005 for value in granted(limits).values())
+
+
 class Publications:
     """Every publication of the manager, so a test can wait for the next one."""
 
@@ -242,8 +248,8 @@ async def test_operator_dims_over_http_and_sunspec_never_below_14a(
                 return await publications.next()
 
             dimmed = await set_avail("40")  # 22 kW × 40 % = 8800 W for both
-            assert granted(dimmed) == pytest.approx({"garage": 6.37, "carport": 6.37})
-            assert granted_w(dimmed) <= 8_800.0
+            assert within(dimmed, 6.37) and granted_w(dimmed) <= 8_800.0
+            await until(lambda: near({"garage": 6.37, "carport": 6.37})(service))
             floor = await set_avail("10")  # 2200 W asked; §14a leaves 7560 W
             assert granted_w(floor) <= PMIN_TWO_W  # at once within the new limit …
             await until(lambda: granted_w(service.manager.enforced_limits)
@@ -264,7 +270,8 @@ async def test_operator_dims_over_http_and_sunspec_never_below_14a(
                 return await publications.next()
 
             dimmed = await set_percent(40.0)  # 40 % of 24.15 kW = 9660 W
-            assert granted(dimmed) == pytest.approx({"garage": 7.0, "carport": 7.0})
+            assert within(dimmed, 7.0)
+            await until(lambda: near({"garage": 7.0, "carport": 7.0})(service))
             floor = await set_percent(10.0)  # 2415 W asked; never below 7560 W
             assert granted_w(floor) <= PMIN_TWO_W
             await until(lambda: granted_w(service.manager.enforced_limits)
@@ -367,8 +374,9 @@ async def test_ripple_contacts_select_the_level(tmp_path: Path) -> None:
 
 def test_serve_simulated_home_runs_and_stops(tmp_path: Path) -> None:
     config = yaml.safe_load((ROOT / "examples" / "live-home.yaml").read_text(encoding="utf-8"))
-    config["http_api"]["port"] = 0  # 8080 and 15020 may be taken on a shared machine
-    config["sunspec"]["port"] = 0
+    for name, section in config.items():  # 8080, 15020, 50051 may be taken on this machine
+        if name != "meter" and isinstance(section, dict) and "port" in section:
+            section["port"] = 0
     site_file = tmp_path / "live-home.yaml"
     site_file.write_text(yaml.safe_dump(config), encoding="utf-8")
     result = subprocess.run(
