@@ -136,6 +136,23 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sessions(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from adapters.ocpp.sessions import Database, SessionLog
+    from energytree.errors import ConfigError
+
+    path = Path(args.state_dir) / "sessions.sqlite"
+    if not path.exists():
+        raise ConfigError(f"{path}: no session log here (is --state-dir the service's?)")
+    db = Database(path)
+    try:
+        SessionLog(db).write_csv(sys.stdout)
+    finally:
+        db.close()
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from energytree.service import run_service
 
@@ -367,6 +384,10 @@ def _parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="print the audit log of grid-operator commands (CSV)")
     audit.add_argument("--state-dir", default="state", help="the service's state directory")
     audit.set_defaults(handler=_cmd_audit)
+
+    sessions = sub.add_parser("sessions", help="print the charging-session log (CSV)")
+    sessions.add_argument("--state-dir", default="state", help="the service's state directory")
+    sessions.set_defaults(handler=_cmd_sessions)
     _add_remote_commands(sub)
     return parser
 

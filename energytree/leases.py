@@ -21,8 +21,8 @@ from energytree.types import ExternalLimits, Timestamp
 
 __all__ = ["SOURCE_NAME_PATTERN", "Lease", "LeaseBook"]
 
-SOURCE_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
-MAX_SOURCES = 64
+SOURCE_NAME_PATTERN = r"^[A-Za-z0-9_.:/-]{1,240}$"
+MAX_SOURCES = 10_000  # one per EVSE is normal (supplier profiles); this only stops a runaway
 
 
 class Lease(BaseModel):

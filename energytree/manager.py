@@ -319,9 +319,12 @@ class EnergyManager:
                        asyncio.create_task(self._plan_loop(), name="energytree-plan")]
 
     async def stop(self) -> None:
+        """Cancel the loops and wait for them (a cancel may be swallowed once by a timeout
+        that fires at the same moment, so cancel again until each task is done)."""
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.5)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
@@ -341,8 +344,8 @@ class EnergyManager:
         budget = self.options.plan_budget_s
         try:
             problem = await asyncio.to_thread(self._build_problem, now, None)
-            plan, schedules = await asyncio.wait_for(
-                asyncio.to_thread(self._make_plan, problem, now), timeout=2 * budget + 5)
+            async with asyncio.timeout(2 * budget + 5):
+                plan, schedules = await asyncio.to_thread(self._make_plan, problem, now)
         except TimeoutError:
             log.error("re-plan did not finish within %.1f s; keeping the instant allocator",
                       2 * budget + 5)
@@ -587,7 +590,8 @@ class EnergyManager:
                 log.exception("tick failed; the EVSEs fall back when their limits expire")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.options.tick_s)
+                async with asyncio.timeout(self.options.tick_s):
+                    await self._wake.wait()
 
     async def _plan_loop(self) -> None:
         while True:

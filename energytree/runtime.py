@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -21,6 +21,9 @@ from adapters.http import HttpApi
 from adapters.meter.client import GridMeterClient, MeterState
 from adapters.meter.registermap import MeterReading, load_register_map
 from adapters.meter.simulator import MeterSimulator, household_load_profile, meter_values
+from adapters.ocpp.evseport import SimulatedFeed
+from adapters.ocpp.gateway import Gateway
+from adapters.ocpp.sessions import Database, SessionLog, SessionTracker
 from adapters.ocpp.upstream import GridReading, UpstreamClient
 from adapters.ripple import RippleLevel, RippleReceiver
 from adapters.sunspec import MeterValues, Parameters, SetPercent, SunSpecServer, SunSpecValues
@@ -89,6 +92,8 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self._stoppers: list = []
         self.simulated: dict[str, SimulatedEvse] = {}
+        self._state_dir = state_dir
+        self.sessions: SessionTracker | Gateway | None = None
 
     # ---- §14a and the operator channels ------------------------------------------------
 
@@ -229,6 +234,7 @@ class Service:
             self._stoppers.append(receiver.stop)
         if self.config.ocpp_upstream:
             self._start_upstream()
+        await self._start_sessions()
         self._tasks.append(asyncio.create_task(self._status_loop(), name="energytree-status"))
 
     async def stop(self) -> None:
@@ -242,6 +248,27 @@ class Service:
                 await stopper()
         await self.manager.stop()
         self.audit.close()
+
+    async def _start_sessions(self) -> None:
+        """The session log always; the supplier gateway mirrors it upstream when configured."""
+        if self.config.ocpp_gateway:
+            gateway = Gateway(self.config.ocpp_gateway, self.manager,
+                              [e.evse for e in evse_configs(self.config)], tariff=self._tariff)
+            await gateway.start()
+            self._stoppers.append(gateway.stop)
+            self.sessions = gateway
+        else:
+            db = Database(self._state_dir / "sessions.sqlite")
+            self.sessions = SessionTracker(SessionLog(db), self._tariff)
+            self._stoppers.append(_closer(db))
+        self._feed = SimulatedFeed(self.sessions)
+
+    def _tariff(self) -> float | None:
+        """The variable TARIF (0 normal, 1 reduced) for the session log, if set."""
+        try:
+            return self.variables.value("TARIF", self.environment())
+        except EnergyTreeError:
+            return None
 
     async def _start_meter(self, host: str, port: int | None) -> None:
         assert self.config.meter is not None
@@ -342,6 +369,8 @@ class Service:
                 with contextlib.suppress(EnergyTreeError):
                     self.manager.report_measurement(uuid, sim.measurement())
                     self.manager.set_evse_state(uuid, sim.state)
+            if self.sessions is not None:
+                self._feed.poll(self.simulated.values(), self.manager_now())
             await asyncio.sleep(dt)
 
     async def _status_loop(self) -> None:
@@ -351,6 +380,13 @@ class Service:
             sys.stdout.write(text + "\n")
             sys.stdout.flush()
             await asyncio.sleep(self.config.status_interval_s)
+
+
+def _closer(db: Database) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        db.close()
+
+    return close
 
 
 def _deliver(limits: list[EnforcedLimits], receivers: dict[str, LimitReceiver]) -> None:

@@ -264,13 +264,13 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
         rules = await self._read_rules()
         self.stack_level = rules.max_stack_level
         while True:
+            self.wake.clear()  # before, so a publication during a push is not lost
             for connector, grant in self.server.grants(self.charger):
                 now = self.server.clock.now()
                 if self.refused_until.get(connector, now) > now:
                     continue
                 if needs_push(self.pushed.get(connector), grant, now, self.server.config):
                     await self._push(connector, grant, rules, now)
-            self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=10.0)
 

@@ -23,6 +23,7 @@ from ocpp.v201.enums import Action
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from adapters.ocpp import csms
 from adapters.ocpp.chargers import ChargerConfig, CsmsConfig
 from adapters.ocpp.csms import CsmsServer, offline_source
 from adapters.ocpp.profiles import ChargingProfile, RateUnit, parse_profile
@@ -328,3 +329,27 @@ async def test_invalid_messages_get_a_call_error_and_change_nothing(
         assert (request.evse_state, request.energy_usage_root) == (EvseState.Unplugged, None)
         await cp.status(1, "Preparing" if wire is CSMS16 else "Occupied")  # the session lives on
         await until(lambda: evse_request(manager, "A-1").evse_state == EvseState.WaitForAuth)
+
+
+async def test_reconnect_without_boot_is_served_after_a_grace_time(
+    server: CsmsServer, manager: EnergyManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(csms, "BOOT_GRACE_S", 0.1)
+    async with charger(server, "A", CSMS16, password="secret-a") as cp:
+        await cp.status(1, "Charging")  # a 1.6 charger back after a network outage
+        profile = await cp.next_profile()
+        assert profile.schedule.periods[0].limit == enforced_a(manager, "A-1") == 16.0
+
+
+async def test_silent_manager_sends_the_failsafe_current(
+    server: CsmsServer, manager: EnergyManager, clock: ManualClock
+) -> None:
+    async with charger(server, "A", CSMS201, password="secret-a") as cp:
+        await cp.boot()
+        await cp.start_transaction(1)
+        while (await cp.next_profile()).schedule.periods[0].limit != 16.0:
+            pass  # the 0 A of the unplugged EVSE may come first
+        await manager.stop()
+        clock.advance(11)  # past the last valid_until
+        server.sessions["A"].wake.set()
+        assert (await cp.next_profile()).schedule.periods[0].limit == 6.0
