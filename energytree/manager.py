@@ -158,6 +158,7 @@ class EnergyManager:
         self._published_keys: list[tuple | None] = []
         self._tick_count = 0
         self._last_alloc: SlotAllocation | None = None
+        self._alloc_problem: Problem | None = None  # the problem _last_alloc was made for
         self._listeners: list[Callable[[list[EnforcedLimits]], None]] = []
         self._queues: list[asyncio.Queue[list[EnforcedLimits]]] = []
         self._dirty = asyncio.Event()
@@ -278,17 +279,18 @@ class EnergyManager:
 
     def status(self) -> Status:
         now = self._clock.now()
-        plan, alloc = self._plan, self._last_alloc
+        plan, alloc, problem = self._plan, self._last_alloc, self._alloc_problem
         evses = []
-        if self._problem is not None and alloc is not None:
-            planned = plan.energy_kwh() if plan else np.zeros(self._problem.evse_count)
-            short = plan.shortfall_kwh() if plan else np.zeros(self._problem.evse_count)
-            for e, node in enumerate(self._problem.tree.evses):
+        if problem is not None and alloc is not None:  # as of the last tick (tree included)
+            same = plan is not None and plan.problem.evse_count == problem.evse_count
+            planned = plan.energy_kwh() if plan and same else np.zeros(problem.evse_count)
+            short = plan.shortfall_kwh() if plan and same else np.zeros(problem.evse_count)
+            for e, node in enumerate(problem.tree.evses):
                 state = self._live.states.get(node.uuid, node.request.evse_state)
                 evses.append(EvseStatus(
                     node.uuid, None if state is None else str(state), float(alloc.current_a[e]),
                     int(alloc.phases[e]), float(alloc.power_w[e]), alloc.reasons[e],
-                    self._problem.tree.evses[e].request.optimizer_target,
+                    node.request.optimizer_target,
                     float(planned[e]), float(short[e])))
         reasons = " ".join(x.reason for x in evses)
         sources = [
@@ -386,7 +388,7 @@ class EnergyManager:
         if plan is not None:
             alloc.reasons[:] = [plan.reasons[e][slot] if r.startswith("plan:") else r
                                 for e, r in enumerate(alloc.reasons)]
-        self._last_alloc = alloc
+        self._last_alloc, self._alloc_problem = alloc, problem
         self._publish(now, problem, alloc, slot)
         return self._limits
 

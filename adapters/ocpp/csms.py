@@ -127,6 +127,14 @@ def _as_call_error() -> Iterator[None]:
         raise PropertyConstraintViolationError(str(exc)) from exc
 
 
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    """Wait for ``event`` at most ``timeout_s``. Not ``asyncio.wait_for``: on Python 3.11 it
+    can swallow a cancellation that meets the event being set, and the task never ends."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+
+
 class ChargerSession(ChargePoint):  # type: ignore[misc]
     """One charger's connection: one handler per verb for both versions, and the driver task
     that reads its smart-charging settings and keeps its profiles current."""
@@ -258,8 +266,7 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
     async def drive(self) -> None:
         """After the boot (or a grace time: a 1.6 charger that only reconnects does not boot
         again): read the smart-charging settings, then keep the profiles current."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.booted.wait(), timeout=BOOT_GRACE_S)
+        await _wait(self.booted, BOOT_GRACE_S)
         self.server.came_back(self.charger)
         rules = await self._read_rules()
         self.stack_level = rules.max_stack_level
@@ -271,8 +278,7 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
                     continue
                 if needs_push(self.pushed.get(connector), grant, now, self.server.config):
                     await self._push(connector, grant, rules, now)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=10.0)
+            await _wait(self.wake, 10.0)
 
     async def _read_rules(self) -> ProfileRules:
         names = list(self.wire.settings.values())

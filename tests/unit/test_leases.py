@@ -6,8 +6,9 @@ from datetime import timedelta
 
 import pytest
 
+from energytree import leases
 from energytree.errors import RequestError
-from energytree.leases import MAX_SOURCES, Lease, LeaseBook
+from energytree.leases import Lease, LeaseBook
 from energytree.problem import ExternalSource
 from energytree.types import ExternalLimits
 from tests.builders import NOW, entry
@@ -77,7 +78,7 @@ def test_ttl_out_of_range_is_refused(ttl_s: float) -> None:
     assert book.leases == {}
 
 
-@pytest.mark.parametrize("name", ["", "with space", "x" * 65, "slash/name"])
+@pytest.mark.parametrize("name", ["", "with space", "x" * 241, "back\\slash", "ümlaut"])
 def test_a_bad_source_name_is_a_request_error_naming_the_field(name: str) -> None:
     book = LeaseBook.empty()
     with pytest.raises(RequestError, match="name"):
@@ -85,14 +86,22 @@ def test_a_bad_source_name_is_a_request_error_naming_the_field(name: str) -> Non
     assert book.leases == {}
 
 
-def test_the_number_of_sources_is_bounded() -> None:
+def test_the_number_of_sources_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert leases.MAX_SOURCES >= 1_000  # one per EVSE is normal
+    monkeypatch.setattr(leases, "MAX_SOURCES", 3)
     book = LeaseBook.empty()
-    for i in range(MAX_SOURCES):
+    for i in range(3):
         book.set(f"s{i}", "grid", amps(20), NOW)
-    with pytest.raises(RequestError, match=f"at most {MAX_SOURCES}"):
+    with pytest.raises(RequestError, match="at most 3"):
         book.set("one-more", "grid", amps(20), NOW)
     book.set("s0", "grid", amps(10), NOW)  # renewing an existing one is still fine
-    assert len(book.leases) == MAX_SOURCES
+    assert len(book.leases) == 3
+
+
+def test_names_may_carry_a_path() -> None:
+    book = LeaseBook.empty()
+    book.set("ocpp/supplier:evse-1", "grid", amps(20), NOW)
+    assert "ocpp/supplier:evse-1" in book.leases
 
 
 def test_dump_and_load_round_trip() -> None:

@@ -230,6 +230,16 @@ async def test_a_request_that_does_not_fit_is_refused_and_changes_nothing(clock)
     assert current_of(manager)["a"] == 8.0
 
 
+async def test_status_right_after_a_new_tree(clock) -> None:
+    manager = EnergyManager(two_evses(), planner=instant_plan, clock=clock)
+    await settled(manager)
+    manager.submit_request(node("grid", evse("a"), evse("b"), evse("c"), max_a=32))
+    status = manager.status()  # before the next tick: the last tick's, consistent
+    assert [x.uuid for x in status.evses] == ["a", "b"]
+    manager.tick()
+    assert [x.uuid for x in manager.status().evses] == ["a", "b", "c"]
+
+
 # ---- targets, prices, re-plans ---------------------------------------------------------
 
 
