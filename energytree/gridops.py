@@ -67,20 +67,24 @@ class LimitPeriodLike(Protocol):
     def min_current_a(self) -> float | None: ...
 
 
-def external_from_periods(periods: Sequence[LimitPeriodLike], floor_w: float = 0.0
-                          ) -> ExternalLimits:
+def external_from_periods(periods: Sequence[LimitPeriodLike], floor_w: float = 0.0,
+                          voltage_v: float = 230.0) -> ExternalLimits:
     """An OCPP composite schedule as external limits: A → ac_max_current_A, W → total_power_W.
 
     A period without a limit becomes an entry without limits (the source restricts nothing
-    then). ``floor_w`` keeps watt limits at or above the §14a minimum.
+    then). ``floor_w`` keeps limits at or above the §14a minimum, for amperes spread over the
+    period's phases (three if it does not say).
     """
     entries = []
     for period in periods:
         power = None if period.power_w is None else max(period.power_w, floor_w)
+        current = period.current_a
+        if current is not None:
+            current = max(current, floor_w / ((period.number_phases or 3) * voltage_v))
         entries.append(ScheduleReqEntry(
             timestamp=period.start,
             limits_to_root=LimitsReq(
-                ac_max_current_A=period.current_a,
+                ac_max_current_A=current,
                 total_power_W=power,
                 ac_max_phase_count=period.number_phases,
                 ac_min_current_A=period.min_current_a,

@@ -349,8 +349,9 @@ class EnergyManager:
             async with asyncio.timeout(2 * budget + 5):
                 plan, schedules = await asyncio.to_thread(self._make_plan, problem, now)
         except TimeoutError:
-            log.error("re-plan did not finish within %.1f s; keeping the instant allocator",
+            log.error("re-plan did not finish within %.1f s; the instant allocator takes over",
                       2 * budget + 5)
+            self._plan, self._schedules = None, []
             return
         except RequestError as exc:
             log.error("cannot plan: %s", exc)
@@ -372,11 +373,12 @@ class EnergyManager:
             self._dirty.set()  # a slot boundary passed
         slot = problem.grid.index_at(now)
         plan = self._plan
-        caps = None if plan is None else np.abs(plan.current_a[:, slot])
         sources = self._sources(now)
         live = self._live_caps(problem, now, sources)
         if self._live_key(now, sources) != self._last_live_key:
             self._dirty.set()
+            plan = None  # planned under other limits: share the live ones until the re-plan
+        caps = None if plan is None else np.abs(plan.current_a[:, slot])
         rotation = self._rotation(now)
         alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
                               evse_cap_label="plan", live_caps=live)
@@ -562,7 +564,8 @@ class EnergyManager:
         if len(keys) != problem.evse_count:
             keys = self._published_keys = [None] * problem.evse_count
         for e, node in enumerate(problem.tree.evses):
-            key = (float(alloc.current_a[e]), int(alloc.phases[e]), float(alloc.power_w[e]),
+            key = (node.uuid, float(alloc.current_a[e]), int(alloc.phases[e]),
+                   float(alloc.power_w[e]),
                    id(self._plan), slot)
             if key == keys[e] and (self._tick_count + e) % renew_every:
                 continue

@@ -158,8 +158,11 @@ class Service:
                     log.warning("formula %s of %s failed (%s); using 0", field, node, exc)
                     self._formula_failed.add(f"{node}.{field}")
                 value = 0.0
-            if node == self.root:
-                value = max(value, self.floor_w() if field == "max_power_W" else 0.0)
+            if node == self.root:  # §14a: a dimming formula leaves at least Pmin
+                floor = self.floor_w()
+                if field == "max_current_A":
+                    floor /= self.config.grid.phases * self.config.nominal_voltage_V
+                value = max(value, floor)
             if field == "max_power_W":
                 limits = LimitsReq(total_power_W=value)
             else:  # a charging rule is in mA, as in cFos
@@ -289,6 +292,11 @@ class Service:
 
     async def _start_sunspec(self) -> None:
         assert self.config.sunspec is not None
+        kept = self.manager.leases.leases.get("sunspec")
+        if kept is not None and kept.limits.schedule_import:  # a limit kept over a restart
+            watts = kept.limits.schedule_import[0].limits_to_root.total_power_W
+            if watts is not None:
+                self._percent = round(100.0 * watts / self.connection_power_w(), 3)
         server = SunSpecServer(self.config.sunspec, self._sunspec_values, self._on_sunspec)
         port = await server.start()
         log.info("SunSpec Modbus server on %s:%d", self.config.sunspec.host, port)
@@ -334,7 +342,8 @@ class Service:
     def _on_profiles(self, client: UpstreamClient) -> None:
         now = self.manager_now()
         limits = external_from_periods(client.limit_periods(now, 86_400),
-                                       floor_w=self.floor_w())
+                                       floor_w=self.floor_w(),
+                                       voltage_v=self.config.nominal_voltage_V)
         self.manager.set_external_limits("ocpp", self.root, limits)
         self.audit.record("ocpp", now, None, "profile", None, "composite schedule changed")
 

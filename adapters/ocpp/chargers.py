@@ -25,6 +25,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -41,7 +42,7 @@ from adapters.ocpp.profiles import (
     utc_whole_s,
 )
 from adapters.ocpp.versions import CsmsWire, OcppVersion
-from energytree.errors import RequestError
+from energytree.errors import ConfigError, RequestError
 from energytree.types import (
     EnforcedLimits,
     EvseState,
@@ -62,12 +63,14 @@ __all__ = [
     "Pushed",
     "charger_rules",
     "connectors_in",
+    "dump_pushed",
     "ended_state",
     "evse_state",
     "evse_uuid",
     "floor_01",
     "grant_for",
     "lease_end",
+    "load_pushed",
     "needs_push",
     "offline_limits",
     "powermeter",
@@ -119,6 +122,9 @@ class CsmsConfig(BaseModel):
     nominal_voltage_v: float = Field(230.0, gt=0, le=1000, description="A ↔ W [V]")
     response_timeout_s: float = Field(30.0, gt=0, le=300, description="[s] per OCPP call")
     retry_after_s: float = Field(60.0, gt=0, description="[s] after a refused profile")
+    state_path: Path | None = Field(
+        None, description="JSON file of the limits chargers accepted, for offline pins"
+    )
 
     @field_validator("chargers")
     @classmethod
@@ -296,6 +302,26 @@ class Pushed:
         if self.lease_end is None:
             return None
         return self.at + (self.lease_end - self.at) * 2 / 3
+
+
+def dump_pushed(pushed: Mapping[str, Pushed]) -> dict[str, Any]:
+    """The accepted limits by EVSE uuid as JSON data (see ``load_pushed``)."""
+    return {uuid: {"current_a": p.grant.current_a, "phases": p.grant.phases,
+                   "at": format_timestamp(p.at), "stack_level": p.stack_level,
+                   "lease_end": None if p.lease_end is None else format_timestamp(p.lease_end)}
+            for uuid, p in pushed.items()}
+
+
+def load_pushed(data: object) -> dict[str, Pushed]:
+    """``dump_pushed``'s data back; ConfigError if it is not."""
+    try:
+        assert isinstance(data, dict)
+        return {uuid: Pushed(Grant(float(p["current_a"]), p["phases"]), to_utc(p["at"]),
+                             None if p["lease_end"] is None else to_utc(p["lease_end"]),
+                             int(p["stack_level"]))
+                for uuid, p in data.items()}
+    except (AssertionError, KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"unreadable charger state: {exc!r}") from exc
 
 
 def floor_01(value: float) -> float:

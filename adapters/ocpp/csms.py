@@ -61,12 +61,14 @@ from adapters.ocpp.chargers import (
     Pushed,
     charger_rules,
     connectors_in,
+    dump_pushed,
     ended_state,
     evse_state,
     evse_uuid,
     floor_01,
     grant_for,
     lease_end,
+    load_pushed,
     needs_push,
     offline_limits,
     powermeter,
@@ -79,6 +81,7 @@ from adapters.ocpp.versions import CSMS_BY_SUBPROTOCOL, CsmsWire
 from energytree.clock import Clock, SystemClock
 from energytree.errors import RequestError
 from energytree.manager import EnergyManager
+from energytree.persist import read_json, write_json_atomic
 from energytree.types import EnforcedLimits, EvseState, Powermeter, format_timestamp
 
 __all__ = ["ChargerSession", "CsmsConfig", "CsmsServer", "charger_id", "offline_source"]
@@ -309,7 +312,7 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
                     self.stack_level = level
                 pushed = Pushed(grant, now, lease_end(profile), level)
                 self.pushed[connector] = pushed
-                self.server.pushed[evse_uuid(self.charger, connector)] = pushed
+                await self.server.accepted(evse_uuid(self.charger, connector), pushed)
                 return
             log.warning("%s: connector %d refused a TxDefaultProfile at stack level %d: %s",
                         self.id, connector, level, status)
@@ -352,6 +355,14 @@ class CsmsServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        """Listen; chargers known from the state file are offline until they connect."""
+        path = self.config.state_path
+        data = None if path is None else await asyncio.to_thread(read_json, path)
+        if data is not None:
+            self.pushed = load_pushed(data)
+            for charger in self.config.chargers:
+                if connectors_in(charger, self.pushed):
+                    self.went_offline(charger)
         self._follower = asyncio.create_task(self._follow_limits(), name="csms-limits")
         self._server = await serve(self._handle, self.config.host, self.config.port,
                                    subprotocols=SUBPROTOCOLS, process_request=self._authorize)
@@ -410,6 +421,16 @@ class CsmsServer:
         if at is not None:
             self._readings[uuid] = at
         self.feed(lambda m, u: m.report_measurement(u, reading), uuid)
+
+    async def accepted(self, uuid: str, pushed: Pushed) -> None:
+        """Remember (and persist) what a charger accepted: its offline pin."""
+        self.pushed[uuid] = pushed
+        if self.config.state_path is not None:
+            try:
+                await asyncio.to_thread(write_json_atomic, self.config.state_path,
+                                        dump_pushed(self.pushed))
+            except OSError as exc:
+                log.error("cannot write %s: %s", self.config.state_path, exc)
 
     def came_back(self, charger: ChargerConfig) -> None:
         for connector in connectors_in(charger, [*self.limits, *self.pushed]):

@@ -60,12 +60,20 @@ class Period:
 
 
 def test_periods_in_amperes_become_ac_max_current() -> None:
-    limits = external_from_periods([Period(NOW, current_a=16.0, number_phases=1,
+    limits = external_from_periods([Period(NOW, current_a=16.0, number_phases=3,
                                            min_current_a=6.0)], floor_w=7_560.0)
     [entry] = limits.schedule_import
     assert entry.timestamp == NOW
-    assert entry.limits_to_root == LimitsReq(ac_max_current_A=16.0, ac_max_phase_count=1,
+    assert entry.limits_to_root == LimitsReq(ac_max_current_A=16.0, ac_max_phase_count=3,
                                              ac_min_current_A=6.0)
+
+
+def test_ampere_periods_are_floored_over_their_phases() -> None:
+    """7560 W on one phase at 230 V needs 32.87 A: a 16 A one-phase cut is raised to it."""
+    limits = external_from_periods([Period(NOW, current_a=16.0, number_phases=1)],
+                                   floor_w=7_560.0)
+    [entry] = limits.schedule_import
+    assert entry.limits_to_root.ac_max_current_A == pytest.approx(7_560.0 / 230.0)
 
 
 @pytest.mark.parametrize(
