@@ -33,12 +33,12 @@ from energytree.allocator import LiveCap, SlotAllocation, allocate_slot
 from energytree.clock import Clock, SystemClock
 from energytree.errors import ConfigError, RequestError
 from energytree.leases import LeaseBook
-from energytree.persist import read_json, write_json_atomic
+from energytree.livecaps import caps_on_phases, live_caps
 from energytree.phases import PhaseSwitcher, SwitchingOptions
 from energytree.plan import Plan, Planner, instant_plan, limits_res
 from energytree.problem import ExternalSource, PlanOptions, Problem, build_problem
-from energytree.schedule import resample_limits
-from energytree.slots import SlotGrid
+from energytree.statefile import load_state, save_state
+from energytree.status import EvseStatus, MeterFeed, SourceStatus, Status
 from energytree.tree import Tree
 from energytree.types import (
     EnergyFlowRequest,
@@ -57,7 +57,6 @@ __all__ = ["EnergyManager", "ManagerOptions", "MeterFeed", "Status"]
 log = logging.getLogger(__name__)
 TreeSource = Callable[[datetime], EnergyFlowRequest]
 LiveSources = Callable[[datetime], Sequence[ExternalSource]]
-METER = "grid meter"
 
 
 @dataclass(frozen=True)
@@ -71,48 +70,6 @@ class ManagerOptions:
     installation_max_a: float | None = None  # what the grid meter's phases may carry
     meter_margin_a: float = 1.0
     switching: SwitchingOptions = field(default_factory=SwitchingOptions)
-
-
-@dataclass(frozen=True)
-class MeterFeed:
-    """The grid meter as the manager sees it: phase currents [A] if healthy, else None."""
-
-    current_a: tuple[float, float, float] | None
-    power_w: float | None
-    state: str
-
-
-@dataclass(frozen=True)
-class EvseStatus:
-    uuid: str
-    state: str | None
-    current_a: float
-    phases: int
-    power_w: float
-    reason: str
-    target: OptimizerTarget | None
-    planned_kwh: float
-    shortfall_kwh: float
-
-
-@dataclass(frozen=True)
-class SourceStatus:
-    name: str
-    node_uuid: str
-    expires_at: datetime | None
-    in_failsafe: bool
-    binding: bool
-
-
-@dataclass(frozen=True)
-class Status:
-    now: datetime
-    evses: list[EvseStatus]
-    sources: list[SourceStatus]
-    meter: MeterFeed | None
-    plan_method: str
-    plan_notes: list[str]
-    planned_at: datetime | None
 
 
 @dataclass
@@ -384,7 +341,7 @@ class EnergyManager:
                               evse_cap_label="plan", live_caps=live)
         phases = self._switch_phases(problem, slot, alloc)
         if phases is not None:
-            caps = None if plan is None else _caps_on_phases(plan, slot, caps, phases)
+            caps = None if plan is None else caps_on_phases(plan, slot, caps, phases)
             alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
                                   evse_cap_label="plan", live_caps=live, phases=phases)
         if plan is not None:
@@ -464,63 +421,9 @@ class EnergyManager:
     def _live_caps(self, problem: Problem, now: datetime, sources: Sequence[ExternalSource]
                    ) -> list[LiveCap]:
         """External limits in force now, and what the grid meter leaves, as node caps."""
-        grid = SlotGrid(np.array([now.timestamp()]), np.array([now.timestamp() + 1.0]))
-        caps = []
-        for source in sources:
-            entries = source.limits.schedule_import
-            if not entries:
-                continue
-            node = problem.tree.node(source.node_uuid)
-            lim = resample_limits(entries, grid, f"{node.uuid}/{source.name}")
-            caps.append(LiveCap(node.index, lim.current_a[0], float(lim.power_w[0]),
-                                f"{node.uuid}/{source.name}"))
-        meter = self._meter_cap(problem, grid)
-        if meter is not None:
-            caps.append(meter)
-        return caps
-
-    def _meter_cap(self, problem: Problem, grid: SlotGrid) -> LiveCap | None:
-        if self._meter is None:
-            return None
-        root = problem.tree.root.index
-        if self._meter.current_a is None:
-            safe = np.full(3, self.options.safe_current_a)
-            return LiveCap(root, safe, np.inf, f"{METER} ({self._meter.state}): safe current")
-        limit = self.options.installation_max_a
-        if limit is None:
-            limit = self._connection_a(problem, grid)
-        ours = self._our_draw(problem)
-        household = np.maximum(np.asarray(self._meter.current_a) - ours, 0.0)
-        budget = np.maximum(limit - household - self.options.meter_margin_a, 0.0)
-        return LiveCap(root, budget, np.inf, METER)
-
-    def _connection_a(self, problem: Problem, grid: SlotGrid) -> np.ndarray:
-        """The root's own current limit per phase now [A]: the grid connection.
-
-        External limits on the root (operator, OCPP, API) cap our EVSEs only; the household
-        must not be subtracted from them, so they are left out here. Where the root has no
-        current limit of its own, its limit with every source is the best we know.
-        """
-        root = problem.tree.root
-        own = resample_limits(root.request.schedule_import, grid, root.uuid).current_a[0]
-        if problem.inner and problem.inner[0].index == root.index:
-            own = np.where(np.isfinite(own), own, problem.node_cap_a[0][0, 0])
-        return own
-
-    def _our_draw(self, problem: Problem) -> np.ndarray:
-        """Current per grid phase our EVSEs draw: measured where reported, else allowed."""
-        draw = np.zeros(3)
-        alloc = self._last_alloc
-        for e, node in enumerate(problem.tree.evses):
-            meter = self._live.measurements.get(node.uuid)
-            phases = problem.phase_map[e]
-            if meter is not None and meter.current_A is not None:
-                measured = [meter.current_A.L1, meter.current_A.L2, meter.current_A.L3]
-                for k, value in enumerate(measured):
-                    draw[phases[k]] += abs(value or 0.0)
-            elif alloc is not None and e < len(alloc.current_a) and alloc.current_a[e] > 0:
-                draw[phases[: int(alloc.phases[e])]] += alloc.current_a[e]
-        return draw
+        return live_caps(problem, now, sources, self._meter, self.options.safe_current_a,
+                         self.options.installation_max_a, self.options.meter_margin_a,
+                         self._live.measurements, self._last_alloc)
 
     def _switch_phases(self, problem: Problem, slot: int, alloc: SlotAllocation
                        ) -> np.ndarray | None:
@@ -611,35 +514,16 @@ class EnergyManager:
     # ---- persistence --------------------------------------------------------------------
 
     def _save_state(self) -> None:
-        if self._state_path is None:
-            return
-        state = {
-            "leases": self._leases.dump(),
-            "targets": {
-                uuid: None if t is None else t.model_dump(mode="json", exclude_none=True)
-                for uuid, t in self._live.targets.items()
-            },
-            "prices": [p.model_dump(mode="json") for p in self._live.prices],
-        }
-        write_json_atomic(self._state_path, state)
+        if self._state_path is not None:
+            save_state(self._state_path, self._leases, self._live.targets, self._live.prices)
 
     def _load_state(self) -> None:
         if self._state_path is None:
             return
-        data = read_json(self._state_path)
-        if data is None:
-            return
-        try:
-            assert isinstance(data, dict)
-            self._leases = LeaseBook.load(data.get("leases", []))
-            self._live.targets = {
-                uuid: None if t is None else OptimizerTarget.model_validate(t)
-                for uuid, t in data.get("targets", {}).items()
-            }
-            self._live.prices = [PricePerKwh.model_validate(p) for p in data.get("prices", [])]
-        except Exception as exc:
-            raise ConfigError(f"{self._state_path}: unreadable manager state: {exc}") from exc
-        self._drop_orphan_leases()
+        loaded = load_state(self._state_path)
+        if loaded is not None:
+            self._leases, self._live.targets, self._live.prices = loaded
+            self._drop_orphan_leases()
 
     def _drop_orphan_leases(self) -> None:
         """A lease on a node the (changed) site no longer has could only stop every plan."""
@@ -650,21 +534,3 @@ class EnergyManager:
                             self._state_path, lease.name, lease.node_uuid)
                 self._leases.clear(lease.name)
 
-
-def _caps_on_phases(plan: Plan, slot: int, caps: np.ndarray | None, phases: np.ndarray
-                    ) -> np.ndarray | None:
-    """The plan's current per phase [A] for the phase counts the tick chose.
-
-    The plan may have counted on three phases where the hysteresis keeps one (or back):
-    the same power then needs a different current. A planned EVSE keeps at least its
-    minimum current; the tree's and the live caps still bound the result.
-    """
-    if caps is None:
-        return None
-    problem = plan.problem
-    if slot >= problem.slots or len(caps) != len(phases):
-        return caps
-    planned = np.maximum(plan.phases[:, slot], 1)
-    scaled = caps * planned / np.maximum(phases, 1)
-    scaled = np.where(caps > 0, np.maximum(scaled, problem.min_current_a[:, slot]), 0.0)
-    return np.where(planned == phases, caps, scaled)

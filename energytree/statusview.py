@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import tzinfo
 
-from energytree.manager import Status
 from energytree.simulation import SimulatedEvse
+from energytree.status import Status
 
 __all__ = ["render_status"]
 

@@ -24,8 +24,8 @@ from pydantic import BaseModel, ValidationError
 from adapters.grpc.gen.energytree.v1 import energytree_pb2 as pb
 from energytree.errors import RequestError
 from energytree.leases import SOURCE_NAME_PATTERN
-from energytree.manager import EvseStatus, MeterFeed, SourceStatus, Status
 from energytree.plan import Plan
+from energytree.status import EvseStatus, MeterFeed, SourceStatus, Status
 from energytree.tree import Tree
 from energytree.types import (
     EnforcedLimits,

@@ -3,7 +3,8 @@
 Chargers connect to ``ws://host:port/<anything>/<charger id>`` offering ``ocpp1.6`` or
 ``ocpp2.0.1``; the subprotocol picks the wire table, the handlers are shared. What they say
 feeds the manager (states, measurements); what the manager enforces goes back as a
-TxDefaultProfile per connector/EVSE (see ``chargers`` for the profile and its lease). Usage::
+TxDefaultProfile per connector/EVSE (see ``charger_limits`` for the profile and its lease).
+Usage::
 
     async with EnergyManager(tree) as manager, CsmsServer(config, manager):
         await asyncio.Event().wait()
@@ -20,9 +21,14 @@ Decisions:
 * **Offline.** When a charger's connection ends, each of its EVSEs is set to Charging (so the
   allocator counts it) and pinned by the external limit ``offline:<uuid>`` at exactly what the
   charger may draw by itself: its last accepted limit until that profile's lease ends, then its
-  failsafe current. The other EVSEs share what is left. When the charger boots again the pins
+  failsafe current. The other EVSEs share what is left. When the charger is back (its boot,
+  or ``BOOT_GRACE_S`` after connecting: a 1.6 charger may reconnect without booting) the pins
   are removed and its statuses take over. A charger that never accepted a profile is left at
   its own maximum. Under a shortage the allocator's rotation may still admit others first.
+  With ``state_path`` the accepted limits survive a restart: chargers known there start
+  offline, pinned, until they connect.
+* **Silent manager.** Once the manager's limits are past their ``valid_until``, chargers are
+  sent their failsafe current.
 * TxProfiles are not sent: the TxDefaultProfile of the connector covers every transaction on
   it and avoids the 1.6 race between StartTransaction's answer and a TxProfile.
 """
@@ -31,16 +37,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import itertools
 import logging
-import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import unquote
 
 from ocpp.charge_point import ChargePoint
 from ocpp.exceptions import OCPPError, PropertyConstraintViolationError
@@ -48,34 +50,13 @@ from ocpp.routing import after, on
 from ocpp.v16.enums import Action as Action16
 from ocpp.v201.enums import Action  # the shared actions have the same names in 1.6
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed, InvalidHeader
-from websockets.headers import parse_authorization_basic
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from adapters.ocpp.chargers import (
-    ChargerConfig,
-    CsmsConfig,
-    Grant,
-    Pushed,
-    charger_rules,
-    connectors_in,
-    dump_pushed,
-    ended_state,
-    evse_state,
-    evse_uuid,
-    floor_01,
-    grant_for,
-    lease_end,
-    load_pushed,
-    needs_push,
-    offline_limits,
-    powermeter,
-    register_reading,
-    set_profile_call,
-    tx_default_profile,
-)
+from adapters.ocpp import charger_limits, chargers
+from adapters.ocpp.charger_limits import Grant, Pushed
+from adapters.ocpp.chargers import ChargerConfig, CsmsConfig
 from adapters.ocpp.profiles import ProfileRules
 from adapters.ocpp.versions import CSMS_BY_SUBPROTOCOL, CsmsWire
 from energytree.clock import Clock, SystemClock
@@ -84,41 +65,13 @@ from energytree.manager import EnergyManager
 from energytree.persist import read_json, write_json_atomic
 from energytree.types import EnforcedLimits, EvseState, Powermeter, format_timestamp
 
-__all__ = ["ChargerSession", "CsmsConfig", "CsmsServer", "charger_id", "offline_source"]
+__all__ = ["ChargerSession", "CsmsConfig", "CsmsServer"]
 
 log = logging.getLogger(__name__)
 SUBPROTOCOLS = [Subprotocol(s) for s in CSMS_BY_SUBPROTOCOL]
 ACCEPTED = {"status": "Accepted"}
 EPOCH_2020 = 1_577_836_800  # 1.6 transaction ids count seconds from here, so they fit int32
 BOOT_GRACE_S = 5.0  # [s] a connection that sends no BootNotification is served after this
-SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,56}$")
-
-
-def charger_id(path: str) -> str:
-    """The charger id of a request path: its last segment, percent-decoded."""
-    return unquote(path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])
-
-
-def offline_source(uuid: str) -> str:
-    """The external-limit source that pins an offline EVSE (a valid lease name)."""
-    if SOURCE_NAME.match(uuid):
-        return f"offline:{uuid}"
-    return "offline:" + hashlib.sha256(uuid.encode()).hexdigest()[:16]
-
-
-def credentials_ok(charger: ChargerConfig | None, headers: Headers) -> bool:
-    """HTTP basic auth as the charger (user = its id); evaluated in constant time."""
-    if charger is not None and charger.password is None:
-        return True
-    try:
-        user, password = parse_authorization_basic(headers.get("Authorization", ""))
-    except InvalidHeader:
-        user, password = "", ""
-    expected_user = charger.id if charger is not None else "\x00"
-    secret = charger.password.get_secret_value() if charger and charger.password else "\x00"
-    same_user = hmac.compare_digest(user.encode(), expected_user.encode())
-    same_password = hmac.compare_digest(password.encode(), secret.encode())
-    return charger is not None and same_user & same_password
 
 
 @contextlib.contextmanager
@@ -177,8 +130,8 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
     async def on_status_notification(self, **payload: Any) -> Any:
         connector = payload[self.version.connector_field]
         with _as_call_error():
-            state = evse_state(payload[self.wire.status_field],
-                               connector in self.transactions.values())
+            in_transaction = connector in self.transactions.values()
+            state = chargers.evse_state(payload[self.wire.status_field], in_transaction)
         if connector >= 1 and state is not None:
             self._set_state(connector, state)
         return self.version.call_result.StatusNotification()
@@ -187,7 +140,8 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
     async def on_meter_values(self, **payload: Any) -> Any:
         connector = payload[self.version.connector_field]
         with _as_call_error():
-            reading = powermeter(self.wire, payload["meter_value"], self._meter_id(connector))
+            reading = chargers.powermeter(self.wire, payload["meter_value"],
+                                          self._meter_id(connector))
         if connector >= 1 and reading is not None:
             self._measure(connector, reading)
         return self.version.call_result.MeterValues()
@@ -200,7 +154,8 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
     async def on_start_transaction(self, connector_id: int, meter_start: int, timestamp: str,
                                    **payload: Any) -> Any:
         with _as_call_error():
-            reading = register_reading(meter_start, timestamp, self._meter_id(connector_id))
+            reading = chargers.register_reading(meter_start, timestamp,
+                                                self._meter_id(connector_id))
         transaction_id = self.server.next_transaction_id()
         self.transactions[str(transaction_id)] = connector_id
         self._set_state(connector_id, EvseState.PrepareCharging)
@@ -213,10 +168,11 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
                                   **payload: Any) -> Any:
         connector = self.transactions.get(str(transaction_id))
         with _as_call_error():
-            reading = register_reading(meter_stop, timestamp, self._meter_id(connector or 0))
+            reading = chargers.register_reading(meter_stop, timestamp,
+                                                self._meter_id(connector or 0))
         if connector is not None:
             del self.transactions[str(transaction_id)]
-            self._set_state(connector, ended_state(payload.get("reason")))
+            self._set_state(connector, chargers.ended_state(payload.get("reason")))
             self._measure(connector, reading)
         info = {"id_tag_info": ACCEPTED} if payload.get("id_tag") else {}
         return self.version.call_result.StopTransaction(**info)
@@ -228,8 +184,8 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
         connector = (payload.get("evse") or {}).get("id") or self.transactions.get(tx)
         news = event_type == "Started" or tx not in self.transactions  # e.g. after our restart
         with _as_call_error():
-            reading = powermeter(self.wire, payload.get("meter_value") or [],
-                                 self._meter_id(connector or 0))
+            reading = chargers.powermeter(self.wire, payload.get("meter_value") or [],
+                                          self._meter_id(connector or 0))
             state = self._transaction_state(event_type, trigger_reason, transaction_info, news)
         if connector:
             if event_type == "Ended":
@@ -248,10 +204,10 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
                            ) -> EvseState | None:
         """The state a TransactionEvent tells; a transaction new to us wants power."""
         if event_type == "Ended":
-            return ended_state(info.get("stopped_reason"), trigger)
+            return chargers.ended_state(info.get("stopped_reason"), trigger)
         charging = info.get("charging_state")
         if charging is not None:
-            return evse_state(charging, in_transaction=True)
+            return chargers.evse_state(charging, in_transaction=True)
         return EvseState.PrepareCharging if news else None
 
     def _meter_id(self, connector: int) -> str:
@@ -259,10 +215,10 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
 
     def _set_state(self, connector: int, state: EvseState) -> None:
         self.server.feed(lambda m, uuid: m.set_evse_state(uuid, state),
-                         evse_uuid(self.charger, connector))
+                         chargers.evse_uuid(self.charger, connector))
 
     def _measure(self, connector: int, reading: Powermeter) -> None:
-        self.server.measure(evse_uuid(self.charger, connector), reading)
+        self.server.measure(chargers.evse_uuid(self.charger, connector), reading)
 
     # ---- CSMS → charger --------------------------------------------------------------------
 
@@ -279,9 +235,14 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
                 now = self.server.clock.now()
                 if self.refused_until.get(connector, now) > now:
                     continue
-                if needs_push(self.pushed.get(connector), grant, now, self.server.config):
+                if self._due(connector, grant, now):
                     await self._push(connector, grant, rules, now)
             await _wait(self.wake, 10.0)
+
+    def _due(self, connector: int, grant: Grant, now: datetime) -> bool:
+        config = self.server.config
+        return charger_limits.needs_push(self.pushed.get(connector), grant, now,
+                                         config.change_threshold_a, config.change_threshold_pct)
 
     async def _read_rules(self) -> ProfileRules:
         names = list(self.wire.settings.values())
@@ -291,7 +252,7 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
         except (OCPPError, TimeoutError) as exc:
             log.warning("%s: cannot read %s (%r); assuming the defaults", self.id, names, exc)
             values = {}
-        rules = charger_rules(self.wire, values)
+        rules = charger_limits.charger_rules(self.wire, values)
         log.info("%s: OCPP %s, smart charging %s", self.id, self.version.name, rules)
         return rules
 
@@ -300,19 +261,20 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
         """SetChargingProfile at our stack level; if refused there, once more at level 0."""
         config = self.server.config
         for level in dict.fromkeys((self.stack_level, 0)):
-            profile = tx_default_profile(
+            profile = charger_limits.tx_default_profile(
                 connector, grant, rules, now, stack_level=level,
                 failsafe_a=config.failsafe_a(self.charger), lease_s=config.lease_s,
                 voltage_v=config.nominal_voltage_v)
-            status = await self._request_status(set_profile_call(self.version, profile))
+            request = charger_limits.set_profile_call(self.version, profile)
+            status = await self._request_status(request)
             if status == "Accepted":
                 if level != self.stack_level:
                     log.warning("%s refused stack level %d but accepted 0; using 0 from now on",
                                 self.id, self.stack_level)
                     self.stack_level = level
-                pushed = Pushed(grant, now, lease_end(profile), level)
+                pushed = Pushed(grant, now, charger_limits.lease_end(profile), level)
                 self.pushed[connector] = pushed
-                await self.server.accepted(evse_uuid(self.charger, connector), pushed)
+                await self.server.accepted(chargers.evse_uuid(self.charger, connector), pushed)
                 return
             log.warning("%s: connector %d refused a TxDefaultProfile at stack level %d: %s",
                         self.id, connector, level, status)
@@ -359,9 +321,9 @@ class CsmsServer:
         path = self.config.state_path
         data = None if path is None else await asyncio.to_thread(read_json, path)
         if data is not None:
-            self.pushed = load_pushed(data)
+            self.pushed = charger_limits.load_pushed(data)
             for charger in self.config.chargers:
-                if connectors_in(charger, self.pushed):
+                if chargers.connectors_in(charger, self.pushed):
                     self.went_offline(charger)
         self._follower = asyncio.create_task(self._follow_limits(), name="csms-limits")
         self._server = await serve(self._handle, self.config.host, self.config.port,
@@ -393,13 +355,14 @@ class CsmsServer:
         """What the manager grants each of the charger's connectors now; once the manager's
         limits are past their ``valid_until`` (it stopped publishing), the failsafe current."""
         now, result = self.clock.now(), []
-        failsafe = Grant(floor_01(self.config.failsafe_a(charger)))
-        for connector in connectors_in(charger, self.limits):
-            limits = self.limits.get(evse_uuid(charger, connector))
+        failsafe = Grant(charger_limits.floor_01(self.config.failsafe_a(charger)))
+        for connector in chargers.connectors_in(charger, self.limits):
+            limits = self.limits.get(chargers.evse_uuid(charger, connector))
             if limits is None:
                 continue
             fresh = limits.valid_until is None or limits.valid_until >= now
-            grant = grant_for(limits, self.config.nominal_voltage_v) if fresh else failsafe
+            volts = self.config.nominal_voltage_v
+            grant = charger_limits.grant_for(limits, volts) if fresh else failsafe
             result.append((connector, grant))
         return result
 
@@ -428,24 +391,25 @@ class CsmsServer:
         if self.config.state_path is not None:
             try:
                 await asyncio.to_thread(write_json_atomic, self.config.state_path,
-                                        dump_pushed(self.pushed))
+                                        charger_limits.dump_pushed(self.pushed))
             except OSError as exc:
                 log.error("cannot write %s: %s", self.config.state_path, exc)
 
     def came_back(self, charger: ChargerConfig) -> None:
-        for connector in connectors_in(charger, [*self.limits, *self.pushed]):
-            self.manager.clear_external_limits(offline_source(evse_uuid(charger, connector)))
+        for connector in chargers.connectors_in(charger, [*self.limits, *self.pushed]):
+            uuid = chargers.evse_uuid(charger, connector)
+            self.manager.clear_external_limits(chargers.offline_source(uuid))
 
     def went_offline(self, charger: ChargerConfig) -> None:
         """Pin the charger's EVSEs at what it may draw on its own (module docstring)."""
         now = self.clock.now()
         failsafe = self.config.failsafe_a(charger)
-        for connector in connectors_in(charger, [*self.limits, *self.pushed]):
-            uuid = evse_uuid(charger, connector)
-            pin = offline_limits(self.pushed.get(uuid), failsafe, now)
+        for connector in chargers.connectors_in(charger, [*self.limits, *self.pushed]):
+            uuid = chargers.evse_uuid(charger, connector)
+            pin = charger_limits.offline_limits(self.pushed.get(uuid), failsafe, now)
             if pin is not None:
-                self.feed(lambda m, u, p=pin: m.set_external_limits(offline_source(u), u, p),
-                          uuid)
+                name = chargers.offline_source(uuid)
+                self.feed(lambda m, u, p=pin, n=name: m.set_external_limits(n, u, p), uuid)
             self.feed(lambda m, u: m.set_evse_state(u, EvseState.Charging), uuid)
         log.warning("charger %s is offline; its EVSEs are pinned at their own limits",
                     charger.id)
@@ -457,10 +421,10 @@ class CsmsServer:
                 session.wake.set()
 
     def _authorize(self, connection: ServerConnection, request: Request) -> Response | None:
-        charger = self.chargers.get(charger_id(request.path))
-        if credentials_ok(charger, request.headers):
+        charger = self.chargers.get(chargers.charger_id(request.path))
+        if chargers.credentials_ok(charger, request.headers):
             return None
-        log.warning("refused charger %r from %s", charger_id(request.path),
+        log.warning("refused charger %r from %s", chargers.charger_id(request.path),
                     connection.remote_address)
         response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
         response.headers["WWW-Authenticate"] = 'Basic realm="energytree", charset="UTF-8"'
@@ -468,7 +432,7 @@ class CsmsServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None and ws.subprotocol is not None
-        charger = self.chargers[charger_id(ws.request.path)]
+        charger = self.chargers[chargers.charger_id(ws.request.path)]
         session = ChargerSession(self, charger, ws, CSMS_BY_SUBPROTOCOL[ws.subprotocol])
         old, self.sessions[charger.id] = self.sessions.get(charger.id), session
         if old is not None:

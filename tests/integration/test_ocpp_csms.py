@@ -12,6 +12,7 @@ import base64
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +25,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from adapters.ocpp import csms
-from adapters.ocpp.chargers import ChargerConfig, CsmsConfig
-from adapters.ocpp.csms import CsmsServer, offline_source
+from adapters.ocpp.chargers import ChargerConfig, CsmsConfig, offline_source
+from adapters.ocpp.csms import CsmsServer
 from adapters.ocpp.profiles import ChargingProfile, RateUnit, parse_profile
 from adapters.ocpp.versions import CSMS16, CSMS201, CsmsWire, Sample
 from energytree.clock import ManualClock
@@ -353,3 +354,18 @@ async def test_silent_manager_sends_the_failsafe_current(
         clock.advance(11)  # past the last valid_until
         server.sessions["A"].wake.set()
         assert (await cp.next_profile()).schedule.periods[0].limit == 6.0
+
+
+async def test_restart_pins_chargers_that_have_not_come_back(
+    manager: EnergyManager, clock: ManualClock, tmp_path: Path
+) -> None:
+    config = CONFIG.model_copy(update={"state_path": tmp_path / "chargers.json"})
+    async with CsmsServer(config, manager, clock) as server, \
+            charger(server, "A", CSMS16, password="secret-a") as cp:
+        await cp.boot()
+        await cp.start_transaction(1)
+        await until(lambda: server.pushed.get("A-1") and server.pushed["A-1"].grant.current_a)
+    manager.clear_external_limits(offline_source("A-1"))  # as after a restart of energytree
+    async with CsmsServer(config, manager, clock):
+        pin = manager.leases.leases[offline_source("A-1")]
+        assert pin.limits.schedule_import[0].limits_to_root.ac_min_current_A == 16.0

@@ -1,4 +1,5 @@
-"""Pure charger translations: uuids, states, meter values, push decisions and profiles."""
+"""Pure charger translations (``chargers``, ``charger_limits``): uuids, credentials, states,
+meter values, push decisions, profiles and offline pins."""
 
 from __future__ import annotations
 
@@ -12,32 +13,38 @@ from ocpp.messages import Call, _validate_payload
 from pydantic import ValidationError
 from websockets.datastructures import Headers
 
-from adapters.ocpp.chargers import (
+from adapters.ocpp.charger_limits import (
     CLOCK_SKEW_S,
     PROFILE_ID_BASE,
-    ChargerConfig,
-    CsmsConfig,
     Grant,
     Pushed,
     charger_rules,
-    connectors_in,
-    ended_state,
-    evse_state,
-    evse_uuid,
+    dump_pushed,
     floor_01,
     grant_for,
     lease_end,
+    load_pushed,
     needs_push,
     offline_limits,
-    powermeter,
-    register_reading,
     set_profile_call,
     tx_default_profile,
 )
-from adapters.ocpp.csms import charger_id, credentials_ok, offline_source
+from adapters.ocpp.chargers import (
+    ChargerConfig,
+    CsmsConfig,
+    charger_id,
+    connectors_in,
+    credentials_ok,
+    ended_state,
+    evse_state,
+    evse_uuid,
+    offline_source,
+    powermeter,
+    register_reading,
+)
 from adapters.ocpp.profiles import ProfileRules, RateUnit, parse_profile
 from adapters.ocpp.versions import CSMS16, CSMS201, CsmsWire
-from energytree.errors import RequestError
+from energytree.errors import ConfigError, RequestError
 from energytree.types import EnforcedLimits, EvseState, LimitsRes
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -244,7 +251,7 @@ def pushed(amps: float, phases: int | None = 3, at: datetime = NOW) -> Pushed:
     ],
 )
 def test_needs_push(last: Pushed | None, grant: Grant, now: datetime, push: bool) -> None:
-    assert needs_push(last, grant, now, CONFIG) is push
+    assert needs_push(last, grant, now, 0.5, 5.0) is push
 
 
 # ---- what the charger advertises, and the profile ------------------------------------------
@@ -353,3 +360,12 @@ def test_offline_source_is_a_valid_lease_name() -> None:
     assert offline_source("A-1") == "offline:A-1"
     odd = offline_source("Garage Wallbox/links")
     assert odd.startswith("offline:") and len(odd) == len("offline:") + 16
+
+
+def test_pushed_state_round_trip() -> None:
+    state = {"A-1": pushed(16.0), "garage": Pushed(Grant(6.0, None), NOW, None, 2)}
+    assert load_pushed(dump_pushed(state)) == state
+    with pytest.raises(ConfigError):
+        load_pushed({"A-1": {"current_a": 16}})
+    with pytest.raises(ConfigError):
+        load_pushed([1, 2])
