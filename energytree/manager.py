@@ -222,6 +222,21 @@ class EnergyManager:
     def add_listener(self, callback: Callable[[list[EnforcedLimits]], None]) -> None:
         self._listeners.append(callback)
 
+    def remove_listener(self, callback: Callable[[list[EnforcedLimits]], None]) -> None:
+        self._listeners.remove(callback)
+
+    def evse_state(self, uuid: str) -> EvseState | None:
+        """The EVSE's state as last reported (or as its request says)."""
+        index = self._evse(uuid)
+        problem = self._problem
+        request = problem.tree.evses[index].request if problem is not None else None
+        return self._live.states.get(uuid, request.evse_state if request else None)
+
+    def measurement(self, uuid: str) -> Powermeter | None:
+        """The EVSE's meter as last reported."""
+        self._evse(uuid)
+        return self._live.measurements.get(uuid)
+
     async def subscribe(self) -> AsyncIterator[list[EnforcedLimits]]:
         """The limits in force now, then every later publication (latest wins if slow)."""
         queue: asyncio.Queue[list[EnforcedLimits]] = asyncio.Queue(maxsize=1)

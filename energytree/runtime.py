@@ -21,9 +21,18 @@ from adapters.http import HttpApi
 from adapters.meter.client import GridMeterClient, MeterState
 from adapters.meter.registermap import MeterReading, load_register_map
 from adapters.meter.simulator import MeterSimulator, household_load_profile, meter_values
+from adapters.ocpp.csms import CsmsServer
 from adapters.ocpp.evseport import SimulatedFeed
 from adapters.ocpp.gateway import Gateway
-from adapters.ocpp.sessions import Database, SessionLog, SessionTracker
+from adapters.ocpp.sessions import (
+    Database,
+    SessionLog,
+    SessionTracker,
+    StateChanged,
+)
+from adapters.ocpp.sessions import (
+    MeterReading as SessionReading,
+)
 from adapters.ocpp.upstream import GridReading, UpstreamClient
 from adapters.ripple import RippleLevel, RippleReceiver
 from adapters.sunspec import MeterValues, Parameters, SetPercent, SunSpecServer, SunSpecValues
@@ -237,7 +246,14 @@ class Service:
             self._stoppers.append(receiver.stop)
         if self.config.ocpp_upstream:
             self._start_upstream()
+        if self.config.csms:
+            csms = CsmsServer(self.config.csms, self.manager, clock=self.manager.clock)
+            await csms.start()
+            log.info("OCPP CSMS for chargers on %s:%d", self.config.csms.host, csms.port)
+            self._stoppers.append(csms.stop)
         await self._start_sessions()
+        if not self.simulate:
+            self._tasks.append(asyncio.create_task(self._session_loop(), name="et-sessions"))
         self._tasks.append(asyncio.create_task(self._status_loop(), name="energytree-status"))
 
     async def stop(self) -> None:
@@ -265,6 +281,25 @@ class Service:
             self.sessions = SessionTracker(SessionLog(db), self._tariff)
             self._stoppers.append(_closer(db))
         self._feed = SimulatedFeed(self.sessions)
+
+    async def _session_loop(self) -> None:
+        """Sessions of EVSEs energytree does not simulate, from what the manager was told."""
+        sink = self.sessions
+        assert sink is not None
+        states: dict[str, object] = {}
+        while True:
+            now = self.manager_now()
+            for evse in evse_configs(self.config):
+                meter = self.manager.measurement(evse.evse)
+                if meter is not None and meter.energy_Wh_import is not None:
+                    power = meter.power_W.total if meter.power_W else None
+                    sink.feed(SessionReading(evse.evse, meter.energy_Wh_import.total or 0.0,
+                                             power or 0.0, now))
+                state = self.manager.evse_state(evse.evse)
+                if state is not None and states.get(evse.evse) != state:
+                    states[evse.evse] = state
+                    sink.feed(StateChanged(evse.evse, state, now))
+            await asyncio.sleep(self.config.tick_s)
 
     def _tariff(self) -> float | None:
         """The variable TARIF (0 normal, 1 reduced) for the session log, if set."""

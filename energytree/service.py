@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from adapters.grpc import GrpcServerConfig
 from adapters.http import HttpApiConfig
 from adapters.meter.client import GridMeterConfig
+from adapters.ocpp.chargers import CsmsConfig
 from adapters.ocpp.gateway import GatewayConfig
 from adapters.ocpp.upstream import UpstreamConfig
 from adapters.ripple import RippleConfig
@@ -92,6 +93,7 @@ class ServiceConfig(SiteConfig):
     ocpp_upstream: UpstreamConfig | None = None
     grpc: GrpcServerConfig | None = None
     ocpp_gateway: GatewayConfig | None = None
+    csms: CsmsConfig | None = None
     simulation: SimulationSection = Field(default_factory=SimulationSection)
 
 

@@ -338,8 +338,9 @@ async def test_reconnect_without_boot_is_served_after_a_grace_time(
     monkeypatch.setattr(csms, "BOOT_GRACE_S", 0.1)
     async with charger(server, "A", CSMS16, password="secret-a") as cp:
         await cp.status(1, "Charging")  # a 1.6 charger back after a network outage
-        profile = await cp.next_profile()
-        assert profile.schedule.periods[0].limit == enforced_a(manager, "A-1") == 16.0
+        while (await cp.next_profile()).schedule.periods[0].limit != 16.0:
+            pass  # the 0 A from before the status was applied may come first
+        assert enforced_a(manager, "A-1") == 16.0
 
 
 async def test_silent_manager_sends_the_failsafe_current(
