@@ -358,15 +358,29 @@ def _candidates(problem: Problem, slot: int, export: bool, fill: _Fill) -> np.nd
     exp_open = (problem.evse_cap_a[1][:, slot] > EPS) & (problem.evse_cap_w[1][:, slot] > EPS)
     # a node above that allows no import (e.g. a negative setpoint on the external-limits
     # node, as EVerest's fixture 8 sends) turns the EVSEs below it to export
-    closed = (problem.node_cap_w[0][:, slot] <= EPS) | np.all(
-        problem.node_cap_a[0][:, slot] <= EPS, axis=1)
-    imp_open &= np.array([not closed[path].any() for path in problem.inner_paths], dtype=bool)
+    imp_open &= ~_below(problem, _closed_nodes(problem, slot))
     direction = ~imp_open & exp_open if export else imp_open
     return problem.wants_power & direction & (fill.upper > EPS)
 
 
+def _closed_nodes(problem: Problem, slot: int) -> np.ndarray:
+    """Inner nodes that allow no import at all in ``slot``."""
+    return (problem.node_cap_w[0][:, slot] <= EPS) | np.all(
+        problem.node_cap_a[0][:, slot] <= EPS, axis=1)
+
+
+def _below(problem: Problem, nodes: np.ndarray) -> np.ndarray:
+    """Per EVSE: is it below any of the marked inner nodes? (a difference array, no loop)"""
+    marks = np.zeros(problem.evse_count + 1)
+    np.add.at(marks, problem.inner_lo[nodes], 1.0)
+    np.add.at(marks, problem.inner_hi[nodes], -1.0)
+    return np.cumsum(marks)[:-1] > 0
+
+
 def _explain_idle(problem: Problem, slot: int, signed: np.ndarray, reasons: list[str],
                   extra_cap: np.ndarray | None, extra_labels: list[str | None]) -> None:
+    closed = _closed_nodes(problem, slot)
+    under_closed = _below(problem, closed)
     for e, node in enumerate(problem.tree.evses):
         if reasons[e]:
             continue
@@ -376,12 +390,11 @@ def _explain_idle(problem: Problem, slot: int, signed: np.ndarray, reasons: list
             reasons[e] = f"{extra_labels[e]}: 0 A"
         else:
             lim = problem.limits(node)
-            for k in problem.inner_paths[e]:  # a closed node above names itself
+            for k in problem.inner_paths[e] if under_closed[e] else ():  # it names itself
+                if not closed[k]:
+                    continue
+                lim = problem.limits(problem.inner[k])
                 if problem.node_cap_w[0][k, slot] <= EPS:
-                    lim = problem.limits(problem.inner[k])
                     reasons[e] = f"{lim.power_source[slot]}: no import allowed"
-                    break
-                if np.all(problem.node_cap_a[0][k, slot] <= EPS):
-                    lim = problem.limits(problem.inner[k])
-                    break
+                break
             reasons[e] = reasons[e] or f"{lim.current_source[slot, 0]}: no import allowed"

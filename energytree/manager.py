@@ -481,17 +481,18 @@ class EnergyManager:
         keys = self._published_keys
         if len(keys) != problem.evse_count:
             keys = self._published_keys = [None] * problem.evse_count
-        for e, node in enumerate(problem.tree.evses):
-            key = (node.uuid, float(alloc.current_a[e]), int(alloc.phases[e]),
-                   float(alloc.power_w[e]),
-                   id(self._plan), slot)
+        plan_id = id(self._plan)
+        rows = zip(problem.evse_uuids, alloc.current_a.tolist(), alloc.phases.tolist(),
+                   alloc.power_w.tolist(), strict=True)
+        for e, (uuid, amps, phases, watts) in enumerate(rows):
+            key = (uuid, amps, phases, watts, plan_id, slot)
             if key == keys[e] and (self._tick_count + e) % renew_every:
                 continue
             keys[e] = key
-            res: LimitsRes = limits_res(alloc.current_a[e], int(alloc.phases[e]), alloc.power_w[e])
+            res: LimitsRes = limits_res(amps, phases, watts)
             schedule = self._schedules[e][slot:] if e < len(self._schedules) else []
             published[e] = EnforcedLimits.model_construct(
-                uuid=node.uuid, valid_until=until, valid_for=valid_for,
+                uuid=uuid, valid_until=until, valid_for=valid_for,
                 limits_root_side=res, schedule=schedule)
         result: list[EnforcedLimits] = list(published)  # type: ignore[arg-type]
         self._limits = result

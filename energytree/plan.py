@@ -89,23 +89,24 @@ class Plan:
         prices = [_price(p, t) for t in range(p.slots)]
         stamps = [p.grid.start_time(t) for t in range(p.slots)]
         amps, watts = _floor_array(self.current_a, 2), _floor_array(self.power_w, 1)
-        amps, watts, phases = amps.tolist(), watts.tolist(), self.phases.tolist()
+        keep = np.ones(amps.shape, dtype=bool)
+        if compress:
+            price = np.nan_to_num(p.price_import, nan=-1.0)
+            keep[:, 1:] = ((amps[:, 1:] != amps[:, :-1]) | (watts[:, 1:] != watts[:, :-1])
+                           | (self.phases[:, 1:] != self.phases[:, :-1])
+                           | (price[1:] != price[:-1])[None, :])
+        amps_l, watts_l, phases_l = amps.tolist(), watts.tolist(), self.phases.tolist()
         cache: dict[tuple[float, int, float], LimitsRes] = {}
         result = []
-        for e, node in enumerate(p.tree.evses):
+        for e, uuid in enumerate(p.evse_uuids):
             schedule = []
-            previous = None
-            for t, (a, ph, w) in enumerate(zip(amps[e], phases[e], watts[e], strict=True)):
-                key = (a, ph, w, t if prices[t] is None else prices[t].value)
-                if compress and key[:3] == (previous or (None,) * 4)[:3] and (
-                        prices[t] is None or key[3] == previous[3]):  # type: ignore[index]
-                    continue
-                previous = key
-                res = cache.get(key[:3]) or cache.setdefault(key[:3], _res(a, ph, w))
+            for t in np.nonzero(keep[e])[0].tolist():
+                key = (amps_l[e][t], phases_l[e][t], watts_l[e][t])
+                res = cache.get(key) or cache.setdefault(key, _res(*key))
                 schedule.append(ScheduleResEntry.model_construct(
                     timestamp=stamps[t], limits_to_root=res, price_per_kwh=prices[t]))
             result.append(EnforcedLimits.model_construct(
-                uuid=node.uuid, valid_until=valid_until, valid_for=valid_for_s,
+                uuid=uuid, valid_until=valid_until, valid_for=valid_for_s,
                 limits_root_side=self.slot_limits(e, 0), schedule=schedule))
         return result
 

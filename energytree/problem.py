@@ -121,6 +121,11 @@ class Problem:
         return np.array([n.evse_hi for n in self.inner], dtype=np.int64)
 
     @cached_property
+    def evse_uuids(self) -> list[str]:
+        """The EVSEs' uuids in tree order."""
+        return [node.uuid for node in self.tree.evses]
+
+    @cached_property
     def export_min_current_a(self) -> np.ndarray:
         """Each EVSE's own minimum export current per slot [A]."""
         return np.stack([self.exp[n.index].min_current_a for n in self.tree.evses])
