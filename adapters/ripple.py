@@ -23,6 +23,7 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from adapters.meter.client import modbus_errors
 from energytree.errors import MeterError
+from energytree.tasks import cancel_and_wait
 
 __all__ = [
     "Contact",
@@ -156,9 +157,7 @@ class RippleReceiver:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])  # a crash was already logged by _log_crash
+        await cancel_and_wait([task])  # a crash was already logged by _log_crash
         self._disconnect()
 
     async def poll_once(self) -> RippleLevel:

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel
 
-from energytree.errors import EnergyTreeError, RequestError
+from energytree.errors import ConfigError, EnergyTreeError, RequestError
 from energytree.inputs import load_prices, load_request
 from energytree.plan import Plan
 from energytree.problem import PlanOptions, Problem, build_problem
@@ -119,16 +119,17 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     return run_preview(args)
 
 
-def _cmd_audit(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from energytree.audit import AuditLog
-    from energytree.errors import ConfigError
-
-    path = Path(args.state_dir) / "audit.sqlite"
+def _state_file(args: argparse.Namespace, name: str, what: str) -> Path:
+    path = Path(args.state_dir) / name
     if not path.exists():
-        raise ConfigError(f"{path}: no audit log here (is --state-dir the service's?)")
-    log = AuditLog(path)
+        raise ConfigError(f"{path}: no {what} here (is --state-dir the service's?)")
+    return path
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from energytree.audit import AuditLog
+
+    log = AuditLog(_state_file(args, "audit.sqlite", "audit log"))
     try:
         sys.stdout.write(log.to_csv())
     finally:
@@ -137,15 +138,9 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _cmd_sessions(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from adapters.ocpp.sessions import Database, SessionLog
-    from energytree.errors import ConfigError
 
-    path = Path(args.state_dir) / "sessions.sqlite"
-    if not path.exists():
-        raise ConfigError(f"{path}: no session log here (is --state-dir the service's?)")
-    db = Database(path)
+    db = Database(_state_file(args, "sessions.sqlite", "session log"))
     try:
         SessionLog(db).write_csv(sys.stdout)
     finally:

@@ -39,6 +39,7 @@ from energytree.plan import Plan, Planner, instant_plan, limits_res
 from energytree.problem import ExternalSource, PlanOptions, Problem, build_problem
 from energytree.statefile import load_state, save_state
 from energytree.status import EvseStatus, MeterFeed, SourceStatus, Status
+from energytree.tasks import cancel_and_wait
 from energytree.tree import Tree
 from energytree.types import (
     EnergyFlowRequest,
@@ -293,14 +294,8 @@ class EnergyManager:
                        asyncio.create_task(self._plan_loop(), name="energytree-plan")]
 
     async def stop(self) -> None:
-        """Cancel the loops and wait for them (a cancel may be swallowed once by a timeout
-        that fires at the same moment, so cancel again until each task is done)."""
-        for task in self._tasks:
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=0.5)
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Cancel the loops and wait until they have ended."""
+        await cancel_and_wait(self._tasks)
         self._tasks = []
 
     async def __aenter__(self) -> EnergyManager:

@@ -50,6 +50,7 @@ from energytree.service import ServiceConfig, default_cars
 from energytree.simulation import SimulatedEvse
 from energytree.site import FuseConfig, GridConfig, evse_configs, site_request
 from energytree.statusview import render_status
+from energytree.tasks import cancel_and_wait
 from energytree.types import EnforcedLimits, ExternalLimits, LimitsReq, ScheduleReqEntry
 from energytree.variables import VariableStore
 from optimizer import optimise
@@ -257,11 +258,7 @@ class Service:
         self._tasks.append(asyncio.create_task(self._status_loop(), name="energytree-status"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         for stopper in reversed(self._stoppers):
             with contextlib.suppress(Exception):
                 await stopper()

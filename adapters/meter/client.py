@@ -36,6 +36,7 @@ from adapters.meter.registermap import (
     sunspec_register_map,
 )
 from energytree.errors import MeterError
+from energytree.tasks import cancel_and_wait
 
 __all__ = [
     "GridMeterClient",
@@ -163,9 +164,7 @@ class GridMeterClient:
     async def stop(self) -> None:
         """Stop polling and close the connection; safe to call twice."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])  # a crash was already logged by _log_crash
+        await cancel_and_wait([task])  # a crash was already logged by _log_crash
         self._disconnect()
 
     async def poll_once(self) -> MeterReading | None:

@@ -17,7 +17,6 @@ always win. Usage::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -47,6 +46,7 @@ from energytree.clock import Clock
 from energytree.errors import ConfigError, RequestError
 from energytree.gridops import external_from_periods
 from energytree.manager import EnergyManager
+from energytree.tasks import cancel_and_wait
 
 __all__ = ["SOURCE", "Gateway", "GatewayConfig"]
 
@@ -232,11 +232,7 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self._refresh(), name="gateway-profiles"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         self.db.close()
 
