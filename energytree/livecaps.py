@@ -18,9 +18,9 @@ from energytree.problem import ExternalSource, Problem
 from energytree.schedule import resample_limits
 from energytree.slots import SlotGrid
 from energytree.status import MeterFeed
-from energytree.types import Powermeter
+from energytree.types import ExternalLimits, Powermeter
 
-__all__ = ["METER", "caps_on_phases", "live_caps"]
+__all__ = ["METER", "caps_on_phases", "live_caps", "reserved_allocation"]
 
 METER = "grid meter"
 
@@ -110,3 +110,26 @@ def caps_on_phases(plan: Plan, slot: int, caps: np.ndarray | None, phases: np.nd
     scaled = caps * planned / np.maximum(phases, 1)
     scaled = np.where(caps > 0, np.maximum(scaled, problem.min_current_a[:, slot]), 0.0)
     return np.where(planned == phases, caps, scaled)
+
+
+def reserved_allocation(problem: Problem, slot: int, now: datetime,
+                        reservations: Mapping[str, ExternalLimits]) -> SlotAllocation | None:
+    """The allocation held for reserved EVSEs (NaN for everybody else), or None."""
+    if not reservations:
+        return None
+    n = problem.evse_count
+    amps = np.full(n, np.nan)
+    phases = problem.max_phases[:, slot].astype(np.int64)
+    reasons = [""] * n
+    grid = SlotGrid(np.array([now.timestamp()]), np.array([now.timestamp() + 1.0]))
+    for e, uuid in enumerate(problem.evse_uuids):
+        limits = reservations.get(uuid)
+        if limits is None or not limits.schedule_import:
+            continue
+        value = resample_limits(limits.schedule_import, grid, uuid).current_a[0].min()
+        amps[e] = value if np.isfinite(value) else 0.0
+        reasons[e] = "reserved: drawing without our control (offline)"
+    if np.isnan(amps).all():
+        return None
+    watts = np.nan_to_num(amps) * phases * problem.voltage_v
+    return SlotAllocation(amps, phases, watts, reasons)

@@ -33,7 +33,7 @@ from energytree.allocator import LiveCap, SlotAllocation, allocate_slot
 from energytree.clock import Clock, SystemClock
 from energytree.errors import ConfigError, RequestError
 from energytree.leases import LeaseBook
-from energytree.livecaps import caps_on_phases, live_caps
+from energytree.livecaps import caps_on_phases, live_caps, reserved_allocation
 from energytree.phases import PhaseSwitcher, SwitchingOptions
 from energytree.plan import Plan, Planner, instant_plan, limits_res
 from energytree.problem import ExternalSource, PlanOptions, Problem, build_problem
@@ -123,6 +123,7 @@ class EnergyManager:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._tree_version = 0  # a plan for an older tree is not used
+        self._reservations: dict[str, ExternalLimits] = {}
         self._load_state()
 
     # ---- inputs -------------------------------------------------------------------------
@@ -184,6 +185,21 @@ class EnergyManager:
             self._save_state()
             self._changed(replan=True)
         return cleared
+
+    def reserve(self, uuid: str, name: str, limits: ExternalLimits | None) -> None:
+        """Hold capacity for an EVSE that draws without our say (an offline charger).
+
+        ``limits`` gives, over time, the current it may be drawing (``ac_max_current_A``). The
+        tick grants it exactly that before anybody else is served — rotation never skips it —
+        and the plan sees it as an external source ``name`` on the EVSE. None releases it.
+        """
+        self._evse(uuid)
+        if limits is None:
+            self._reservations.pop(uuid, None)
+            self.clear_external_limits(name)
+            return
+        self._reservations[uuid] = limits
+        self.set_external_limits(name, uuid, limits)
 
     def report_grid_meter(self, feed: MeterFeed) -> None:
         """A new grid-meter reading, or a change of its communication state."""
@@ -347,13 +363,15 @@ class EnergyManager:
             plan = None  # planned under other limits: share the live ones until the re-plan
         caps = None if plan is None else np.abs(plan.current_a[:, slot])
         rotation = self._rotation(now)
+        fixed = reserved_allocation(problem, slot, now, self._reservations)
         alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
-                              evse_cap_label="plan", live_caps=live)
+                              evse_cap_label="plan", live_caps=live, fixed=fixed)
         phases = self._switch_phases(problem, slot, alloc)
         if phases is not None:
             caps = None if plan is None else caps_on_phases(plan, slot, caps, phases)
             alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
-                                  evse_cap_label="plan", live_caps=live, phases=phases)
+                                  evse_cap_label="plan", live_caps=live, phases=phases,
+                                  fixed=fixed)
         if plan is not None:
             alloc.reasons[:] = [plan.reasons[e][slot] if r.startswith("plan:") else r
                                 for e, r in enumerate(alloc.reasons)]

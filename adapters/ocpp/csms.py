@@ -18,13 +18,14 @@ Decisions:
   HTTP 400 (websockets). A second connection with the same id replaces the first.
 * **Authorization** of id tags is not ours: Authorize, StartTransaction and TransactionEvent
   accept every token.
-* **Offline.** When a charger's connection ends, each of its EVSEs is set to Charging (so the
-  allocator counts it) and pinned by the external limit ``offline:<uuid>`` at exactly what the
-  charger may draw by itself: its last accepted limit until that profile's lease ends, then its
-  failsafe current. The other EVSEs share what is left. When the charger is back (its boot,
-  or ``BOOT_GRACE_S`` after connecting: a 1.6 charger may reconnect without booting) the pins
-  are removed and its statuses take over. A charger that never accepted a profile is left at
-  its own maximum. Under a shortage the allocator's rotation may still admit others first.
+* **Offline.** When a charger's connection ends, each of its EVSEs is set to Charging and
+  *reserved* (``manager.reserve``, source ``offline:<uuid>``) at exactly what the charger may
+  draw by itself: its last accepted limit until that profile's lease ends, then its failsafe
+  current. A reservation is served before anybody else in every tick — rotation never skips
+  it — and the other EVSEs share what is left. When the charger is back (its boot, or
+  ``BOOT_GRACE_S`` after connecting: a 1.6 charger may reconnect without booting) the
+  reservations are released and its statuses take over. A charger that never accepted a
+  profile is left at its own maximum.
   With ``state_path`` the accepted limits survive a restart: chargers known there start
   offline, pinned, until they connect.
 * **Silent manager.** Once the manager's limits are past their ``valid_until``, chargers are
@@ -398,7 +399,7 @@ class CsmsServer:
     def came_back(self, charger: ChargerConfig) -> None:
         for connector in chargers.connectors_in(charger, [*self.limits, *self.pushed]):
             uuid = chargers.evse_uuid(charger, connector)
-            self.manager.clear_external_limits(chargers.offline_source(uuid))
+            self.manager.reserve(uuid, chargers.offline_source(uuid), None)
 
     def went_offline(self, charger: ChargerConfig) -> None:
         """Pin the charger's EVSEs at what it may draw on its own (module docstring)."""
@@ -409,7 +410,7 @@ class CsmsServer:
             pin = charger_limits.offline_limits(self.pushed.get(uuid), failsafe, now)
             if pin is not None:
                 name = chargers.offline_source(uuid)
-                self.feed(lambda m, u, p=pin, n=name: m.set_external_limits(n, u, p), uuid)
+                self.feed(lambda m, u, p=pin, n=name: m.reserve(u, n, p), uuid)
             self.feed(lambda m, u: m.set_evse_state(u, EvseState.Charging), uuid)
         log.warning("charger %s is offline; its EVSEs are pinned at their own limits",
                     charger.id)

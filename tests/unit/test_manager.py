@@ -754,3 +754,19 @@ def test_logging_is_quiet_on_a_normal_tick(clock, caplog) -> None:
     for _ in range(3):
         manager.tick()
     assert caplog.records == []
+
+
+# ---- reservations (an offline charger draws without our say) ------------------------------
+
+
+async def test_a_reservation_is_served_first_in_every_rotation(clock) -> None:
+    """10 A under the fuse, 6 A minimum: the reserved EVSE always holds its 8 A, never rotates
+    out; the other gets what is left (2 A: below its minimum, so 0)."""
+    manager = EnergyManager(two_evses(max_a=10.0), planner=instant_plan, clock=clock)
+    manager.reserve("b", "offline:b", amps(8.0))
+    for _ in range(4):
+        assert await settled(manager) == {"a": 0.0, "b": 8.0}
+        clock.advance(manager.options.rotation_period_s)
+    manager.reserve("b", "offline:b", None)
+    assert "offline:b" not in manager.leases.leases
+    assert sorted((await settled(manager)).values()) == [0.0, 10.0]
