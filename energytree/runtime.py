@@ -364,6 +364,19 @@ class Service:
         client = UpstreamClient(self.config.ocpp_upstream, read_meter=self._grid_reading,
                                 on_profiles_changed=lambda _store: self._on_profiles(client))
         self._tasks.append(asyncio.create_task(client.run(), name="energytree-ocpp-upstream"))
+        self._tasks.append(asyncio.create_task(self._upstream_loop(client), name="et-ocpp"))
+
+    async def _upstream_loop(self, client: UpstreamClient) -> None:
+        """Recompute the operator's composite regularly: online, gaps mean "no limit";
+        offline, profiles hold until their validTo and the failsafe fills the gaps."""
+        assert self.config.ocpp_upstream is not None
+        online: bool | None = None
+        while True:
+            if client.connected.is_set() != online:
+                online = client.connected.is_set()
+                self._on_profiles(client)
+            await asyncio.sleep(self.config.ocpp_upstream.refresh_s)
+            self._on_profiles(client, record=False)
 
     def _grid_reading(self) -> GridReading | None:
         reading = self._meter_reading
@@ -371,13 +384,21 @@ class Service:
             return None
         return GridReading(reading.power_w, reading.energy_import_wh, reading.current_a)
 
-    def _on_profiles(self, client: UpstreamClient) -> None:
+    def _on_profiles(self, client: UpstreamClient, record: bool = True) -> None:
+        assert self.config.ocpp_upstream is not None
         now = self.manager_now()
-        limits = external_from_periods(client.limit_periods(now, 86_400),
-                                       floor_w=self.floor_w(),
+        periods = list(client.limit_periods(now, 86_400))
+        failsafe = self.config.ocpp_upstream.failsafe_power_W
+        if failsafe is not None and not client.connected.is_set():
+            periods = [p if p.current_a is not None or p.power_w is not None
+                       else p.model_copy(update={"power_w": failsafe}) for p in periods]
+        limits = external_from_periods(periods, floor_w=self.floor_w(),
                                        voltage_v=self.config.nominal_voltage_V)
         self.manager.set_external_limits("ocpp", self.root, limits)
-        self.audit.record("ocpp", now, None, "profile", None, "composite schedule changed")
+        if record:
+            state = "online" if client.connected.is_set() else "offline"
+            self.audit.record("ocpp", now, None, "profile", None,
+                              f"composite schedule changed ({state})")
 
     async def _start_simulation(self) -> None:
         receivers: dict[str, LimitReceiver] = {}

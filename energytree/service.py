@@ -62,6 +62,17 @@ class FourteenASection(_Section):
     add_pv_surplus: bool = True
 
 
+class OcppUpstreamSection(UpstreamConfig):
+    """The site as one charge point towards the grid operator's backend."""
+
+    failsafe_power_W: float | None = Field(
+        None, ge=0,
+        description="while the backend is unreachable and no profile covers the moment; "
+        "None: no limit then (never below the §14a minimum)",
+    )
+    refresh_s: float = Field(30.0, gt=0, description="how often the composite is recomputed")
+
+
 class CarSection(_Section):
     battery_kWh: float = Field(60.0, gt=0)
     soc_percent: float = Field(30.0, ge=0, le=100)
@@ -90,7 +101,7 @@ class ServiceConfig(SiteConfig):
     http_api: HttpApiConfig | None = None
     sunspec: SunSpecServerConfig | None = None
     ripple: RippleConfig | None = None
-    ocpp_upstream: UpstreamConfig | None = None
+    ocpp_upstream: OcppUpstreamSection | None = None
     grpc: GrpcServerConfig | None = None
     ocpp_gateway: GatewayConfig | None = None
     csms: CsmsConfig | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -404,6 +405,26 @@ async def test_ripple_contacts_select_the_level(tmp_path: Path) -> None:
                                ("ripple", "contacts both"), ("ripple", "contacts failsafe")]
     finally:
         await box.stop()
+
+
+# ---- OCPP towards the operator: offline failsafe --------------------------------------------
+
+
+async def test_an_unreachable_operator_backend_gets_the_ocpp_failsafe(tmp_path: Path) -> None:
+    """No backend at the configured address: no profile covers now, so while offline the
+    failsafe applies (never below the §14a minimum), and it is in the audit log."""
+    with socket.socket() as probe:  # a port on 127.0.0.1 with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    config = site(ocpp_upstream={
+        "url": f"ws://127.0.0.1:{closed_port}", "charge_point_id": "site-1",
+        "failsafe_power_W": 9000, "reconnect_min_s": 0.05, "reconnect_max_s": 0.1})
+    async with running(config, tmp_path) as service:
+        await until(lambda: "ocpp" in service.manager.leases.leases)
+        [entry] = service.manager.leases.leases["ocpp"].limits.schedule_import
+        assert entry.limits_to_root.total_power_W == 9000
+        await until(lambda: within(service.manager.enforced_limits, 9000 / (3 * VOLT) / 2 + 0.01))
+        assert "ocpp" in service.audit.to_csv()
 
 
 # ---- (d) `energytree serve --simulate` and (e) the embedding example -----------------------
