@@ -68,8 +68,6 @@ class _Fill:
     hi: np.ndarray
 
 
-
-
 def _fits(fill: _Fill, load_a: np.ndarray, load_w: np.ndarray) -> bool:
     return bool(np.all(load_a <= fill.cap_a + EPS) and np.all(load_w <= fill.cap_w + EPS))
 

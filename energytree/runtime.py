@@ -23,6 +23,7 @@ from adapters.meter.registermap import MeterReading, load_register_map
 from adapters.meter.simulator import MeterSimulator, household_load_profile, meter_values
 from adapters.ocpp.csms import CsmsServer
 from adapters.ocpp.evseport import SimulatedFeed
+from adapters.ocpp.forward import ChargerCommands
 from adapters.ocpp.gateway import Gateway
 from adapters.ocpp.sessions import (
     Database,
@@ -104,6 +105,7 @@ class Service:
         self.simulated: dict[str, SimulatedEvse] = {}
         self._state_dir = state_dir
         self.sessions: SessionTracker | Gateway | None = None
+        self._csms: CsmsServer | None = None
 
     # ---- §14a and the operator channels ------------------------------------------------
 
@@ -248,7 +250,8 @@ class Service:
         if self.config.ocpp_upstream:
             self._start_upstream()
         if self.config.csms:
-            csms = CsmsServer(self.config.csms, self.manager, clock=self.manager.clock)
+            csms = self._csms = CsmsServer(self.config.csms, self.manager,
+                                           clock=self.manager.clock)
             await csms.start()
             log.info("OCPP CSMS for chargers on %s:%d", self.config.csms.host, csms.port)
             self._stoppers.append(csms.stop)
@@ -270,6 +273,8 @@ class Service:
         if self.config.ocpp_gateway:
             gateway = Gateway(self.config.ocpp_gateway, self.manager,
                               [e.evse for e in evse_configs(self.config)], tariff=self._tariff)
+            if self._csms is not None:  # supplier commands reach the OCPP chargers
+                gateway.commands = ChargerCommands(self._csms, gateway.commands)
             await gateway.start()
             self._stoppers.append(gateway.stop)
             self.sessions = gateway
