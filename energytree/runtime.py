@@ -283,6 +283,8 @@ class Service:
             self.sessions = SessionTracker(SessionLog(db), self._tariff)
             self._stoppers.append(_closer(db))
         self._feed = SimulatedFeed(self.sessions)
+        if self._csms is not None:  # id tags of OCPP chargers' sessions
+            self._csms.event_sink = self.sessions
 
     async def _session_loop(self) -> None:
         """Sessions of EVSEs energytree does not simulate, from what the manager was told."""

@@ -58,7 +58,9 @@ from websockets.typing import Subprotocol
 from adapters.ocpp import charger_limits, chargers
 from adapters.ocpp.charger_limits import Grant, Pushed
 from adapters.ocpp.chargers import ChargerConfig, CsmsConfig
+from adapters.ocpp.evseport import EventSink
 from adapters.ocpp.profiles import ProfileRules
+from adapters.ocpp.sessions import Authorized
 from adapters.ocpp.versions import CSMS_BY_SUBPROTOCOL, CsmsWire
 from energytree.clock import Clock, SystemClock
 from energytree.errors import RequestError
@@ -159,6 +161,7 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
                                                 self._meter_id(connector_id))
         transaction_id = self.server.next_transaction_id()
         self.transactions[str(transaction_id)] = connector_id
+        self._authorized(connector_id, payload.get("id_tag"))
         self._set_state(connector_id, EvseState.PrepareCharging)
         self._measure(connector_id, reading)
         return self.version.call_result.StartTransaction(
@@ -189,6 +192,7 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
                                           self._meter_id(connector or 0))
             state = self._transaction_state(event_type, trigger_reason, transaction_info, news)
         if connector:
+            self._authorized(connector, (payload.get("id_token") or {}).get("id_token"))
             if event_type == "Ended":
                 self.transactions.pop(tx, None)
             else:
@@ -217,6 +221,13 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
     def _set_state(self, connector: int, state: EvseState) -> None:
         self.server.feed(lambda m, uuid: m.set_evse_state(uuid, state),
                          chargers.evse_uuid(self.charger, connector))
+
+    def _authorized(self, connector: int, id_tag: str | None) -> None:
+        """Tell the session log (if any) which id tag a session belongs to."""
+        sink = self.server.event_sink
+        if id_tag and sink is not None:
+            sink.feed(Authorized(chargers.evse_uuid(self.charger, connector), id_tag,
+                                 self.server.clock.now()))
 
     def _measure(self, connector: int, reading: Powermeter) -> None:
         self.server.measure(chargers.evse_uuid(self.charger, connector), reading)
@@ -305,6 +316,7 @@ class CsmsServer:
         self.sessions: dict[str, ChargerSession] = {}
         self.limits: dict[str, EnforcedLimits] = {}  # the latest publication, by EVSE uuid
         self.pushed: dict[str, Pushed] = {}  # the last accepted profile by EVSE uuid
+        self.event_sink: EventSink | None = None  # the session log / gateway, if wired
         self._readings: dict[str, datetime] = {}
         self._not_in_tree: set[str] = set()
         first_id = max(int(self.clock.now().timestamp()) - EPOCH_2020, 1)

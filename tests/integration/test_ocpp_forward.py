@@ -1,4 +1,5 @@
-"""Supplier commands forwarded to a real OCPP charger through the CSMS (1.6 and 2.0.1)."""
+"""The CSMS linked to the gateway: supplier commands reach a real OCPP charger, and its
+sessions' id tags reach the session log (1.6 and 2.0.1)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,16 @@ from ocpp.v201.enums import Action
 
 from adapters.ocpp.csms import CsmsServer
 from adapters.ocpp.forward import ChargerCommands
+from adapters.ocpp.sessions import (
+    Database,
+    MeterReading,
+    SessionLog,
+    SessionTracker,
+    StateChanged,
+)
 from adapters.ocpp.versions import CSMS16, CsmsWire
 from energytree.manager import EnergyManager
+from energytree.types import EvseState
 from tests.integration import test_ocpp_csms as base
 from tests.integration.test_ocpp_csms import WIRES, charger, clock, manager, server, until
 
@@ -86,3 +95,19 @@ async def test_commands_reach_the_charger_and_others_stay_embedded(
         assert await commands.reset("A-1", hard=False) is False  # the sim refuses Reset
     assert await commands.remote_start("somewhere-else", "TAG")  # not on a charger
     assert embedded.calls == [("start", "somewhere-else")]
+
+
+@WIRES
+async def test_id_tags_of_charger_sessions_reach_the_session_log(
+    server: CsmsServer, manager: EnergyManager, wire: CsmsWire, tmp_path: Any
+) -> None:
+    log = SessionLog(Database(tmp_path / "sessions.sqlite"))
+    server.event_sink = tracker = SessionTracker(log)
+    async with charger(server, "A", wire, password="secret-a") as cp:
+        await cp.boot()
+        await cp.start_transaction(1, meter_wh=1000)
+        # what the service's session loop adds from the manager: the state and the register
+        tracker.feed(StateChanged("A-1", EvseState.Charging, base.NOW))
+        tracker.feed(MeterReading("A-1", 1000.0, 0.0, base.NOW))
+        [session] = await until(lambda: log.sessions())
+        assert (session.evse, session.id_tag) == ("A-1", "TAG")
