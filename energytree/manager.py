@@ -71,6 +71,8 @@ class ManagerOptions:
     installation_max_a: float | None = None  # what the grid meter's phases may carry
     meter_margin_a: float = 1.0
     switching: SwitchingOptions = field(default_factory=SwitchingOptions)
+    replan_quiet_s: float = 0.25  # a re-plan waits for this long without further changes …
+    replan_max_delay_s: float = 2.0  # … but never longer than this
 
 
 @dataclass
@@ -533,12 +535,30 @@ class EnergyManager:
     async def _plan_loop(self) -> None:
         while True:
             await self._dirty.wait()
+            await self._quiet()
             try:
                 await self.replan()
             except Exception:
                 log.exception("re-plan failed; the instant allocator keeps the site safe")
                 await asyncio.sleep(self.options.tick_s)
             self._wake.set()
+
+    async def _quiet(self) -> None:
+        """Let a burst of changes settle before re-planning (the tick applies each at once).
+
+        Waits until no change came for ``replan_quiet_s``, at most ``replan_max_delay_s``: a
+        planner running during a burst would only compete with the ticks for the interpreter.
+        """
+        quiet, loop = self.options.replan_quiet_s, asyncio.get_running_loop()
+        latest = loop.time() + self.options.replan_max_delay_s
+        while quiet > 0 and loop.time() < latest:
+            self._dirty.clear()
+            try:
+                async with asyncio.timeout(min(quiet, max(0.0, latest - loop.time()))):
+                    await self._dirty.wait()
+            except TimeoutError:
+                break
+        self._dirty.set()
 
     # ---- persistence --------------------------------------------------------------------
 
