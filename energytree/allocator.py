@@ -140,6 +140,12 @@ def _misfit_alone(fill: _Fill, one_phase: _Fill | None, e: int,
 def _water_fill(fill: _Fill, admitted: np.ndarray, node_reason: Callable[[int, int], str],
                 reasons: list[str]) -> np.ndarray:
     """Raise every admitted EVSE at the same rate until it or a node on its path is tight."""
+    top = np.where(admitted, np.maximum(fill.upper, fill.lower), 0.0)
+    if _fits(fill, subtree_sums(top[:, None] * fill.usage, fill.lo, fill.hi),
+             subtree_sums(top * fill.watts_per_amp, fill.lo, fill.hi)):
+        for e in np.nonzero(admitted)[0]:  # everybody reaches their own cap (e.g. the plan's)
+            reasons[e] = "own"
+        return top
     x = np.where(admitted, fill.lower, 0.0)
     rising = admitted & (fill.upper - x > EPS)
     for e in np.nonzero(admitted & ~rising)[0]:
