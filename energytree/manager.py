@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,8 +34,9 @@ from energytree.errors import ConfigError, RequestError
 from energytree.leases import LeaseBook
 from energytree.livecaps import caps_on_phases, live_caps, reserved_allocation
 from energytree.phases import PhaseSwitcher, SwitchingOptions
-from energytree.plan import Plan, Planner, instant_plan, limits_res
+from energytree.plan import Plan, Planner, instant_plan
 from energytree.problem import ExternalSource, PlanOptions, Problem, build_problem
+from energytree.publisher import Publisher
 from energytree.statefile import load_state, save_state
 from energytree.status import EvseStatus, MeterFeed, SourceStatus, Status
 from energytree.tasks import cancel_and_wait
@@ -46,7 +46,6 @@ from energytree.types import (
     EnforcedLimits,
     EvseState,
     ExternalLimits,
-    LimitsRes,
     OptimizerTarget,
     Powermeter,
     PricePerKwh,
@@ -114,13 +113,9 @@ class EnergyManager:
         self._schedules: list[list[ScheduleResEntry]] = []
         self._planned_at: datetime | None = None
         self._last_live_key: tuple = ()
-        self._limits: list[EnforcedLimits] = []
-        self._published_keys: list[tuple | None] = []
-        self._tick_count = 0
+        self._publisher = Publisher(self.options.tick_s, self.options.valid_ticks)
         self._last_alloc: SlotAllocation | None = None
         self._alloc_problem: Problem | None = None  # the problem _last_alloc was made for
-        self._listeners: list[Callable[[list[EnforcedLimits]], None]] = []
-        self._queues: list[asyncio.Queue[list[EnforcedLimits]]] = []
         self._dirty = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -220,7 +215,7 @@ class EnergyManager:
 
     @property
     def enforced_limits(self) -> list[EnforcedLimits]:
-        return list(self._limits)
+        return list(self._publisher.limits)
 
     @property
     def clock(self) -> Clock:
@@ -239,10 +234,10 @@ class EnergyManager:
         return list(self._live.prices)
 
     def add_listener(self, callback: Callable[[list[EnforcedLimits]], None]) -> None:
-        self._listeners.append(callback)
+        self._publisher.add_listener(callback)
 
     def remove_listener(self, callback: Callable[[list[EnforcedLimits]], None]) -> None:
-        self._listeners.remove(callback)
+        self._publisher.remove_listener(callback)
 
     def evse_state(self, uuid: str) -> EvseState | None:
         """The EVSE's state as last reported (or as its request says)."""
@@ -256,17 +251,14 @@ class EnergyManager:
         self._evse(uuid)
         return self._live.measurements.get(uuid)
 
-    async def subscribe(self) -> AsyncIterator[list[EnforcedLimits]]:
+    @property
+    def subscribers(self) -> int:
+        """How many ``subscribe()`` iterators are open (e.g. gRPC watchers)."""
+        return self._publisher.subscribers
+
+    def subscribe(self) -> AsyncIterator[list[EnforcedLimits]]:
         """The limits in force now, then every later publication (latest wins if slow)."""
-        queue: asyncio.Queue[list[EnforcedLimits]] = asyncio.Queue(maxsize=1)
-        if self._limits:
-            queue.put_nowait(list(self._limits))
-        self._queues.append(queue)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._queues.remove(queue)
+        return self._publisher.subscribe()
 
     def status(self) -> Status:
         now = self._clock.now()
@@ -378,8 +370,10 @@ class EnergyManager:
             alloc.reasons[:] = [plan.reasons[e][slot] if r.startswith("plan:") else r
                                 for e, r in enumerate(alloc.reasons)]
         self._last_alloc, self._alloc_problem = alloc, problem
-        self._publish(now, problem, alloc, slot)
-        return self._limits
+        schedules = [entries[slot:] for entries in self._schedules]
+        self._publisher.publish(now, problem.evse_uuids, alloc, schedules,
+                                (id(self._plan), slot))
+        return self._publisher.limits
 
 
     # ---- internals ----------------------------------------------------------------------
@@ -478,48 +472,6 @@ class EnergyManager:
         if np.array_equal(hints[active], alloc.phases[active]):
             return None
         return hints
-
-    def _publish(self, now: datetime, problem: Problem, alloc: SlotAllocation,
-                 slot: int) -> None:
-        """Publish every EVSE's limit; an unchanged one is renewed every ``valid_ticks / 2``.
-
-        Renewing half-way keeps every limit at least half its validity ahead of expiry while
-        building only a share of the EVSEs' messages per tick (staggered by EVSE).
-        """
-        valid_s = self.options.tick_s * self.options.valid_ticks
-        until = now + timedelta(seconds=valid_s)
-        valid_for = math.ceil(valid_s)  # whole seconds; never 0 (valid_until is the exact one)
-        renew_every = max(1, self.options.valid_ticks // 2)
-        self._tick_count += 1
-        published = self._limits if len(self._limits) == problem.evse_count else [None] * (
-            problem.evse_count)
-        keys = self._published_keys
-        if len(keys) != problem.evse_count:
-            keys = self._published_keys = [None] * problem.evse_count
-        plan_id = id(self._plan)
-        rows = zip(problem.evse_uuids, alloc.current_a.tolist(), alloc.phases.tolist(),
-                   alloc.power_w.tolist(), strict=True)
-        for e, (uuid, amps, phases, watts) in enumerate(rows):
-            key = (uuid, amps, phases, watts, plan_id, slot)
-            if key == keys[e] and (self._tick_count + e) % renew_every:
-                continue
-            keys[e] = key
-            res: LimitsRes = limits_res(amps, phases, watts)
-            schedule = self._schedules[e][slot:] if e < len(self._schedules) else []
-            published[e] = EnforcedLimits.model_construct(
-                uuid=uuid, valid_until=until, valid_for=valid_for,
-                limits_root_side=res, schedule=schedule)
-        result: list[EnforcedLimits] = list(published)  # type: ignore[arg-type]
-        self._limits = result
-        for callback in self._listeners:
-            try:
-                callback(result)
-            except Exception:
-                log.exception("an enforced-limits listener failed")
-        for queue in self._queues:
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait(result)
 
     async def _tick_loop(self) -> None:
         while True:

@@ -106,6 +106,7 @@ class Service:
         self._state_dir = state_dir
         self.sessions: SessionTracker | Gateway | None = None
         self._csms: CsmsServer | None = None
+        self._upstream: UpstreamClient | None = None
 
     # ---- §14a and the operator channels ------------------------------------------------
 
@@ -261,6 +262,8 @@ class Service:
         self._tasks.append(asyncio.create_task(self._status_loop(), name="energytree-status"))
 
     async def stop(self) -> None:
+        if self._upstream is not None:
+            self._upstream.stopping = True  # no reconnect while its task is being cancelled
         await cancel_and_wait(self._tasks)
         for stopper in reversed(self._stoppers):
             with contextlib.suppress(Exception):
@@ -371,6 +374,7 @@ class Service:
         client = UpstreamClient(self.config.ocpp_upstream, read_meter=self._grid_reading,
                                 on_profiles_changed=lambda _store: self._on_profiles(client))
         self._tasks.append(asyncio.create_task(client.run(), name="energytree-ocpp-upstream"))
+        self._upstream = client
         self._tasks.append(asyncio.create_task(self._upstream_loop(client), name="et-ocpp"))
 
     async def _upstream_loop(self, client: UpstreamClient) -> None:

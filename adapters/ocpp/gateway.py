@@ -134,6 +134,7 @@ class Gateway:
         self._sampled: dict[int, datetime] = {}  # session id -> last periodic meter value
         self.links = {uuid: EvseLink(self, uuid, self._load_profiles(uuid)) for uuid in evses}
         self._tasks: list[asyncio.Task[None]] = []
+        self.stopping = False  # set by stop(): the connections end their loops
         for uuid in evses:
             cp_id = config.charge_point_id(uuid)
             if not 0 < len(cp_id) <= MAX_ID_LENGTH:
@@ -232,6 +233,7 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self._refresh(), name="gateway-profiles"))
 
     async def stop(self) -> None:
+        self.stopping = True
         await cancel_and_wait(self._tasks)
         self._tasks = []
         self.db.close()

@@ -226,7 +226,8 @@ class EvseLink:
         c = self.gateway.config
         backoff = Backoff(c.reconnect_min_s, c.reconnect_max_s)
         tls = c.url.startswith("wss://")
-        await keep_connected(self._once, backoff, lambda: self.boots, self.target, tls)
+        await keep_connected(self._once, backoff, lambda: self.boots, self.target, tls,
+                             running=lambda: not self.gateway.stopping)
 
     def _connect(self) -> connect:
         c, gw = self.gateway.config, self.gateway

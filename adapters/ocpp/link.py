@@ -160,12 +160,15 @@ class Backoff:
 
 
 async def keep_connected(session: Callable[[], Awaitable[None]], backoff: Backoff,
-                         progress: Callable[[], int], target: str, tls: bool = False) -> None:
-    """Run ``session`` again and again until cancelled; one log line per failure.
+                         progress: Callable[[], int], target: str, tls: bool = False,
+                         running: Callable[[], bool] = lambda: True) -> None:
+    """Run ``session`` again and again until cancelled or ``running()`` is false.
 
-    A session after which ``progress()`` grew (e.g. it booted) restarts the backoff.
+    One log line per failure. A session after which ``progress()`` grew (e.g. it booted)
+    restarts the backoff. ``running`` ends the loop even where Python 3.11's task groups
+    swallow a cancellation that meets a closing connection.
     """
-    while True:
+    while running():
         before = progress()
         try:
             await session()

@@ -208,6 +208,7 @@ class UpstreamClient:
         self.transaction: Transaction | None = None  # the site runs no OCPP transaction
         self.store = self._load()
         self.connected = asyncio.Event()  # set while a booted session runs
+        self.stopping = False  # set before the run() task is cancelled: no more reconnects
         self.boots = 0  # accepted BootNotifications, for status pages and tests
 
     def _load(self) -> ProfileStore:
@@ -269,7 +270,8 @@ class UpstreamClient:
         backoff = Backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
         target = f"OCPP upstream {self.config.charge_point_id} → {self.config.url}"
         tls = self.config.url.startswith("wss://")
-        await keep_connected(self._connect_once, backoff, lambda: self.boots, target, tls)
+        await keep_connected(self._connect_once, backoff, lambda: self.boots, target, tls,
+                             running=lambda: not self.stopping)
 
     async def _connect_once(self) -> None:
         async with self._connect() as ws:

@@ -235,10 +235,10 @@ async def test_watch_sends_limits_at_once_then_changes(client, manager):
     await asyncio.wait_for(until_limited(), 5)
     await stream.aclose()
     for _ in range(100):  # the server side notices the cancelled call and unsubscribes
-        if not manager._queues:
+        if not manager.subscribers:
             break
         await asyncio.sleep(0.01)
-    assert not manager._queues
+    assert not manager.subscribers
 
 
 async def test_variables(client, store):
