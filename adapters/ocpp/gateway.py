@@ -30,7 +30,7 @@ from adapters.ocpp.composite import Transaction, composite_schedule
 from adapters.ocpp.evseport import EmbeddedEvses, EvseCommands
 from adapters.ocpp.evsewire import CONNECTOR, WIRE, EvseWire
 from adapters.ocpp.gatewaylink import EvseLink
-from adapters.ocpp.link import TlsFiles, ssl_context
+from adapters.ocpp.link import TlsFiles, WebSocketUrl, ssl_context
 from adapters.ocpp.outbox import Outbox
 from adapters.ocpp.profiles import ProfileRules, ProfileStore
 from adapters.ocpp.sessions import (
@@ -59,7 +59,7 @@ class GatewayConfig(BaseModel):
     """The supplier's backend and how each EVSE appears there."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    url: str = Field(description="ws:// or wss:// base URL; the charge point id is appended")
+    url: WebSocketUrl = Field(description="ws:// or wss:// base URL; the id is appended")
     version: Literal["1.6", "2.0.1"] = "1.6"
     charge_point_prefix: str = Field("", description="id = prefix + EVSE uuid")
     charge_point_ids: dict[str, str] = Field({}, description="EVSE uuid -> id (overrides)")
@@ -83,13 +83,6 @@ class GatewayConfig(BaseModel):
     profile_refresh_s: float = Field(900.0, gt=0, description="recompute the composites [s]")
     nominal_voltage_v: float = Field(230.0, gt=0, description="for A ↔ W conversion [V]")
     rules: ProfileRules = ProfileRules()
-
-    @field_validator("url")
-    @classmethod
-    def _websocket_url(cls, url: str) -> str:
-        if not url.startswith(("ws://", "wss://")):
-            raise ValueError("must start with ws:// or wss://")
-        return url
 
     @field_validator("proxy")
     @classmethod

@@ -22,10 +22,16 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from adapters.ocpp.composite import composite_payload, composite_schedule
 from adapters.ocpp.evsewire import CONNECTOR, iso
-from adapters.ocpp.link import Backoff, basic_auth, boot, every, keep_connected
+from adapters.ocpp.link import (
+    Backoff,
+    basic_auth,
+    boot,
+    every,
+    keep_connected,
+    reason_fields,
+)
 from adapters.ocpp.outbox import Message
-from adapters.ocpp.profiles import ProfileStore, Purpose, parse_clear, parse_profile
-from adapters.ocpp.versions import OcppVersion
+from adapters.ocpp.profiles import ProfileStore, parse_clear, parse_set_request
 from energytree.errors import RequestError
 
 if TYPE_CHECKING:
@@ -48,13 +54,6 @@ def _own_connector(connector: int) -> int:
     return connector
 
 
-def _reason(version: OcppVersion, exc: Exception) -> dict[str, Any]:
-    """StatusInfo for 2.0.1 responses; 1.6 has no field for a reason."""
-    if not version.status_info:
-        return {}
-    return {"status_info": {"reason_code": "InvalidValue", "additional_info": str(exc)[:512]}}
-
-
 class EvseChargePoint(ChargePoint):  # type: ignore[misc]
     """The supplier's view of one EVSE; one handler per verb, both versions."""
 
@@ -72,16 +71,13 @@ class EvseChargePoint(ChargePoint):  # type: ignore[misc]
         """Install a profile for this EVSE; Rejected leaves everything as it was."""
         v = self.version
         try:
-            connector = _own_connector(payload[v.connector_field])
-            profile = parse_profile(v, connector, payload[v.profile_field])
-            if profile.purpose is Purpose.external:
-                raise RequestError("the CSMS may not set ExternalConstraints (K01.FR.22)")
+            profile = parse_set_request(v, payload, (0, CONNECTOR))
             tx = self.gateway.transaction(self.link.uuid)
             self.link.change(lambda store: store.install(profile, tx.id if tx else None))
         except RequestError as exc:
             LOG.warning("EVSE %s: SetChargingProfile rejected: %s", self.link.uuid, exc)
             return v.call_result.SetChargingProfile(
-                status=v.set_profile_status.rejected, **_reason(v, exc))
+                status=v.set_profile_status.rejected, **reason_fields(v, exc))
         return v.call_result.SetChargingProfile(status=v.set_profile_status.accepted)
 
     @on(Action.clear_charging_profile)
@@ -106,7 +102,7 @@ class EvseChargePoint(ChargePoint):  # type: ignore[misc]
                 gw.transaction(self.link.uuid))
         except RequestError as exc:
             return v.call_result.GetCompositeSchedule(
-                status=v.composite_status.rejected, **_reason(v, exc))
+                status=v.composite_status.rejected, **reason_fields(v, exc))
         return v.call_result.GetCompositeSchedule(**composite_payload(v, composite, connector))
 
     # ---- remote commands (1.6) -----------------------------------------------------------

@@ -18,11 +18,11 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import websockets
 from ocpp.exceptions import OCPPError
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidMessage,
@@ -40,15 +40,34 @@ __all__ = [
     "SESSION_ERRORS",
     "Backoff",
     "TlsFiles",
+    "WebSocketUrl",
     "basic_auth",
     "boot",
     "describe_failure",
     "every",
     "keep_connected",
+    "reason_fields",
     "ssl_context",
 ]
 
 LOG = logging.getLogger(__name__)
+
+
+def _websocket_url(url: str) -> str:
+    if not url.startswith(("ws://", "wss://")):
+        raise ValueError("must start with ws:// or wss://")
+    return url
+
+
+WebSocketUrl = Annotated[str, AfterValidator(_websocket_url)]
+
+
+def reason_fields(version: OcppVersion, exc: Exception, code: str = "InvalidValue"
+                  ) -> dict[str, Any]:
+    """StatusInfo for a 2.0.1 response; 1.6 has no field for a reason."""
+    if not version.status_info:
+        return {}
+    return {"status_info": {"reason_code": code, "additional_info": str(exc)[:512]}}
 
 # what ends a session and leads to a reconnect: network, timeouts, the peer's protocol errors
 SESSION_ERRORS = (OSError, TimeoutError, websockets.exceptions.WebSocketException, OCPPError)

@@ -10,7 +10,7 @@ composite schedule built from a store lives in ``composite.py``. Usage::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -37,6 +37,7 @@ __all__ = [
     "SchedulePeriod",
     "parse_clear",
     "parse_profile",
+    "parse_set_request",
     "utc_whole_s",
     "validate_profile",
 ]
@@ -218,6 +219,22 @@ def _as_request_error(what: str) -> Iterator[None]:
         raise RequestError(f"invalid {what}: {reasons}") from exc
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise RequestError(f"invalid {what}: missing or malformed {exc}") from exc
+
+
+def parse_set_request(version: OcppVersion, payload: Mapping[str, Any],
+                      connectors: Sequence[int]) -> ChargingProfile:
+    """The profile of a SetChargingProfile a backend sent us (as a charge point).
+
+    The connector must be one of ``connectors``, and ExternalConstraints are ours to set,
+    not the backend's (K01.FR.22).
+    """
+    connector = payload[version.connector_field]
+    if connector not in connectors:
+        raise RequestError(f"connector {connector} does not exist; there are {list(connectors)}")
+    profile = parse_profile(version, connector, payload[version.profile_field])
+    if profile.purpose is Purpose.external:
+        raise RequestError("the CSMS may not set ExternalConstraints (K01.FR.22)")
+    return profile
 
 
 def parse_profile(

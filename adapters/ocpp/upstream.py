@@ -26,7 +26,7 @@ from ocpp.charge_point import ChargePoint
 from ocpp.exceptions import PropertyConstraintViolationError
 from ocpp.routing import on
 from ocpp.v201.enums import Action  # the action names are the same strings in 1.6
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 
 from adapters.ocpp.composite import (
@@ -35,15 +35,22 @@ from adapters.ocpp.composite import (
     composite_payload,
     composite_schedule,
 )
-from adapters.ocpp.link import Backoff, basic_auth, boot, every, keep_connected
+from adapters.ocpp.link import (
+    Backoff,
+    WebSocketUrl,
+    basic_auth,
+    boot,
+    every,
+    keep_connected,
+    reason_fields,
+)
 from adapters.ocpp.profiles import (
     ProfileRules,
     ProfileStore,
-    Purpose,
     parse_clear,
-    parse_profile,
+    parse_set_request,
 )
-from adapters.ocpp.versions import BY_NAME, OcppVersion, Sample
+from adapters.ocpp.versions import BY_NAME, Sample
 from energytree.errors import RequestError
 from energytree.persist import read_json, write_json_atomic
 
@@ -57,7 +64,7 @@ class UpstreamConfig(BaseModel):
     """How to reach the grid operator's backend (CSMS) and what to tell it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    url: str = Field(description="ws:// or wss:// base URL; the charge point id is appended")
+    url: WebSocketUrl = Field(description="ws:// or wss:// base URL; the id is appended")
     charge_point_id: str = Field(min_length=1, max_length=48)
     version: Literal["1.6", "2.0.1"] = "1.6"
     username: str | None = Field(None, description="basic auth (security profile 1/2)")
@@ -71,13 +78,6 @@ class UpstreamConfig(BaseModel):
     nominal_voltage_v: float = Field(230.0, gt=0, description="for A ↔ W conversion [V]")
     profiles_path: Path | None = Field(None, description="JSON file that keeps the profiles")
     rules: ProfileRules = ProfileRules()
-
-    @field_validator("url")
-    @classmethod
-    def _websocket_url(cls, url: str) -> str:
-        if not url.startswith(("ws://", "wss://")):
-            raise ValueError("must start with ws:// or wss://")
-        return url
 
 
 @dataclass(frozen=True)
@@ -128,16 +128,12 @@ class SiteChargePoint(ChargePoint):  # type: ignore[misc]
         """Install a profile; Rejected (with a reason in 2.0.1) leaves everything as it was."""
         v = self.version
         try:
-            connector = _site_connector(payload[v.connector_field])
-            profile = parse_profile(v, connector, payload[v.profile_field])
-            if profile.purpose is Purpose.external:
-                raise RequestError("the CSMS may not set ExternalConstraints (K01.FR.22)")
+            profile = parse_set_request(v, payload, SITE_CONNECTORS)
             await self.client.change(lambda store: store.install(profile))
         except RequestError as exc:
             LOG.warning("%s: SetChargingProfile rejected: %s", self.id, exc)
             return v.call_result.SetChargingProfile(
-                status=v.set_profile_status.rejected, **_reason(v, "InvalidValue", exc)
-            )
+                status=v.set_profile_status.rejected, **reason_fields(v, exc))
         return v.call_result.SetChargingProfile(status=v.set_profile_status.accepted)
 
     @on(Action.clear_charging_profile)
@@ -170,8 +166,7 @@ class SiteChargePoint(ChargePoint):  # type: ignore[misc]
             )
         except RequestError as exc:
             return v.call_result.GetCompositeSchedule(
-                status=v.composite_status.rejected, **_reason(v, "InvalidValue", exc)
-            )
+                status=v.composite_status.rejected, **reason_fields(v, exc))
         return v.call_result.GetCompositeSchedule(**composite_payload(v, composite, connector))
 
 
@@ -181,13 +176,6 @@ def _site_connector(connector_id: int) -> int:
             f"connector {connector_id} does not exist; the site has {SITE_CONNECTORS}"
         )
     return connector_id
-
-
-def _reason(version: OcppVersion, code: str, exc: Exception) -> dict[str, Any]:
-    """StatusInfo for 2.0.1 responses; 1.6 has no field for a reason."""
-    if not version.status_info:
-        return {}
-    return {"status_info": {"reason_code": code, "additional_info": str(exc)[:512]}}
 
 
 class UpstreamClient:
