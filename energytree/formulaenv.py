@@ -8,7 +8,7 @@ predefined ``CM._*`` values, ``GM.*`` the global meters. Currents are in mA, as 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
 __all__ = ["LiveFacts", "SiteEnvironment", "facts_to_names"]
@@ -95,6 +95,7 @@ class SiteEnvironment:
     clock_now: Callable[[], datetime]
     zone: tzinfo
     prices: Callable[[], Sequence[tuple[datetime, float]]]
+    _names: Mapping[str, float] | None = field(default=None, init=False, repr=False)
 
     @property
     def now(self) -> datetime:
@@ -108,4 +109,6 @@ class SiteEnvironment:
         return self.prices()
 
     def lookup(self, name: str) -> float | None:
-        return self.facts().get(name)
+        if self._names is None:  # one snapshot per environment, however many names a formula reads
+            self._names = self.facts()
+        return self._names.get(name)

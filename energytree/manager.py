@@ -370,9 +370,8 @@ class EnergyManager:
             alloc.reasons[:] = [plan.reasons[e][slot] if r.startswith("plan:") else r
                                 for e, r in enumerate(alloc.reasons)]
         self._last_alloc, self._alloc_problem = alloc, problem
-        schedules = [entries[slot:] for entries in self._schedules]
-        self._publisher.publish(now, problem.evse_uuids, alloc, schedules,
-                                (id(self._plan), slot))
+        self._publisher.publish(now, problem.evse_uuids, alloc, self._schedules, slot,
+                                id(self._plan))
         return self._publisher.limits
 
 

@@ -60,8 +60,13 @@ class Publisher:
             self._queues.remove(queue)
 
     def publish(self, now: datetime, uuids: Sequence[str], alloc: SlotAllocation,
-                schedules: Sequence[Sequence[ScheduleResEntry]], version: object) -> None:
-        """Publish the allocation in force; ``version`` changes when the schedules do."""
+                schedules: Sequence[Sequence[ScheduleResEntry]], slot: int,
+                version: object) -> None:
+        """Publish the allocation in force, with each EVSE's planned schedule from ``slot``.
+
+        ``version`` changes when the schedules do; a schedule is sliced only for the messages
+        actually built.
+        """
         until = now + timedelta(seconds=self.valid_s)
         valid_for = math.ceil(self.valid_s)  # whole seconds, never 0; valid_until is exact
         self._count += 1
@@ -72,14 +77,14 @@ class Publisher:
         rows = zip(uuids, alloc.current_a.tolist(), alloc.phases.tolist(),
                    alloc.power_w.tolist(), strict=True)
         for e, (uuid, amps, phases, watts) in enumerate(rows):
-            key = (uuid, amps, phases, watts, version)
+            key = (uuid, amps, phases, watts, version, slot)
             if key == self._keys[e] and (self._count + e) % self.renew_every:
                 continue
             self._keys[e] = key
             published[e] = EnforcedLimits.model_construct(
                 uuid=uuid, valid_until=until, valid_for=valid_for,
                 limits_root_side=limits_res(amps, phases, watts),
-                schedule=list(schedules[e]) if e < len(schedules) else [])
+                schedule=list(schedules[e][slot:]) if e < len(schedules) else [])
         self.limits = published
         for callback in self._listeners:
             try:

@@ -21,8 +21,6 @@ import httpx
 import pytest
 import yaml
 from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.server import ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
 
 from adapters.http import HttpApi
 from adapters.meter.client import GridMeterClient, MeterState
@@ -39,6 +37,7 @@ from energytree.types import (
     LimitsReq,
     ScheduleReqEntry,
 )
+from tests.integration.test_ripple import K1_COIL, K2_COIL, UNIT, ContactBox
 
 ROOT = Path(__file__).resolve().parents[2]
 VOLT = 230.0
@@ -332,48 +331,10 @@ def _amps(value: float) -> ExternalLimits:
 # ---- (c) ripple-control contacts -----------------------------------------------------------
 
 
-RIPPLE_UNIT, K1_COIL, K2_COIL = 3, 4, 5
-
-
-class ContactBox:
-    """A Modbus I/O box whose coils stand for the ripple-control receiver's relays."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self._server: ModbusTcpServer | None = None
-
-    async def start(self) -> int:
-        device = SimDevice(id=RIPPLE_UNIT, simdata=(
-            [SimData(0, values=[False] * 16, datatype=DataType.BITS)],
-            [SimData(0, values=[False] * 16, datatype=DataType.BITS)],
-            [SimData(0, values=0, datatype=DataType.REGISTERS)],
-            [SimData(0, values=0, datatype=DataType.REGISTERS)],
-        ))
-        self._server = ModbusTcpServer(device, address=("127.0.0.1", self.port))
-        await self._server.serve_forever(background=True)
-        self.port = self._server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        return self.port
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            await self._server.shutdown()
-            self._server = None
-
-    async def set_contacts(self, k1: bool, k2: bool) -> None:
-        client = AsyncModbusTcpClient("127.0.0.1", port=self.port)
-        await client.connect()
-        try:
-            for address, state in ((K1_COIL, k1), (K2_COIL, k2)):
-                assert not (await client.write_coil(address, state,
-                                                    device_id=RIPPLE_UNIT)).isError()
-        finally:
-            client.close()
-
-
 async def test_ripple_contacts_select_the_level(tmp_path: Path) -> None:
     box = ContactBox()
     await box.start()
-    ripple = {"name": "RSE", "host": "127.0.0.1", "port": box.port, "unit": RIPPLE_UNIT,
+    ripple = {"name": "RSE", "host": "127.0.0.1", "port": box.port, "unit": UNIT,
               "timeout_s": 0.5, "poll_interval_s": 0.05,
               "input1": {"address": K1_COIL, "kind": "coil"},
               "input2": {"address": K2_COIL, "kind": "coil"},
