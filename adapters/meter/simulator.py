@@ -4,7 +4,8 @@ It serves any register map's layout (a SunSpec map as a real ``SunS`` chain) wit
 callable that is asked again on every read, and it can be told to fail::
 
     sim = MeterSimulator(load_register_map("socomec-countis-e27"),
-                         lambda: meter_values(household_load_profile(datetime.now())))
+                         lambda: meter_values(household_load_profile(datetime.now())),
+                         energy_wh=(kept_import_wh, kept_export_wh))  # survive a restart
     port = await sim.start()          # 127.0.0.1, port 0 = any free port
     sim.fault = Fault.NAN             # or EXCEPTION, SILENT; Fault.NONE to heal
     await sim.stop()                  # start() again binds the same port
@@ -16,7 +17,6 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from enum import StrEnum
 
 from pymodbus.constants import ExcCodes
@@ -31,6 +31,7 @@ from adapters.meter.registermap import (
     read_plan,
     sunspec_register_map,
 )
+from energytree.simulation import household_load_profile
 
 __all__ = [
     "SUNSPEC_SIM_BASE",
@@ -69,28 +70,6 @@ def meter_values(
     return values
 
 
-def household_load_profile(t: datetime) -> tuple[float, float, float]:
-    """Per-phase currents [A] of a household at local time t: base load, morning, cooking at 18:00.
-
-    Phases are uneven on purpose (most single-phase appliances sit on L1), as in real houses.
-    """
-    hour = t.hour + t.minute / 60 + t.second / 3600
-
-    def bump(centre_h: float, width_h: float) -> float:
-        distance = min(abs(hour - centre_h), 24 - abs(hour - centre_h))  # wraps at midnight
-        return math.exp(-0.5 * (distance / width_h) ** 2)
-
-    base_w = 350.0
-    spread_w = 1500 * bump(7.25, 0.6) + 800 * bump(12.5, 1.0) + 900 * bump(20.5, 1.5)
-    cooking_w = 4500 * bump(18.0, 0.7)  # a stove on L1 + L2
-    shares = (0.45, 0.33, 0.22)
-    return (
-        (shares[0] * (base_w + spread_w) + 0.5 * cooking_w) / 230.0,
-        (shares[1] * (base_w + spread_w) + 0.5 * cooking_w) / 230.0,
-        (shares[2] * (base_w + spread_w)) / 230.0,
-    )
-
-
 def sunspec_image(model_id: int, unit: int) -> list[int]:
     """Registers from SUNSPEC_SIM_BASE: SunS, model 1, one meter model (NaN points), end."""
     common = [0] * 66
@@ -119,6 +98,7 @@ class MeterSimulator:
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        energy_wh: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         self.unit = register_map.defaults.unit if unit is None else unit
         self.host = host
@@ -127,7 +107,7 @@ class MeterSimulator:
         self._clock = clock
         self._served, self._image_start, self._image = _layout(register_map, self.unit)
         self._sf = _sf_exponents(self._served)
-        self._energy_wh = [0.0, 0.0]  # import, export; integrated when values() has none
+        self._energy_wh = list(energy_wh)  # import, export; integrated when values() has none
         self._last_t: float | None = None
         self._fault = Fault.NONE
         self._release = asyncio.Event()
@@ -137,6 +117,11 @@ class MeterSimulator:
     def served_map(self) -> RegisterMap:
         """The concrete map served (for SunSpec: the model found by a scan)."""
         return self._served
+
+    @property
+    def energy_wh(self) -> tuple[float, float]:
+        """The energy registers (import, export) [Wh], to keep them across a restart."""
+        return self._energy_wh[0], self._energy_wh[1]
 
     @property
     def fault(self) -> Fault:

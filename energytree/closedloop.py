@@ -1,0 +1,458 @@
+"""Closed loop: the real manager against simulated cars, a household and a grid meter.
+
+Time is a ``ManualClock`` moved in steps of one second, so a simulated day takes seconds of
+computing. Each step the cars draw (late by their lag); the grid meter is read when it is due
+(unless it dropped out); when a tick is due the EVSEs with a meter of their own report it, every
+EVSE reports its state, and the manager ticks. Its limits reach the cars through
+``LimitReceiver`` s, as in ``serve --simulate``. The plan is re-made where the manager's own
+plan loop would: at slot boundaries, and after arrivals, departures, targets, state changes
+and operator commands.
+
+Every tick is recorded with what flows through each node; ``overloads``, ``oscillations`` and
+``missed_targets`` read the record. Usage::
+
+    loop = ClosedLoop(scenario)
+    record = await loop.run()
+    assert not overloads(record)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from energytree.clock import ManualClock
+from energytree.gridops import power_limit
+from energytree.leaf import LimitReceiver
+from energytree.manager import EnergyManager, ManagerOptions
+from energytree.plan import Planner
+from energytree.problem import PlanOptions
+from energytree.simulation import Household, SimulatedCar, SimulatedEvse
+from energytree.site import (
+    EvseConfig,
+    FuseConfig,
+    GridConfig,
+    SiteConfig,
+    evse_configs,
+    site_request,
+)
+from energytree.status import MeterFeed
+from energytree.types import EnforcedLimits, EvseState, OptimizerTarget
+
+__all__ = [
+    "ClosedLoop",
+    "Dimming",
+    "Dropout",
+    "NodeLimit",
+    "Record",
+    "Scenario",
+    "Session",
+    "missed_targets",
+    "node_limits",
+    "oscillations",
+    "overloads",
+]
+
+START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
+OPERATOR = "operator"
+TOLERANCE_A = 0.05  # rounding in the published limits
+REACHABLE_KWH = 0.05  # a plan's shortfall below this calls the target reachable
+
+
+@dataclass(frozen=True)
+class Session:
+    """A car at an EVSE from ``arrive_s`` to ``leave_s`` (seconds after the start)."""
+
+    evse: str
+    arrive_s: float
+    leave_s: float
+    car: SimulatedCar
+    goal_soc: float | None = None  # a target: this state of charge by the leave time [%]
+
+
+@dataclass(frozen=True)
+class Dimming:
+    """The grid operator limits the EVSEs to ``watts`` from ``at_s`` (None lifts it)."""
+
+    at_s: float
+    watts: float | None
+
+
+@dataclass(frozen=True)
+class Dropout:
+    """The grid meter stops answering at ``at_s`` for ``duration_s``."""
+
+    at_s: float
+    duration_s: float
+
+
+@dataclass
+class Scenario:
+    site: SiteConfig
+    hours: float
+    sessions: list[Session] = field(default_factory=list)
+    household: Household = field(default_factory=Household)
+    dimmings: list[Dimming] = field(default_factory=list)
+    dropouts: list[Dropout] = field(default_factory=list)
+    tick_s: int = 1
+    meter_period_s: int = 1  # the grid meter answers every … [s]
+    evse_meters: frozenset[str] = frozenset()  # EVSEs whose own meter reports to the manager
+    safe_current_a: float = 6.0
+    margin_a: float = 1.0
+    start: datetime = START
+
+    @property
+    def max_lag_s(self) -> float:
+        return max((s.car.lag_s for s in self.sessions), default=0.0)
+
+    @property
+    def grace_s(self) -> float:
+        """How long a node may be over its limit after a disturbance: the meter sees it, the
+        next tick reacts, the cars follow (one physics step of rounding on top)."""
+        return self.meter_period_s + self.tick_s + self.max_lag_s + 1.0
+
+
+@dataclass(frozen=True)
+class NodeLimit:
+    """One node's limits and the EVSEs below it; the root's meter sees the household too."""
+
+    uuid: str
+    evses: tuple[int, ...]
+    current_a: float
+    power_w: float
+    household: bool
+
+
+@dataclass
+class Record:
+    """Per tick: time, draw per EVSE and grid phase, household, limits granted, disturbances."""
+
+    scenario: Scenario
+    uuids: list[str]
+    t_s: list[float] = field(default_factory=list)
+    evse_grid_a: list[np.ndarray] = field(default_factory=list)
+    household_a: list[tuple[float, float, float]] = field(default_factory=list)
+    granted_a: list[np.ndarray] = field(default_factory=list)
+    dimming_w: list[float] = field(default_factory=list)
+    disturbed_s: list[float] = field(default_factory=list)  # last household step / command
+    event_s: list[float] = field(default_factory=list)  # last change of any kind
+    verdicts: dict[int, list[tuple[float, float, float]]] = field(default_factory=dict)
+    final_soc: dict[int, float] = field(default_factory=dict)  # by index into the sessions
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(times, EVSE draw [tick, evse, phase], household [tick, phase])."""
+        n = len(self.uuids)
+        draw = np.array(self.evse_grid_a).reshape(len(self.t_s), n, 3)
+        return np.array(self.t_s), draw, np.array(self.household_a).reshape(-1, 3)
+
+    def site_power_w(self) -> np.ndarray:
+        """The EVSEs' measured power per tick [W]."""
+        _t, draw, _h = self.arrays()
+        return draw.sum(axis=(1, 2)) * self.scenario.site.nominal_voltage_V
+
+
+class ClosedLoop:
+    """The manager, simulated EVSEs and a simulated grid meter on one manual clock."""
+
+    def __init__(self, scenario: Scenario, planner: Planner | None = None) -> None:
+        self.scenario = scenario
+        site = scenario.site
+        self.clock = ManualClock(scenario.start)
+        options = ManagerOptions(
+            tick_s=scenario.tick_s,
+            plan=PlanOptions(site.slot_minutes * 60, site.horizon_hours * 3600,
+                             site.nominal_voltage_V),
+            safe_current_a=scenario.safe_current_a, meter_margin_a=scenario.margin_a)
+        kwargs = {} if planner is None else {"planner": planner}
+        self.manager = EnergyManager(lambda now: site_request(site, now), clock=self.clock,
+                                     options=options, has_meter=True, **kwargs)
+        self.configs = evse_configs(site)
+        self.evses = [self._evse(cfg) for cfg in self.configs]
+        self.manager.add_listener(self._deliver)
+        self.record = Record(scenario, [c.evse for c in self.configs])
+        self._t = 0
+        self._replan = True
+        self._states: dict[str, EvseState] = {}
+        self._dimming_w = np.inf
+        self._disturbed_s = self._event_s = -np.inf
+        self._sessions: dict[str, int] = {}  # EVSE → index of the session plugged in
+
+    def _evse(self, cfg: EvseConfig) -> SimulatedEvse:
+        receiver = LimitReceiver(cfg.evse, clock=self.clock)
+        return SimulatedEvse(cfg.evse, receiver, self.scenario.site.nominal_voltage_V,
+                             evse_phases=cfg.phases, phase_rotation=cfg.phase_rotation,
+                             can_switch_phases=cfg.phase_switching)
+
+    def _deliver(self, limits: list[EnforcedLimits]) -> None:
+        by_uuid = {sim.uuid: sim for sim in self.evses}
+        for item in limits:
+            sim = by_uuid.get(item.uuid)
+            if sim is not None:
+                sim.receiver.apply(item)
+
+    async def run(self) -> Record:
+        """Simulate the scenario's hours; returns the record of every tick."""
+        scenario = self.scenario
+        end = int(scenario.hours * 3600)
+        dropped = self._dropout_seconds()
+        await self._tick()
+        while self._t < end:
+            self._apply_events(self._t)
+            for sim in self.evses:
+                sim.step(1.0)
+            self._t += 1
+            self.clock.advance(1.0)
+            if self._t % scenario.meter_period_s == 0 and self._t not in dropped:
+                self._read_meter()
+            if self._t in dropped and self._t - 1 not in dropped:
+                self.manager.report_grid_meter(MeterFeed(None, None, "TIMEOUT"))
+            if self._t % scenario.tick_s == 0:
+                await self._tick()
+        for index in list(self._sessions.values()):
+            self._leave(index, departed=False)
+        return self.record
+
+    # ---- what happens ----------------------------------------------------------------
+
+    def _apply_events(self, t: int) -> None:
+        scenario = self.scenario
+        for index, session in enumerate(scenario.sessions):
+            if session.arrive_s == t:
+                self._arrive(index)
+            elif session.leave_s == t and self._sessions.get(session.evse) == index:
+                self._leave(index)
+        for dimming in scenario.dimmings:
+            if dimming.at_s == t:
+                self._dim(dimming.watts)
+        now = scenario.start + timedelta(seconds=t)
+        if scenario.household.steps_between(now - timedelta(seconds=1), now):
+            self._disturbed_s = self._event_s = t
+        for dropout in scenario.dropouts:
+            if t in (dropout.at_s, dropout.at_s + dropout.duration_s):
+                self._disturbed_s = self._event_s = t
+
+    def _arrive(self, index: int) -> None:
+        session = self.scenario.sessions[index]
+        sim = self.evses[self.record.uuids.index(session.evse)]
+        if session.evse in self._sessions:
+            return  # the EVSE is taken: this car drives on
+        sim.plug(replace(session.car))
+        self._sessions[session.evse] = index
+        self._update_target(index)
+        self._event_s = self._t
+
+    def _leave(self, index: int, departed: bool = True) -> None:
+        """The car drives off (or the run ends, which judges no target)."""
+        session = self.scenario.sessions[index]
+        sim = self.evses[self.record.uuids.index(session.evse)]
+        assert sim.car is not None
+        if departed:
+            self.record.final_soc[index] = sim.car.soc_percent
+        sim.plug(None)
+        del self._sessions[session.evse]
+        if session.goal_soc is not None:
+            self.manager.set_target(session.evse, None)
+        self._event_s = self._t
+        self._replan = True
+
+    def _dim(self, watts: float | None) -> None:
+        if watts is None:
+            self.manager.clear_external_limits(OPERATOR)
+            self._dimming_w = np.inf
+        else:
+            self.manager.set_external_limits(OPERATOR, self.scenario.site.grid.uuid,
+                                             power_limit(self.clock.now(), watts))
+            self._dimming_w = watts
+        self._disturbed_s = self._event_s = self._t
+        self._replan = True
+
+    def _update_target(self, index: int) -> None:
+        """The EVSE tells the manager the car's goal and state of charge (as EVerest does)."""
+        session = self.scenario.sessions[index]
+        sim = self.evses[self.record.uuids.index(session.evse)]
+        if session.goal_soc is None or sim.car is None:
+            return
+        leave = self.scenario.start + timedelta(seconds=session.leave_s)
+        self.manager.set_target(session.evse, OptimizerTarget(
+            car_battery_soc=sim.car.soc_percent, charge_to_max_percent=session.goal_soc,
+            car_battery_capacity_kWh=sim.car.battery_kwh, leave_time=leave))
+        self._replan = True
+
+    def _read_meter(self) -> None:
+        household = self.scenario.household.current_a(self.clock.now())
+        amps = np.add(household, sum((np.array(s.grid_currents_a()) for s in self.evses),
+                                     np.zeros(3)))
+        volts = self.scenario.site.nominal_voltage_V
+        current = (float(amps[0]), float(amps[1]), float(amps[2]))
+        self.manager.report_grid_meter(MeterFeed(current, float(amps.sum()) * volts, "NORMAL"))
+
+    def _dropout_seconds(self) -> set[int]:
+        seconds: set[int] = set()
+        for dropout in self.scenario.dropouts:
+            seconds.update(range(int(dropout.at_s), int(dropout.at_s + dropout.duration_s)))
+        return seconds
+
+    async def _tick(self) -> None:
+        """EVSE reports, a re-plan where the plan loop would make one, the tick, the record."""
+        manager = self.manager
+        slot_s = int(self.scenario.site.slot_minutes * 60)
+        boundary = self._t % slot_s == 0
+        if boundary:
+            for index in self._sessions.values():
+                self._update_target(index)
+        for sim in self.evses:
+            if sim.uuid in self.scenario.evse_meters:
+                manager.report_measurement(sim.uuid, sim.measurement())
+            if self._states.get(sim.uuid) != sim.state:
+                self._states[sim.uuid] = sim.state
+                manager.set_evse_state(sim.uuid, sim.state)
+                self._replan = True
+        if self._replan or boundary:
+            self._replan = False
+            await manager.replan()
+            self._event_s = self._t
+            self._judge_targets()
+        manager.tick()
+        self._remember()
+
+    def _judge_targets(self) -> None:
+        """After a plan: does it call each car's target reachable? (shortfall, energy needed)"""
+        status = {e.uuid: e for e in self.manager.status().evses}
+        for uuid, index in self._sessions.items():
+            session = self.scenario.sessions[index]
+            evse = status.get(uuid)
+            if session.goal_soc is None or evse is None or evse.target is None:
+                continue
+            sim = self.evses[self.record.uuids.index(uuid)]
+            assert sim.car is not None
+            self.record.verdicts.setdefault(index, []).append(
+                (float(self._t), evse.shortfall_kwh, sim.car.soc_percent))
+
+    def _remember(self) -> None:
+        record = self.record
+        record.t_s.append(float(self._t))
+        record.evse_grid_a.append(np.array([s.grid_currents_a() for s in self.evses]))
+        record.household_a.append(self.scenario.household.current_a(self.clock.now()))
+        granted = {x.uuid: x.limits_root_side for x in self.manager.enforced_limits}
+        record.granted_a.append(np.array([
+            (granted[u].ac_max_current_A or 0.0) if granted.get(u) else 0.0
+            for u in record.uuids]))
+        record.dimming_w.append(float(self._dimming_w))
+        record.disturbed_s.append(float(self._disturbed_s))
+        record.event_s.append(float(self._event_s))
+
+
+# ---- checks --------------------------------------------------------------------------------
+
+
+def node_limits(site: SiteConfig) -> list[NodeLimit]:
+    """Every node with numeric limits (the root, fuses, EVSEs) and the EVSEs below it."""
+    uuids = [e.evse for e in evse_configs(site)]
+    found: list[NodeLimit] = []
+
+    def number(value: object) -> float:
+        return float(value) if isinstance(value, float | int) else np.inf
+
+    def below(node: GridConfig | FuseConfig | EvseConfig) -> tuple[int, ...]:
+        if isinstance(node, EvseConfig):
+            return (uuids.index(node.evse),)
+        return tuple(i for child in node.children for i in below(child))
+
+    def walk(node: GridConfig | FuseConfig | EvseConfig, uuid: str, root: bool) -> None:
+        found.append(NodeLimit(uuid, below(node), number(node.max_current_A),
+                               number(node.max_power_W), root))
+        for child in getattr(node, "children", []):
+            walk(child, child.evse if isinstance(child, EvseConfig) else child.fuse, False)
+
+    walk(site.grid, site.grid.uuid, True)
+    return found
+
+
+def overloads(record: Record) -> list[str]:
+    """Ticks where a node carried more than its limit, outside the grace after a disturbance."""
+    scenario = record.scenario
+    t, draw, household = record.arrays()
+    graced = t - np.array(record.disturbed_s) <= scenario.grace_s
+    volts = scenario.site.nominal_voltage_V
+    found = []
+    for node in node_limits(scenario.site):
+        amps = draw[:, list(node.evses), :].sum(axis=1)
+        watts = amps.sum(axis=1) * volts
+        if node.household:
+            amps = amps + household
+        over = ((amps.max(axis=1) > node.current_a + TOLERANCE_A)
+                | (watts > node.power_w + TOLERANCE_A * volts)) & ~graced
+        found += [f"t={t[i]:.0f} s: {node.uuid} carries {np.round(amps[i], 2).tolist()} A, "
+                  f"{watts[i]:.0f} W (limit {node.current_a:g} A, {node.power_w:g} W)"
+                  for i in np.nonzero(over)[0][:5]]
+    ev_w = draw.sum(axis=(1, 2)) * volts
+    over = (ev_w > np.array(record.dimming_w) + TOLERANCE_A * volts) & ~graced
+    found += [f"t={t[i]:.0f} s: the EVSEs draw {ev_w[i]:.0f} W under an operator limit of "
+              f"{record.dimming_w[i]:.0f} W" for i in np.nonzero(over)[0][:5]]
+    return found
+
+
+def oscillations(record: Record, window_s: float = 60.0, min_step_a: float = 1.0,
+                 max_reversals: int = 2) -> list[str]:
+    """EVSEs whose limit swings up and down while nothing changes around them.
+
+    A quiet stretch starts ``grace_s`` after the last event of any kind (an arrival, a plan, a
+    household step, a command); within ``window_s`` of it an EVSE's granted current may turn
+    direction (by at least ``min_step_a``) at most ``max_reversals`` times.
+    """
+    t = np.array(record.t_s)
+    granted = np.array(record.granted_a).reshape(len(t), -1)
+    quiet = t - np.array(record.event_s) > record.scenario.grace_s
+    found = []
+    for start, stop in _stretches(quiet):
+        times = t[start:stop]
+        for e, uuid in enumerate(record.uuids):
+            turns = _reversal_times(times, granted[start:stop, e], min_step_a)
+            for i in range(len(turns) - max_reversals):
+                if turns[i + max_reversals] - turns[i] <= window_s:
+                    found.append(f"{uuid}: limit turned {max_reversals + 1} times between "
+                                 f"t={turns[i]:.0f} s and t={turns[i + max_reversals]:.0f} s")
+                    break
+    return found
+
+
+def _stretches(mask: np.ndarray) -> Iterator[tuple[int, int]]:
+    """(start, stop) of each run of True."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    yield from zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0], strict=True)
+
+
+def _reversal_times(times: np.ndarray, values: np.ndarray, min_step: float) -> list[float]:
+    """When a series turns direction, counting only steps of at least ``min_step``."""
+    steps = np.diff(values)
+    big = np.abs(steps) >= min_step
+    signs, at = np.sign(steps[big]), times[1:][big]
+    return [float(at[i]) for i in range(1, len(signs)) if signs[i] != signs[i - 1]]
+
+
+def missed_targets(record: Record, promise_s: float = 900.0, slack_kwh: float = 0.3,
+                   slack_share: float = 0.03) -> list[str]:
+    """Targets a plan called reachable (at least ``promise_s`` before the leave time) and missed.
+
+    The last such plan's promise is judged: the car must have taken the energy it still
+    needed then, less a small slack for rounding to whole slots and amperes.
+    """
+    found = []
+    for index, verdicts in record.verdicts.items():
+        session = record.scenario.sessions[index]
+        made = [v for v in verdicts if v[0] <= session.leave_s - promise_s]
+        if not made or index not in record.final_soc:
+            continue
+        at, shortfall, soc = made[-1]
+        if shortfall > REACHABLE_KWH or session.goal_soc is None:
+            continue
+        battery = session.car.battery_kwh
+        needed = max(0.0, session.goal_soc - soc) * battery / 100.0
+        got = (record.final_soc[index] - soc) * battery / 100.0
+        if got < needed - slack_kwh - slack_share * needed:
+            found.append(f"{session.evse}: plan at t={at:.0f} s promised {needed:.2f} kWh by "
+                         f"t={session.leave_s:.0f} s; the car took {got:.2f} kWh")
+    return found
