@@ -19,8 +19,7 @@ from zoneinfo import ZoneInfo
 from adapters.grpc import GrpcServer
 from adapters.http import HttpApi
 from adapters.meter.client import GridMeterClient, MeterState
-from adapters.meter.registermap import MeterReading, load_register_map
-from adapters.meter.simulator import MeterSimulator, household_load_profile, meter_values
+from adapters.meter.registermap import MeterReading
 from adapters.ocpp.csms import CsmsServer
 from adapters.ocpp.evseport import SimulatedFeed
 from adapters.ocpp.forward import ChargerCommands
@@ -43,16 +42,16 @@ from energytree.formula import Formula
 from energytree.formulaenv import EvseFacts, LiveFacts, SiteEnvironment, facts_to_names
 from energytree.gridops import external_from_periods, pmin_14a_w, power_limit
 from energytree.inputs import load_prices
-from energytree.leaf import LimitReceiver
 from energytree.manager import EnergyManager, ManagerOptions, MeterFeed
 from energytree.plan import Plan
 from energytree.problem import ExternalSource, PlanOptions, Problem
-from energytree.service import ServiceConfig, default_cars
+from energytree.service import ServiceConfig
+from energytree.simservice import SiteSimulation
 from energytree.simulation import SimulatedEvse
 from energytree.site import FuseConfig, GridConfig, evse_configs, site_request
 from energytree.statusview import render_status
 from energytree.tasks import cancel_and_wait
-from energytree.types import EnforcedLimits, ExternalLimits, LimitsReq, ScheduleReqEntry
+from energytree.types import ExternalLimits, LimitsReq, ScheduleReqEntry
 from energytree.variables import VariableStore
 from optimizer import optimise
 
@@ -103,6 +102,7 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self._stoppers: list = []
         self.simulated: dict[str, SimulatedEvse] = {}
+        self._simulation: SiteSimulation | None = None
         self._state_dir = state_dir
         self.sessions: SessionTracker | Gateway | None = None
         self._csms: CsmsServer | None = None
@@ -200,7 +200,7 @@ class Service:
         for evse in evse_configs(self.config):
             s = status_evses.get(evse.evse)
             sim = self.simulated.get(evse.evse)
-            current = (sim.current_a,) * 3 if sim else (0.0, 0.0, 0.0)
+            current = _evse_phase_currents(sim) if sim else (0.0, 0.0, 0.0)
             evses.append(EvseFacts(
                 state=s.state if s else None, current_a=current,
                 power_w=s.power_w if s else 0.0, offered_a=s.current_a if s else 0.0,
@@ -412,36 +412,28 @@ class Service:
                               f"composite schedule changed ({state})")
 
     async def _start_simulation(self) -> None:
-        receivers: dict[str, LimitReceiver] = {}
-        for uuid, car in default_cars(self.config).items():
-            receivers[uuid] = LimitReceiver(uuid)
-            self.simulated[uuid] = SimulatedEvse(uuid, receivers[uuid],
-                                                 self.config.nominal_voltage_V, car)
-        self.manager.add_listener(lambda limits: _deliver(limits, receivers))
-        if self.config.meter:
-            rmap = load_register_map(self.config.meter.register_map)
-            simulator = MeterSimulator(rmap, self._simulated_meter_values)
-            port = await simulator.start()
-            self._stoppers.append(simulator.stop)
+        sim = self._simulation = SiteSimulation(self.config, self.manager,
+                                                self._state_dir / "simulation.json", self.zone)
+        self.simulated = sim.evses
+        self._stoppers.append(sim.stop)
+        self.manager.add_listener(sim.deliver)
+        meter = self.config.meter
+        if meter and self.config.simulation.grid_meter == "external":
+            log.info("--simulate: simulated cars, the real grid meter at %s", meter.host)
+            await self._start_meter(meter.host, meter.port)
+        elif meter:
+            port = await sim.start_meter(meter.register_map)
+            log.warning("--simulate replaces the grid meter at %s with a simulated one on "
+                        "127.0.0.1:%d (simulation.grid_meter: external keeps the real one)",
+                        meter.host, port)
             await self._start_meter("127.0.0.1", port)
         self._tasks.append(asyncio.create_task(self._simulation_loop(), name="energytree-sim"))
 
-    def _simulated_meter_values(self) -> dict[str, float]:
-        house = household_load_profile(self.manager_now().astimezone(self.zone))
-        ev = [0.0, 0.0, 0.0]
-        for sim in self.simulated.values():
-            for k in range(sim.phases_used):
-                ev[k] += sim.current_a
-        return meter_values(tuple(h + e for h, e in zip(house, ev, strict=True)))
-
     async def _simulation_loop(self) -> None:
-        dt = self.config.tick_s
+        dt, simulation = self.config.tick_s, self._simulation
+        assert simulation is not None
         while True:
-            for uuid, sim in self.simulated.items():
-                sim.step(dt)
-                with contextlib.suppress(EnergyTreeError):
-                    self.manager.report_measurement(uuid, sim.measurement())
-                    self.manager.set_evse_state(uuid, sim.state)
+            simulation.step(dt)
             if self.sessions is not None:
                 self._feed.poll(self.simulated.values(), self.manager_now())
             await asyncio.sleep(dt)
@@ -462,11 +454,11 @@ def _closer(db: Database) -> Callable[[], Awaitable[None]]:
     return close
 
 
-def _deliver(limits: list[EnforcedLimits], receivers: dict[str, LimitReceiver]) -> None:
-    for item in limits:
-        receiver = receivers.get(item.uuid)
-        if receiver is not None:
-            receiver.apply(item)
+def _evse_phase_currents(sim: SimulatedEvse) -> tuple[float, float, float]:
+    """A simulated EVSE's current on each of its own phases [A] (0 where it draws nothing)."""
+    amps = sim.measurement().current_A
+    assert amps is not None
+    return amps.L1 or 0.0, amps.L2 or 0.0, amps.L3 or 0.0
 
 
 def _plan(problem: Problem, budget: float, rotation: int) -> Plan:

@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,7 +77,10 @@ class CarSection(_Section):
     battery_kWh: float = Field(60.0, gt=0)
     soc_percent: float = Field(30.0, ge=0, le=100)
     max_current_A: float = Field(16.0, gt=0)
-    phases: int = Field(3, ge=1, le=3)
+    min_current_A: float = Field(6.0, ge=0, description="below this the car pauses")
+    phases: int = Field(3, ge=1, le=3, description="the car's own charger; 1 on any EVSE")
+    taper_soc: float = Field(80.0, ge=0, le=100, description="tapers to its minimum above")
+    lag_s: float = Field(1.0, ge=0, le=10, description="how late it follows a new limit")
 
 
 class SimulationSection(_Section):
@@ -85,6 +88,10 @@ class SimulationSection(_Section):
 
     cars: dict[str, CarSection] = Field(default_factory=dict)
     meter_register_map: str = "socomec-countis-e27"
+    grid_meter: Literal["simulated", "external"] = Field(
+        "simulated", description="simulated: replaces the meter section's meter with one on "
+        "127.0.0.1; external: simulated cars, the real meter")
+    household_scale: float = Field(1.0, ge=0, le=20, description="of the household profile")
 
 
 class ServiceConfig(SiteConfig):
@@ -125,8 +132,9 @@ def default_cars(config: ServiceConfig) -> dict[str, SimulatedCar]:
             max_current_A=evse.max_current_A if isinstance(evse.max_current_A, float) else 16.0,
             phases=evse.phases,
         )
-        cars[evse.evse] = SimulatedCar(spec.battery_kWh, spec.soc_percent, spec.max_current_A,
-                                       spec.phases)
+        cars[evse.evse] = SimulatedCar(
+            spec.battery_kWh, spec.soc_percent, spec.max_current_A, spec.phases,
+            taper_soc=spec.taper_soc, min_current_a=spec.min_current_A, lag_s=spec.lag_s)
     return cars
 
 
