@@ -229,12 +229,15 @@ def allocate_slot(
     live_caps: Sequence[LiveCap] = (),
     phases: np.ndarray | None = None,
     fixed: SlotAllocation | None = None,
+    hold_phases: bool = False,
 ) -> SlotAllocation:
     """Allocate slot ``slot`` of ``problem``.
 
     ``evse_cap_a`` adds a per-EVSE cap (e.g. the planned value), ``live_caps`` extra node caps,
-    ``phases`` a phase count per EVSE chosen by the caller (e.g. with hysteresis). EVSEs with a
-    non-NaN current in ``fixed`` keep that allocation; the rest share what it leaves.
+    ``phases`` a phase count per EVSE chosen by the caller (e.g. with hysteresis); with
+    ``hold_phases`` a switchable EVSE is not moved to one phase when its count does not fit
+    (it waits instead). EVSEs with a non-NaN current in ``fixed`` keep that allocation; the
+    rest share what it leaves.
     """
     n = problem.evse_count
     volts = problem.voltage_v
@@ -267,7 +270,7 @@ def allocate_slot(
         if fixed is not None:
             cap_a, cap_w = _minus_fixed(problem, fixed, export, cap_a, cap_w)
         fill, one_phase, extra = _direction_fill(problem, slot, export, chosen, cap_a, cap_w,
-                                                 evse_cap_a)
+                                                 evse_cap_a, hold_phases)
         candidates = _candidates(problem, slot, export, fill)
         if fixed is not None:
             candidates &= np.isnan(fixed.current_a)
@@ -333,7 +336,7 @@ def _minus_fixed(problem: Problem, fixed: SlotAllocation, export: bool, cap_a: n
 
 def _direction_fill(problem: Problem, slot: int, export: bool, phases: np.ndarray,
                     cap_a: np.ndarray, cap_w: np.ndarray, extra_cap: np.ndarray | None,
-                    ) -> tuple[_Fill, _Fill | None, np.ndarray]:
+                    hold_phases: bool = False) -> tuple[_Fill, _Fill | None, np.ndarray]:
     d = int(export)
     volts = problem.voltage_v
     own_a = problem.evse_cap_a[d][:, slot]
@@ -350,7 +353,7 @@ def _direction_fill(problem: Problem, slot: int, export: bool, phases: np.ndarra
     capped_by_extra = extra < np.minimum(own_a, own_w / (volts * phases)) - EPS
     one_phase = None
     can_drop = problem.switchable & (problem.min_phases[:, slot] <= 1) & (phases > 1)
-    if can_drop.any():
+    if can_drop.any() and not hold_phases:
         one_phase = variant(np.ones_like(phases))
         one_phase.upper[~can_drop] = -np.inf
     return fill, one_phase, capped_by_extra

@@ -1,8 +1,8 @@
 """Live caps: what external sources and the grid meter allow right now, as node caps.
 
-The manager's tick adds these to the plan's values. The grid meter gives the EVSEs
-``installation max − (measured − what our EVSEs draw) − margin`` per phase, or the configured
-safe current while it is silent (Alfen's active load balancing).
+The manager's tick adds these to the plan's values. The grid meter gives the EVSEs what the
+meter loop (``meterloop``) leaves them per phase, or the configured safe current while it is
+silent (Alfen's active load balancing).
 """
 
 from __future__ import annotations
@@ -13,24 +13,28 @@ from datetime import datetime
 import numpy as np
 
 from energytree.allocator import LiveCap, SlotAllocation
+from energytree.drawn import Drawn
 from energytree.plan import Plan
-from energytree.problem import ExternalSource, Problem
+from energytree.problem import ExternalSource, Problem, phase_usage
 from energytree.schedule import resample_limits
 from energytree.slots import SlotGrid
 from energytree.status import MeterFeed
-from energytree.types import ExternalLimits, Powermeter
+from energytree.types import ExternalLimits
 
-__all__ = ["METER", "caps_on_phases", "live_caps", "reserved_allocation"]
+__all__ = ["METER", "caps_on_phases", "connection_a", "granted_per_phase", "live_caps",
+           "our_draw", "reserved_allocation"]
 
 METER = "grid meter"
 
 
 def live_caps(problem: Problem, now: datetime, sources: Sequence[ExternalSource],
-              meter: MeterFeed | None, safe_current_a: float, installation_max_a: float | None,
-              margin_a: float, measurements: Mapping[str, Powermeter],
-              last: SlotAllocation | None) -> list[LiveCap]:
-    """Every source's limit at ``now`` on its node, and the grid meter's cap on the root."""
-    grid = SlotGrid(np.array([now.timestamp()]), np.array([now.timestamp() + 1.0]))
+              meter: MeterFeed | None, safe_current_a: float, budget_a: np.ndarray | None
+              ) -> list[LiveCap]:
+    """Every source's limit at ``now`` on its node, and the grid meter's cap on the root.
+
+    ``budget_a`` is what the meter loop leaves the EVSEs per grid phase (None: no reading).
+    """
+    grid = _instant(now)
     caps = []
     for source in sources:
         entries = source.limits.schedule_import
@@ -41,25 +45,20 @@ def live_caps(problem: Problem, now: datetime, sources: Sequence[ExternalSource]
         lim = resample_limits(entries, grid, label)
         caps.append(LiveCap(node.index, lim.current_a[0], float(lim.power_w[0]), label))
     if meter is not None:
-        caps.append(meter_cap(problem, grid, meter, safe_current_a, installation_max_a,
-                              margin_a, our_draw(problem, measurements, last)))
+        root = problem.tree.root.index
+        if meter.current_a is None or budget_a is None:
+            safe = np.full(3, safe_current_a)
+            caps.append(LiveCap(root, safe, np.inf, f"{METER} ({meter.state}): safe current"))
+        else:
+            caps.append(LiveCap(root, np.asarray(budget_a, dtype=float), np.inf, METER))
     return caps
 
 
-def meter_cap(problem: Problem, grid: SlotGrid, meter: MeterFeed, safe_current_a: float,
-              installation_max_a: float | None, margin_a: float, ours: np.ndarray) -> LiveCap:
-    """The EVSEs' budget per phase from the grid meter, or the safe current without one."""
-    root = problem.tree.root.index
-    if meter.current_a is None:
-        safe = np.full(3, safe_current_a)
-        return LiveCap(root, safe, np.inf, f"{METER} ({meter.state}): safe current")
-    limit = connection_a(problem, grid) if installation_max_a is None else installation_max_a
-    household = np.maximum(np.asarray(meter.current_a) - ours, 0.0)
-    budget = np.maximum(limit - household - margin_a, 0.0)
-    return LiveCap(root, budget, np.inf, METER)
+def _instant(now: datetime) -> SlotGrid:
+    return SlotGrid(np.array([now.timestamp()]), np.array([now.timestamp() + 1.0]))
 
 
-def connection_a(problem: Problem, grid: SlotGrid) -> np.ndarray:
+def connection_a(problem: Problem, now: datetime) -> np.ndarray:
     """The root's own current limit per phase now [A]: the grid connection.
 
     External limits on the root (operator, OCPP, API) cap our EVSEs only; the household must
@@ -67,30 +66,33 @@ def connection_a(problem: Problem, grid: SlotGrid) -> np.ndarray:
     limit of its own, its limit with every source is the best we know.
     """
     root = problem.tree.root
-    own = resample_limits(root.request.schedule_import, grid, root.uuid).current_a[0]
+    own = resample_limits(root.request.schedule_import, _instant(now), root.uuid).current_a[0]
     if problem.inner and problem.inner[0].index == root.index:
-        own = np.where(np.isfinite(own), own, problem.node_cap_a[0][0, 0])
+        slot = problem.grid.index_at(now)
+        own = np.where(np.isfinite(own), own, problem.node_cap_a[0][0, slot])
     return own
 
 
-def our_draw(problem: Problem, measurements: Mapping[str, Powermeter],
-             last: SlotAllocation | None) -> np.ndarray:
-    """Current per grid phase our EVSEs draw: measured where reported, else what was allowed.
+def our_draw(problem: Problem, drawn: Mapping[str, Drawn], fresh_since_s: float
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """What our EVSEs' own meters say they draw per grid phase [A], and who said it [N].
 
-    Without a measurement a car is assumed to draw its allowance; a car drawing less makes
-    the household look smaller until its meter reports.
+    A measurement counts when it arrived after ``fresh_since_s`` (monotonic).
     """
-    draw = np.zeros(3)
+    measured = np.zeros(3)
+    fresh = np.zeros(problem.evse_count, dtype=bool)
     for e, node in enumerate(problem.tree.evses):
-        meter = measurements.get(node.uuid)
-        phases = problem.phase_map[e]
-        if meter is not None and meter.current_A is not None:
-            measured = [meter.current_A.L1, meter.current_A.L2, meter.current_A.L3]
-            for k, value in enumerate(measured):
-                draw[phases[k]] += abs(value or 0.0)
-        elif last is not None and e < len(last.current_a) and last.current_a[e] > 0:
-            draw[phases[: int(last.phases[e])]] += last.current_a[e]
-    return draw
+        seen = drawn.get(node.uuid)
+        if seen is not None and seen.current_a is not None and seen.at_s >= fresh_since_s:
+            np.add.at(measured, problem.wired_map[e], seen.current_a)
+            fresh[e] = True
+    return measured, fresh
+
+
+def granted_per_phase(problem: Problem, alloc: SlotAllocation) -> np.ndarray:
+    """[N, 3] the current each EVSE was granted on each grid phase [A] (import only)."""
+    amps = np.clip(alloc.current_a, 0.0, None)
+    return amps[:, None] * phase_usage(problem.phase_map, np.maximum(alloc.phases, 1))
 
 
 def caps_on_phases(plan: Plan, slot: int, caps: np.ndarray | None, phases: np.ndarray
@@ -121,7 +123,7 @@ def reserved_allocation(problem: Problem, slot: int, now: datetime,
     amps = np.full(n, np.nan)
     phases = problem.max_phases[:, slot].astype(np.int64)
     reasons = [""] * n
-    grid = SlotGrid(np.array([now.timestamp()]), np.array([now.timestamp() + 1.0]))
+    grid = _instant(now)
     for e, uuid in enumerate(problem.evse_uuids):
         limits = reservations.get(uuid)
         if limits is None or not limits.schedule_import:

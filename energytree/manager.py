@@ -30,12 +30,27 @@ import numpy as np
 
 from energytree.allocator import LiveCap, SlotAllocation, allocate_slot
 from energytree.clock import Clock, SystemClock
+from energytree.drawn import Drawn, PhaseLearner, drawn_from
 from energytree.errors import ConfigError, RequestError
 from energytree.leases import LeaseBook
-from energytree.livecaps import caps_on_phases, live_caps, reserved_allocation
-from energytree.phases import PhaseSwitcher, SwitchingOptions
+from energytree.livecaps import (
+    caps_on_phases,
+    connection_a,
+    granted_per_phase,
+    live_caps,
+    our_draw,
+    reserved_allocation,
+)
+from energytree.meterloop import MeterLoop
+from energytree.phases import PhaseSwitcher, SwitchingOptions, held_reason
 from energytree.plan import Plan, Planner, instant_plan
-from energytree.problem import ExternalSource, PlanOptions, Problem, build_problem
+from energytree.problem import (
+    ExternalSource,
+    PlanOptions,
+    Problem,
+    build_problem,
+    with_car_phases,
+)
 from energytree.publisher import Publisher
 from energytree.statefile import load_state, save_state
 from energytree.status import EvseStatus, MeterFeed, SourceStatus, Status
@@ -69,6 +84,8 @@ class ManagerOptions:
     safe_current_a: float = 6.0  # per phase for all EVSEs together while the meter is silent
     installation_max_a: float | None = None  # what the grid meter's phases may carry
     meter_margin_a: float = 1.0
+    response_s: float = 6.0  # cars answer a new limit (and the meter shows it) within this
+    measurement_fresh_s: float = 5.0  # an EVSE measurement this old still tells its draw
     switching: SwitchingOptions = field(default_factory=SwitchingOptions)
     replan_quiet_s: float = 0.25  # a re-plan waits for this long without further changes …
     replan_max_delay_s: float = 2.0  # … but never longer than this
@@ -108,6 +125,13 @@ class EnergyManager:
         self._live = _Live()
         self._meter: MeterFeed | None = MeterFeed(None, None, "INITIALIZING") if has_meter else None
         self._switcher = PhaseSwitcher(self.options.switching)
+        self._drawn: dict[str, Drawn] = {}
+        self._learner = PhaseLearner()
+        self._learned_version = 0
+        self._phased: tuple[tuple[int, int], Problem] | None = None
+        self._offered: dict[int, tuple[int, float]] = {}  # phases offered, and since when
+        self._loop = MeterLoop(self.options.response_s)
+        self._meter_fresh = False
         self._problem: Problem | None = None
         self._plan: Plan | None = None
         self._schedules: list[list[ScheduleResEntry]] = []
@@ -149,11 +173,30 @@ class EnergyManager:
             self._live.states[uuid] = state
             if state in (EvseState.Unplugged, EvseState.Finished):
                 self._switcher.forget(self._evse(uuid))
+                if self._learner.forget(uuid):
+                    self._learned_version += 1
             self._changed(replan=True)
 
     def report_measurement(self, uuid: str, meter: Powermeter) -> None:
-        self._evse(uuid)
+        """What one EVSE's own meter measures now (EVerest's ``powermeter`` type).
+
+        Read are ``current_A.L1/L2/L3`` — amperes on the EVSE's own phases, which its
+        ``phase_rotation`` maps to grid phases —, ``power_W.total`` [W] and
+        ``energy_Wh_import.total`` [Wh]; the other fields and ``timestamp`` are kept as given.
+        While fresh (``measurement_fresh_s``) the currents are the EVSE's share of the grid
+        meter's reading, and the phases its car draws on are learned for the session (until
+        the EVSE reports Unplugged or Finished): a car on one phase is then budgeted and
+        planned on that grid phase alone. Unknown uuid: ``NotFoundError``, nothing changes.
+        """
+        e = self._evse(uuid)
+        now_s = self._clock.monotonic()
+        drawn = drawn_from(meter, now_s)
         self._live.measurements[uuid] = meter
+        self._drawn[uuid] = drawn
+        if drawn.current_a is not None and self._learner.observe(
+                uuid, drawn.current_a, self._offered_phases(e, now_s)):
+            self._learned_version += 1
+            self._changed(replan=True)
 
     def set_target(self, uuid: str, target: OptimizerTarget | None) -> None:
         """Set (or with None clear) the optimizer target of one EVSE."""
@@ -204,6 +247,9 @@ class EnergyManager:
             raise ConfigError("this manager was built without a grid meter")
         was_healthy = self._meter.current_a is not None
         self._meter = feed
+        self._meter_fresh = feed.current_a is not None
+        if not self._meter_fresh:
+            self._loop.reset()
         if was_healthy != (feed.current_a is not None):
             self._changed(replan=False)
 
@@ -251,6 +297,11 @@ class EnergyManager:
         self._evse(uuid)
         return self._live.measurements.get(uuid)
 
+    def car_phases(self, uuid: str) -> tuple[int, ...] | None:
+        """The EVSE phases (0..2) this session's car was measured drawing on, or None."""
+        self._evse(uuid)
+        return self._learner.car_phases.get(uuid)
+
     @property
     def subscribers(self) -> int:
         """How many ``subscribe()`` iterators are open (e.g. gRPC watchers)."""
@@ -288,7 +339,7 @@ class EnergyManager:
         """What-if: plan with these targets without applying them."""
         for uuid in targets:
             self._evse(uuid)
-        problem = self._build_problem(self._clock.now(), targets)
+        problem = self._with_car_phases(self._build_problem(self._clock.now(), targets))
         return self._planner(problem, rotation=self._rotation(self._clock.now()))
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -323,8 +374,9 @@ class EnergyManager:
         budget = self.options.plan_budget_s
         try:
             problem = await asyncio.to_thread(self._build_problem, now, None)
+            phased = self._with_car_phases(problem)
             async with asyncio.timeout(2 * budget + 5):
-                plan, schedules = await asyncio.to_thread(self._make_plan, problem, now)
+                plan, schedules = await asyncio.to_thread(self._make_plan, phased, now)
         except TimeoutError:
             log.error("re-plan did not finish within %.1f s; the instant allocator takes over",
                       2 * budget + 5)
@@ -343,11 +395,12 @@ class EnergyManager:
     def tick(self) -> list[EnforcedLimits]:
         """Compute and publish the limits that apply now (no solver involved)."""
         now = self._clock.now()
-        problem = self._problem
-        if problem is None:
-            problem = self._problem = self._build_problem(now, None)
-        if now >= problem.grid.start_time(0) + timedelta(seconds=problem.grid.durations_s[0]):
+        raw = self._problem
+        if raw is None:
+            raw = self._problem = self._build_problem(now, None)
+        if now >= raw.grid.start_time(0) + timedelta(seconds=raw.grid.durations_s[0]):
             self._dirty.set()  # a slot boundary passed
+        problem = self._with_car_phases(raw)
         slot = problem.grid.index_at(now)
         plan = self._plan
         sources = self._sources(now)
@@ -365,10 +418,12 @@ class EnergyManager:
             caps = None if plan is None else caps_on_phases(plan, slot, caps, phases)
             alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
                                   evse_cap_label="plan", live_caps=live, phases=phases,
-                                  fixed=fixed)
+                                  fixed=fixed, hold_phases=True)
         if plan is not None:
             alloc.reasons[:] = [plan.reasons[e][slot] if r.startswith("plan:") else r
                                 for e, r in enumerate(alloc.reasons)]
+        self._explain_holds(alloc, now)
+        self._record(problem, alloc)
         self._last_alloc, self._alloc_problem = alloc, problem
         self._publisher.publish(now, problem.evse_uuids, alloc, self._schedules, slot,
                                 id(self._plan))
@@ -445,8 +500,57 @@ class EnergyManager:
                    ) -> list[LiveCap]:
         """External limits in force now, and what the grid meter leaves, as node caps."""
         return live_caps(problem, now, sources, self._meter, self.options.safe_current_a,
-                         self.options.installation_max_a, self.options.meter_margin_a,
-                         self._live.measurements, self._last_alloc)
+                         self._meter_budget(problem, now))
+
+    def _meter_budget(self, problem: Problem, now: datetime) -> np.ndarray | None:
+        """The meter loop's budget per grid phase; a fresh reading moves it (``meterloop``)."""
+        meter = self._meter
+        if meter is None or meter.current_a is None:
+            return None
+        if self._meter_fresh:
+            self._meter_fresh = False
+            options = self.options
+            limit = connection_a(problem, now) if options.installation_max_a is None \
+                else np.full(3, options.installation_max_a)
+            now_s = self._clock.monotonic()
+            measured, fresh = our_draw(problem, self._drawn,
+                                       now_s - options.measurement_fresh_s)
+            self._loop.reading(limit - options.meter_margin_a, np.asarray(meter.current_a),
+                               measured, ~fresh, now_s)
+        return self._loop.budget_a
+
+    def _with_car_phases(self, problem: Problem) -> Problem:
+        """``problem`` with every car budgeted on the phases it was measured on (cached)."""
+        key = (id(problem), self._learned_version)
+        if self._phased is None or self._phased[0] != key:
+            learned = self._learner.by_index(
+                {uuid: e for e, uuid in enumerate(problem.evse_uuids)})
+            self._phased = key, with_car_phases(problem, learned)
+        return self._phased[1]
+
+    def _record(self, problem: Problem, alloc: SlotAllocation) -> None:
+        """Remember what was offered: the meter loop's grants, the phases for learning."""
+        now_s = self._clock.monotonic()
+        if self._meter is not None:
+            self._loop.granted(granted_per_phase(problem, alloc), now_s)
+        offered = np.where(alloc.current_a > 0, alloc.phases, 0).tolist()
+        for e, phases in enumerate(offered):
+            if self._offered.get(e, (0, 0.0))[0] != phases:
+                self._offered[e] = (phases, now_s)
+
+    def _offered_phases(self, evse: int, now_s: float) -> int:
+        """The phases offered to an EVSE long enough for its car to follow (0: unsettled)."""
+        phases, since = self._offered.get(evse, (0, now_s))
+        return phases if now_s - since >= self.options.response_s else 0
+
+    def _explain_holds(self, alloc: SlotAllocation, now: datetime) -> None:
+        """Add ``phases: held at 1 until 14:05 UTC`` to an EVSE waiting out the hold."""
+        now_s = self._clock.monotonic()
+        for e in range(len(alloc.reasons)):
+            held = self._switcher.held(e, now_s)
+            if held is not None:
+                until = now + timedelta(seconds=held[1])
+                alloc.reasons[e] = f"{alloc.reasons[e]}; {held_reason(held[0], until)}"
 
     def _switch_phases(self, problem: Problem, slot: int, alloc: SlotAllocation
                        ) -> np.ndarray | None:
@@ -454,19 +558,24 @@ class EnergyManager:
 
         ``alloc`` was made with every EVSE on its most phases where three phases at the
         minimum fit (the allocator drops to one phase otherwise), so its power on three
-        phases is the budget the hysteresis compares against.
+        phases is the budget the hysteresis compares against. Only served EVSEs decide: a
+        rotation pause, a zero budget or the safe current of a silent meter says nothing
+        about three phases. The hints are clipped to the slot's phase range.
         """
         if not problem.switchable.any():
             return None
         default = problem.max_phases[:, slot].astype(int)
         volts = problem.voltage_v
-        for e in np.nonzero(problem.switchable & problem.wants_power)[0]:
-            on_max = alloc.phases[e] == default[e] and alloc.current_a[e] > 0
+        meter_silent = self._meter is not None and self._loop.budget_a is None
+        deciding = problem.switchable & problem.wants_power & (alloc.current_a > 0)
+        for e in np.nonzero(deciding)[0] if not meter_silent else ():
+            on_max = alloc.phases[e] == default[e]
             budget = float(alloc.power_w[e]) if on_max else 0.0
             min_max_w = float(problem.min_current_a[e, slot]) * default[e] * volts
             self._switcher.choose(int(e), budget, min_max_w, int(default[e]),
                                   int(problem.min_phases[e, slot]), self._clock.monotonic())
-        hints = self._switcher.hints(problem.evse_count, default)
+        hints = np.clip(self._switcher.hints(problem.evse_count, default),
+                        problem.min_phases[:, slot], default)
         active = alloc.current_a > 0
         if np.array_equal(hints[active], alloc.phases[active]):
             return None

@@ -3,17 +3,20 @@
 Going down to one phase is immediate when three phases at the minimum current do not fit the
 budget. Going back up waits until three phases would have fitted, with ``power_hysteresis_w``
 to spare, for ``time_hysteresis_s`` without interruption (counted on a monotonic clock, not
-on the wall clock as EVerest does). ``max_switches`` per session bounds the wear on cars that
-dislike switching; a session ends when the EVSE stops wanting power.
+on the wall clock as EVerest does). Whichever way, an EVSE switches at most once per
+``time_hysteresis_s``; while it waits the reason says until when. ``max_switches`` per session
+bounds the wear on cars that dislike switching; a session ends when the EVSE stops wanting
+power.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 
-__all__ = ["PhaseSwitcher", "SwitchingOptions"]
+__all__ = ["PhaseSwitcher", "SwitchingOptions", "held_reason"]
 
 
 @dataclass(frozen=True)
@@ -25,42 +28,63 @@ class SwitchingOptions:
 
 @dataclass
 class PhaseSwitcher:
-    """Remembers each switchable EVSE's phase count and when three phases last fitted."""
+    """Remembers each switchable EVSE's phase count, when three phases last fitted, and when
+    it last switched (at most one switch per ``time_hysteresis_s``)."""
 
     options: SwitchingOptions = field(default_factory=SwitchingOptions)
     phases: dict[int, int] = field(default_factory=dict)
     fits_since: dict[int, float] = field(default_factory=dict)
     switches: dict[int, int] = field(default_factory=dict)
+    switched_at: dict[int, float] = field(default_factory=dict)
+    held_until: dict[int, float] = field(default_factory=dict)
 
     def choose(self, evse: int, budget_w: float, min_three_w: float, max_phases: int,
                min_phases: int, now_s: float) -> int:
-        """Phase count for one EVSE given the power it could get on three phases [W]."""
+        """Phase count for one EVSE given the power it could get on three phases [W].
+
+        Call it only for an EVSE that is served: a pause (rotation, no budget) says nothing
+        about whether three phases would fit.
+        """
         if max_phases <= 1 or min_phases >= max_phases:
             return max_phases
         current = self.phases.get(evse, max_phases)
+        hold = self.options.time_hysteresis_s
+        free_at = self.switched_at.get(evse, -np.inf) + hold
         if budget_w < min_three_w:
             self.fits_since.pop(evse, None)
-            wanted = min_phases
+            wanted, ready_at = min_phases, free_at
         elif budget_w >= min_three_w + self.options.power_hysteresis_w:
             since = self.fits_since.setdefault(evse, now_s)
-            held = now_s - since >= self.options.time_hysteresis_s
-            wanted = max_phases if current == max_phases or held else current
+            wanted, ready_at = max_phases, max(since + hold, free_at)
         else:  # fits, but not with the hysteresis to spare: that interrupts the wait too
             self.fits_since.pop(evse, None)
-            wanted = current
+            wanted, ready_at = current, now_s
+        self.held_until.pop(evse, None)
         if wanted != current:
             count = self.switches.get(evse, 0)
             if self.options.max_switches and count >= self.options.max_switches:
                 return current
-            self.switches[evse] = count + 1
+            if now_s < ready_at:
+                self.held_until[evse] = ready_at
+                wanted = current
+            else:
+                self.switches[evse] = count + 1
+                self.switched_at[evse] = now_s
         self.phases[evse] = wanted
         return wanted
 
+    def held(self, evse: int, now_s: float) -> tuple[int, float] | None:
+        """(phases, seconds left) while the EVSE waits to switch, else None."""
+        until = self.held_until.get(evse)
+        if until is None or until <= now_s or evse not in self.phases:
+            return None
+        return self.phases[evse], until - now_s
+
     def forget(self, evse: int) -> None:
         """A session ended: the next one may start on three phases at once."""
-        self.phases.pop(evse, None)
-        self.fits_since.pop(evse, None)
-        self.switches.pop(evse, None)
+        for known in (self.phases, self.fits_since, self.switches, self.switched_at,
+                      self.held_until):
+            known.pop(evse, None)
 
     def hints(self, count: int, default: np.ndarray) -> np.ndarray:
         """Phase counts for the allocator: remembered ones, else ``default``."""
@@ -69,3 +93,8 @@ class PhaseSwitcher:
             if evse < count:
                 result[evse] = phases
         return result
+
+
+def held_reason(phases: int, until: datetime) -> str:
+    """The reason shown while an EVSE waits out the hold (``until`` in UTC)."""
+    return f"phases: held at {phases} until {until.astimezone(UTC):%H:%M} UTC"

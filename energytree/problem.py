@@ -35,7 +35,15 @@ from energytree.types import (
     format_timestamp,
 )
 
-__all__ = ["ExternalSource", "PlanOptions", "Problem", "Target", "build_problem", "phase_usage"]
+__all__ = [
+    "ExternalSource",
+    "PlanOptions",
+    "Problem",
+    "Target",
+    "build_problem",
+    "phase_usage",
+    "with_car_phases",
+]
 
 NOT_WANTING_POWER = {
     EvseState.Unplugged,
@@ -139,6 +147,12 @@ class Problem:
             for e in range(self.evse_count)
         ]
 
+    @cached_property
+    def wired_map(self) -> np.ndarray:
+        """[N, 3] the grid phase of each EVSE phase as wired (``phase_map`` before any car's
+        measured phases reordered it)."""
+        return np.array([_parse_phase_map(n.request) for n in self.tree.evses], dtype=np.int8)
+
     def limits(self, node: Node, export: bool = False) -> SlotLimits:
         return (self.exp if export else self.imp)[node.index]
 
@@ -150,6 +164,26 @@ def phase_usage(phase_map: np.ndarray, phases: np.ndarray) -> np.ndarray:
         rows = np.nonzero(phases > k)[0]
         usage[rows, phase_map[rows, k]] = 1.0
     return usage
+
+
+def with_car_phases(problem: Problem, car_phases: dict[int, tuple[int, ...]]) -> Problem:
+    """The problem with each listed EVSE budgeted on the EVSE phases its car draws on.
+
+    ``car_phases`` maps an EVSE's position to the EVSE phases (0..2) its car was measured on;
+    those grid phases come first in its phase map and cap its phase count, in every slot.
+    """
+    if not car_phases:
+        return problem
+    phase_map = problem.phase_map.copy()
+    max_phases, min_phases = problem.max_phases.copy(), problem.min_phases.copy()
+    for e, used in car_phases.items():
+        if not used or e >= problem.evse_count:
+            continue
+        row = problem.phase_map[e]
+        phase_map[e] = [row[k] for k in used] + [row[k] for k in range(PHASES) if k not in used]
+        max_phases[e] = np.minimum(max_phases[e], len(used))
+        min_phases[e] = np.minimum(min_phases[e], max_phases[e])
+    return replace(problem, phase_map=phase_map, max_phases=max_phases, min_phases=min_phases)
 
 
 def _parse_phase_map(request: EnergyFlowRequest) -> list[int]:
@@ -164,7 +198,13 @@ def _node_limits(
     sources: Sequence[ExternalSource],
     export: bool,
 ) -> SlotLimits:
-    limits = resample_limits(entries, grid, node.uuid)
+    return _with_sources(node, resample_limits(entries, grid, node.uuid), grid, sources, export)
+
+
+def _with_sources(
+    node: Node, limits: SlotLimits, grid: SlotGrid, sources: Sequence[ExternalSource],
+    export: bool,
+) -> SlotLimits:
     for source in sources:
         extra = source.limits.schedule_export if export else source.limits.schedule_import
         if extra:  # an external source with an empty schedule restricts nothing
@@ -288,14 +328,18 @@ def build_problem(
     except ValueError as exc:  # too many slots or breakpoints: the caller's input
         raise RequestError(str(exc)) from exc
     imp, exp = [], []
+    wired = np.full((len(tree.evses), len(grid)), PHASES, dtype=np.int8)
     for node in tree:
         sources = by_node.get(node.uuid, [])
-        node_imp = _node_limits(node, node.request.schedule_import, grid, sources, False)
+        own_imp = resample_limits(node.request.schedule_import, grid, node.uuid)
+        if node.is_evse:
+            wired[node.evse_lo] = own_imp.max_phases
+        node_imp = _with_sources(node, own_imp, grid, sources, False)
         node_exp = _node_limits(node, node.request.schedule_export, grid, sources, True)
         node_imp, node_exp = _apply_setpoints(node, grid, node_imp, node_exp)
         imp.append(node_imp)
         exp.append(node_exp)
-    problem = _assemble(tree, grid, options, now, imp, exp)
+    problem = _assemble(tree, grid, options, now, imp, exp, wired)
     _check_bounded(problem)
     if prices:
         series = [TimedValue(timestamp=p.timestamp, value=p.value) for p in prices]
@@ -310,7 +354,9 @@ def _assemble(
     now: datetime,
     imp: list[SlotLimits],
     exp: list[SlotLimits],
+    wired: np.ndarray,
 ) -> Problem:
+    """``wired`` is each EVSE's own phase count per slot (its request, without any source)."""
     n, t = len(tree.evses), len(grid)
     min_current = np.zeros((n, t))
     max_phases = np.full((n, t), PHASES, dtype=np.int8)
@@ -321,8 +367,13 @@ def _assemble(
         min_current[sl] = np.maximum(min_current[sl], lim.min_current_a)
         max_phases[sl] = np.minimum(max_phases[sl], lim.max_phases)
         min_phases[sl] = np.maximum(min_phases[sl], lim.min_phases)
-    min_phases = np.minimum(min_phases, max_phases)
     evse_requests = [e.request for e in tree.evses]
+    switchable = np.array([_switchable(r) for r in evse_requests], dtype=bool)
+    # an EVSE that cannot switch draws on every phase it is wired for, whatever a limit's
+    # phase count says: it is budgeted on all of them (a 1-phase W limit then divides by 3)
+    max_phases[~switchable] = wired[~switchable]
+    min_phases[~switchable] = wired[~switchable]
+    min_phases = np.minimum(min_phases, max_phases)
     efficiency = np.ones((n, t))
     for e, req in enumerate(evse_requests):
         if req.schedule_import:
@@ -340,7 +391,7 @@ def _assemble(
         imp=imp,
         exp=exp,
         phase_map=np.array([_parse_phase_map(r) for r in evse_requests], dtype=np.int8),
-        switchable=np.array([_switchable(r) for r in evse_requests], dtype=bool),
+        switchable=switchable,
         wants_power=np.array([r.evse_state not in NOT_WANTING_POWER for r in evse_requests]),
         efficiency=efficiency,
         min_current_a=min_current,

@@ -632,7 +632,11 @@ async def test_phase_switching_with_hysteresis(clock) -> None:
     manager.tick()
     assert phases_and_amps() == (3, 7.24)  # 5000 W / 690 V
     assert await limit(4_200) == (3, 6.08)  # in the band: stays on three
-    assert await limit(3_000) == (1, 13.04)
+    assert await limit(3_000) == (3, 0.0)  # one switch per 60 s: it waits, paused
+    assert manager.status().evses[0].reason.endswith("phases: held at 3 until 12:02 UTC")
+    clock.advance(60)
+    manager.tick()
+    assert phases_and_amps() == (1, 13.04)
     manager.set_evse_state("a", EvseState.Unplugged)
     await settled(manager)
     manager.set_evse_state("a", EvseState.Charging)  # a new session starts on three phases

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from energytree.errors import NotFoundError, RequestError
-from energytree.problem import ExternalSource
+from energytree.problem import ExternalSource, with_car_phases
 from energytree.types import (
     ExternalLimits,
     FrequencyWattPoint,
@@ -42,12 +42,31 @@ def test_caps_are_stacked_per_node_and_per_evse() -> None:
 
 
 def test_minimum_current_and_phase_counts_follow_the_path() -> None:
-    sub = node("sub", evse("a", 16, min_a=6),
+    sub = node("sub", evse("a", 16, min_a=6, switchable=True),
                schedule=[entry(max_a=32, min_a=8, ac_max_phase_count=1)])
     prob = problem(node("grid", sub, evse("b", min_a=6), max_a=63))
     assert prob.min_current_a[:, 0].tolist() == [8, 6]
     assert prob.max_phases[:, 0].tolist() == [1, 3]
     assert prob.min_phases[:, 0].tolist() == [1, 3], "min phases never exceed max phases"
+
+
+def test_an_evse_that_cannot_switch_keeps_the_phases_it_is_wired_for() -> None:
+    """A 1-phase limit above a 3-phase EVSE that cannot switch does not make it draw on one."""
+    sub = node("sub", evse("a", 16), evse("b", 16, phases=1),
+               schedule=[entry(max_a=32, ac_max_phase_count=1)])
+    prob = problem(node("grid", sub, max_a=63))
+    assert prob.max_phases[:, 0].tolist() == [3, 1]
+    assert prob.min_phases[:, 0].tolist() == [3, 1]
+
+
+def test_a_car_on_fewer_phases_is_budgeted_on_its_grid_phases() -> None:
+    prob = problem(node("grid", evse("a", rotation="L2L3L1", switchable=True), evse("b"),
+                        max_a=63))
+    seen = with_car_phases(prob, {0: (1,), 1: (0, 2)})
+    assert seen.phase_map[:, :2].tolist() == [[2, 1], [0, 2]]
+    assert seen.max_phases[:, 0].tolist() == [1, 2]
+    assert seen.min_phases[:, 0].tolist() == [1, 2]
+    assert prob.max_phases[:, 0].tolist() == [3, 3], "the original is unchanged"
 
 
 @pytest.mark.parametrize(

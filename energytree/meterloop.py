@@ -1,0 +1,97 @@
+"""The grid meter's budget for the EVSEs per phase, as a loop that settles without overshoot.
+
+Every fresh meter reading gives an estimate of what the EVSEs may draw per grid phase::
+
+    budget = limit − margin − (measured − our draw)
+
+where *our draw* is what the EVSEs' own meters report and, for the EVSEs without a fresh
+measurement, the least they were granted together during the last ``settle_s`` (a car that
+follows its limit within that time draws at least that, unless it draws less of its own
+accord; assuming less only errs towards the safe side). Taking the estimate at every
+reading with *what was granted last* as the cars' draw is what oscillates: a car follows
+its limit seconds late, so right after a change the meter still shows the old draw while
+the estimate assumes the new one (A[t+1] = L − H + A[t] − A[t−d]).
+
+So the loop acts on each phase, then waits for the cars to answer before trusting the meter
+again (``settle_s``, the cars' response time plus a meter period):
+
+* settled: the budget becomes the estimate (down at once, up in one step);
+* while waiting: the budget only goes down: to the estimate made with the *most* each EVSE
+  was granted meanwhile (a car still drawing its old limit is then no reason to cut twice),
+  and by what the meter shows *beyond* what was expected when it last acted (the reading
+  then, or the limit after raising). A household step is news, and is cut at once.
+
+With every EVSE measured the estimate does not depend on what was granted, so there is no loop
+through the cars at all; the wait then only spaces the raises. See docs/semantics.md.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["MeterLoop"]
+
+NEWS_A = 0.5  # [A] a reading must exceed the expected value by this much to count as news
+
+
+@dataclass
+class MeterLoop:
+    """The EVSEs' budget per grid phase [A]; ``reset`` when the meter goes silent."""
+
+    settle_s: float = 6.0
+    budget_a: np.ndarray | None = None
+    acted_at_s: np.ndarray = field(default_factory=lambda: np.full(3, -np.inf))
+    expected_a: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    _grants: deque[tuple[float, np.ndarray]] = field(default_factory=deque)
+
+    def reset(self) -> None:
+        self.budget_a = None
+        self.acted_at_s = np.full(3, -np.inf)
+
+    def granted(self, grant_a: np.ndarray, now_s: float) -> None:
+        """What each EVSE was granted this tick per grid phase, [N, 3] [A]."""
+        if self._grants and self._grants[-1][1].shape != grant_a.shape:
+            self._grants.clear()  # another tree
+        self._grants.append((now_s, grant_a))
+        while self._grants and self._grants[0][0] < now_s - self.settle_s:
+            self._grants.popleft()
+
+    def _granted_range(self, unmeasured: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The least and the most granted per phase to the ``unmeasured`` EVSEs together
+        during the last ``settle_s`` [A]."""
+        sums = [g[unmeasured].sum(axis=0) for _, g in self._grants
+                if len(g) == len(unmeasured)]
+        if not sums:
+            return np.zeros(3), np.zeros(3)
+        return np.min(sums, axis=0), np.max(sums, axis=0)
+
+    def reading(self, limit_a: np.ndarray, measured_a: np.ndarray, measured_ours_a: np.ndarray,
+                unmeasured: np.ndarray, now_s: float) -> np.ndarray:
+        """Take one fresh reading [A per phase]: the limit less the margin, the meter, what the
+        EVSEs with a fresh measurement draw, and which EVSEs have none [N bool]."""
+        least, most = self._granted_range(unmeasured)
+        household = measured_a - measured_ours_a
+        estimate = np.maximum(limit_a - household + least, 0.0)
+        if self.budget_a is None:
+            self.budget_a = estimate
+            self.acted_at_s = np.full(3, now_s)
+            self.expected_a = np.maximum(measured_a, limit_a)
+            return self.budget_a.copy()
+        budget = self.budget_a.copy()
+        settled = now_s - self.acted_at_s >= self.settle_s
+        news = ~settled & (measured_a > self.expected_a + NEWS_A)
+        cut = np.where(news, budget - (measured_a - self.expected_a), budget)
+        cut = np.maximum(np.minimum(cut, limit_a - household + most), 0.0)
+        new = np.where(settled, estimate, np.minimum(budget, cut))
+        news |= ~settled & (new < budget - NEWS_A)
+        acted = (settled & (np.abs(new - budget) > NEWS_A)) | news
+        # after acting, what the meter should show once the cars answered: the limit when
+        # raising or cutting to the estimate, the reading itself while the cars still answer
+        self.expected_a = np.where(acted, np.maximum(measured_a, limit_a), self.expected_a)
+        self.expected_a = np.where(news, measured_a, self.expected_a)
+        self.acted_at_s = np.where(acted, now_s, self.acted_at_s)
+        self.budget_a = new
+        return new.copy()
