@@ -84,7 +84,8 @@ class ManagerOptions:
     safe_current_a: float = 6.0  # per phase for all EVSEs together while the meter is silent
     installation_max_a: float | None = None  # what the grid meter's phases may carry
     meter_margin_a: float = 1.0
-    response_s: float = 6.0  # cars answer a new limit (and the meter shows it) within this
+    response_s: float = 6.0  # cars draw what they were granted at most this long ago
+    meter_period_s: float = 3.0  # the grid meter answers at least this often
     measurement_fresh_s: float = 5.0  # an EVSE measurement this old still tells its draw
     switching: SwitchingOptions = field(default_factory=SwitchingOptions)
     replan_quiet_s: float = 0.25  # a re-plan waits for this long without further changes …
@@ -130,7 +131,7 @@ class EnergyManager:
         self._learned_version = 0
         self._phased: tuple[tuple[int, int], Problem] | None = None
         self._offered: dict[int, tuple[int, float]] = {}  # phases offered, and since when
-        self._loop = MeterLoop(self.options.response_s)
+        self._loop = MeterLoop(self.options.response_s, self.options.meter_period_s)
         self._meter_fresh = False
         self._problem: Problem | None = None
         self._plan: Plan | None = None

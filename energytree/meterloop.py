@@ -5,15 +5,15 @@ Every fresh meter reading gives an estimate of what the EVSEs may draw per grid 
     budget = limit − margin − (measured − our draw)
 
 where *our draw* is what the EVSEs' own meters report and, for the EVSEs without a fresh
-measurement, the least they were granted together during the last ``settle_s`` (a car that
-follows its limit within that time draws at least that, unless it draws less of its own
+measurement, the least they were granted together during the last ``response_s`` (a car
+that follows its limit within that time draws at least that, unless it draws less of its own
 accord; assuming less only errs towards the safe side). Taking the estimate at every
 reading with *what was granted last* as the cars' draw is what oscillates: a car follows
 its limit seconds late, so right after a change the meter still shows the old draw while
 the estimate assumes the new one (A[t+1] = L − H + A[t] − A[t−d]).
 
-So the loop acts on each phase, then waits for the cars to answer before trusting the meter
-again (``settle_s``, the cars' response time plus a meter period):
+So the loop acts on each phase, then waits for the cars to answer and the meter to show it
+before trusting the meter again (``settle_s``: the cars' response time plus a meter period):
 
 * settled: the budget becomes the estimate (down at once, up in one step);
 * while waiting: the budget only goes down: to the estimate made with the *most* each EVSE
@@ -41,11 +41,17 @@ NEWS_A = 0.5  # [A] a reading must exceed the expected value by this much to cou
 class MeterLoop:
     """The EVSEs' budget per grid phase [A]; ``reset`` when the meter goes silent."""
 
-    settle_s: float = 6.0
+    response_s: float = 6.0  # [s] a car draws what it was granted at most this long ago
+    meter_period_s: float = 3.0  # [s] the grid meter answers at least this often
     budget_a: np.ndarray | None = None
     acted_at_s: np.ndarray = field(default_factory=lambda: np.full(3, -np.inf))
     expected_a: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _grants: deque[tuple[float, np.ndarray]] = field(default_factory=deque)
+
+    @property
+    def settle_s(self) -> float:
+        """How long after acting the meter may still show the cars' old draw [s]."""
+        return self.response_s + self.meter_period_s
 
     def reset(self) -> None:
         self.budget_a = None
@@ -56,14 +62,16 @@ class MeterLoop:
         if self._grants and self._grants[-1][1].shape != grant_a.shape:
             self._grants.clear()  # another tree
         self._grants.append((now_s, grant_a))
-        while self._grants and self._grants[0][0] < now_s - self.settle_s:
+        while len(self._grants) > 1 and self._grants[0][0] < now_s - self.response_s:
             self._grants.popleft()
 
-    def _granted_range(self, unmeasured: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _granted_range(self, unmeasured: np.ndarray, now_s: float
+                       ) -> tuple[np.ndarray, np.ndarray]:
         """The least and the most granted per phase to the ``unmeasured`` EVSEs together
-        during the last ``settle_s`` [A]."""
-        sums = [g[unmeasured].sum(axis=0) for _, g in self._grants
-                if len(g) == len(unmeasured)]
+        during the last ``response_s`` (at least the last grant) [A]."""
+        recent = [g for t, g in self._grants if t >= now_s - self.response_s]
+        sums = [g[unmeasured].sum(axis=0) for g in recent or [self._grants[-1][1]]
+                if len(g) == len(unmeasured)] if self._grants else []
         if not sums:
             return np.zeros(3), np.zeros(3)
         return np.min(sums, axis=0), np.max(sums, axis=0)
@@ -72,7 +80,7 @@ class MeterLoop:
                 unmeasured: np.ndarray, now_s: float) -> np.ndarray:
         """Take one fresh reading [A per phase]: the limit less the margin, the meter, what the
         EVSEs with a fresh measurement draw, and which EVSEs have none [N bool]."""
-        least, most = self._granted_range(unmeasured)
+        least, most = self._granted_range(unmeasured, now_s)
         household = measured_a - measured_ours_a
         estimate = np.maximum(limit_a - household + least, 0.0)
         if self.budget_a is None:

@@ -1,0 +1,73 @@
+"""The meter loop against cars that answer late and a meter that answers every few seconds.
+
+One EVSE of 32 A on a 32 A connection (31 A after the 1 A margin), a household that steps up
+and down; the car draws what it was granted ``lag`` seconds earlier. The loop must settle
+without overshoot, cut a household step within one meter period plus the car's lag (plus
+the tick), never oscillate, and end close to the limit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from energytree.meterloop import MeterLoop
+
+CONNECTION_A = 32.0
+LIMIT_A = CONNECTION_A - 1.0
+CAR_A = 32.0
+STEPS = {0: 4.0, 60: 14.0, 120: 2.0, 180: 20.0, 240: 6.0}  # household [A] from t [s]
+END_S = 300
+
+
+def household_at(t: int) -> float:
+    return STEPS[max(s for s in STEPS if s <= t)]
+
+
+def run(lag_s: int, period_s: int, measured: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(grid current, grant) per second."""
+    loop = MeterLoop(response_s=lag_s + 1.0, meter_period_s=period_s)
+    grants = [0.0]
+    grid, granted = [], []
+    for t in range(END_S):
+        draw = grants[max(0, len(grants) - 1 - lag_s)]
+        meter = household_at(t) + draw
+        if t % period_s == 0:
+            ours = np.full(3, draw if measured else 0.0)
+            loop.reading(np.full(3, LIMIT_A), np.full(3, meter), ours,
+                         np.array([not measured]), float(t))
+        budget = 0.0 if loop.budget_a is None else float(loop.budget_a[0])
+        grant = min(budget, CAR_A)
+        grants.append(grant)
+        loop.granted(np.full((1, 3), grant), float(t))
+        grid.append(meter)
+        granted.append(grant)
+    return np.array(grid), np.array(granted)
+
+
+CASES = [pytest.param(lag, period, measured, id=f"lag {lag} s, meter {period} s, "
+                      f"{'measured' if measured else 'unmeasured'}")
+         for lag in (0, 1, 3, 5) for period in (1, 2, 3) for measured in (False, True)]
+
+
+@pytest.mark.parametrize(("lag_s", "period_s", "measured"), CASES)
+def test_a_household_step_is_cut_within_the_grace_and_nothing_overshoots(
+        lag_s: int, period_s: int, measured: bool) -> None:
+    grid, _ = run(lag_s, period_s, measured)
+    grace = period_s + 1 + lag_s  # the meter sees it, the tick cuts, the car follows
+    for t in np.nonzero(grid > CONNECTION_A + 1e-9)[0]:
+        step = max(s for s in STEPS if s <= t)
+        assert t - step <= grace, f"over {CONNECTION_A} A at {t} s ({grid[t]:.1f} A)"
+
+
+@pytest.mark.parametrize(("lag_s", "period_s", "measured"), CASES)
+def test_it_settles_at_the_limit_without_oscillating(lag_s: int, period_s: int,
+                                                     measured: bool) -> None:
+    grid, granted = run(lag_s, period_s, measured)
+    for start in STEPS:
+        calm = slice(start + 40, start + 60)  # 40 s after every step
+        assert np.ptp(granted[calm]) < 0.01, "the grant still moves"
+        assert grid[calm].min() >= LIMIT_A - 0.5, "capacity is left unused"
+        assert grid[calm].max() <= LIMIT_A + 1e-9
+        changes = np.count_nonzero(np.abs(np.diff(granted[start:start + 60])) > 0.01)
+        assert changes <= 4, f"{changes} changes of the grant after the step at {start} s"
