@@ -30,7 +30,7 @@ import numpy as np
 
 from energytree.allocator import LiveCap, SlotAllocation, allocate_slot
 from energytree.clock import Clock, SystemClock
-from energytree.drawn import Drawn, PhaseLearner, drawn_from
+from energytree.drawn import Drawn, PhaseLearner, active_phases, drawn_from
 from energytree.errors import ConfigError, RequestError
 from energytree.leases import LeaseBook
 from energytree.livecaps import (
@@ -322,11 +322,15 @@ class EnergyManager:
             short = plan.shortfall_kwh() if plan and same else np.zeros(problem.evse_count)
             for e, node in enumerate(problem.tree.evses):
                 state = self._live.states.get(node.uuid, node.request.evse_state)
+                drawn = self._drawn.get(node.uuid)
+                phases = None if drawn is None or drawn.current_a is None \
+                    else len(active_phases(drawn.current_a))
                 evses.append(EvseStatus(
                     node.uuid, None if state is None else str(state), float(alloc.current_a[e]),
                     int(alloc.phases[e]), float(alloc.power_w[e]), alloc.reasons[e],
                     node.request.optimizer_target,
-                    float(planned[e]), float(short[e])))
+                    float(planned[e]), float(short[e]), phases,
+                    None if drawn is None else drawn.total_power_w(problem.voltage_v)))
         reasons = " ".join(x.reason for x in evses)
         sources = [
             SourceStatus(x.name, x.node_uuid, x.expires_at, x.expired(now),

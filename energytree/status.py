@@ -21,6 +21,8 @@ class MeterFeed:
 
 @dataclass(frozen=True)
 class EvseStatus:
+    """One EVSE: what it was granted and why, what it is measured drawing, its plan."""
+
     uuid: str
     state: str | None
     current_a: float
@@ -30,6 +32,8 @@ class EvseStatus:
     target: OptimizerTarget | None
     planned_kwh: float
     shortfall_kwh: float
+    drawn_phases: int | None = None  # phases the car was last measured drawing on
+    drawn_w: float | None = None  # what it was last measured drawing [W]
 
 
 @dataclass(frozen=True)
