@@ -30,7 +30,13 @@ from adapters.grpc.convert import PlanPreview, SiteStatus
 from adapters.grpc.gen.energytree.v1 import energytree_pb2 as pb
 from adapters.grpc.gen.energytree.v1 import energytree_pb2_grpc as pb_grpc
 from energytree.errors import ConfigError, EnergyTreeError, NotFoundError, RequestError
-from energytree.types import EnforcedLimits, ExternalLimits, OptimizerTarget, PricePerKwh
+from energytree.types import (
+    EnforcedLimits,
+    ExternalLimits,
+    OptimizerTarget,
+    Powermeter,
+    PricePerKwh,
+)
 from energytree.variables import VariableView
 
 __all__ = ["DEFAULT_SERVER", "ApiError", "EnergyTreeClient", "PlanPreview", "SiteStatus"]
@@ -106,6 +112,12 @@ class EnergyTreeClient:
         message = convert.model_to_message(target, pb.OptimizerTarget())
         await self._call(self._stub.SubmitOptimizerTarget,
                          pb.SubmitOptimizerTargetRequest(evse_uuid=evse_uuid, target=message))
+
+    async def report_measurement(self, evse_uuid: str, meter: Powermeter) -> None:
+        """What one EVSE's own meter measures now (see ``EnergyManager.report_measurement``)."""
+        message = convert.model_to_message(meter, pb.Powermeter())
+        await self._call(self._stub.ReportMeasurement,
+                         pb.ReportMeasurementRequest(evse_uuid=evse_uuid, meter=message))
 
     async def clear_target(self, evse_uuid: str) -> None:
         await self._call(self._stub.ClearOptimizerTarget,

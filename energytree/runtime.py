@@ -85,6 +85,8 @@ class Service:
             safe_current_a=config.meter.safe_current_A if config.meter else 6.0,
             installation_max_a=(config.meter.installation_max_current_A if config.meter else None),
             meter_margin_a=config.meter.margin_A if config.meter else 1.0,
+            **({"response_s": config.meter.car_response_s,
+                "meter_period_s": config.meter.poll_interval_s} if config.meter else {}),
         )
         budget = config.plan_budget_s
         self.manager = EnergyManager(

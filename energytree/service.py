@@ -52,6 +52,11 @@ class MeterSection(GridMeterConfig):
     installation_max_current_A: float | None = Field(
         None, gt=0, description="default: the grid connection's max_current_A"
     )
+    car_response_s: float = Field(
+        6.0, gt=0, le=120,
+        description="[s] cars draw a new limit within this; the meter loop waits this long "
+        "plus poll_interval_s before raising again",
+    )
 
 
 class FourteenASection(_Section):

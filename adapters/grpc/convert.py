@@ -317,7 +317,8 @@ def _evse_to_proto(evse: EvseStatus) -> pb.EvseStatus:
     message = pb.EvseStatus(
         uuid=evse.uuid, state=evse.state, current_a=evse.current_a, phases=evse.phases,
         power_w=evse.power_w, reason=evse.reason, planned_kwh=evse.planned_kwh,
-        shortfall_kwh=evse.shortfall_kwh)
+        shortfall_kwh=evse.shortfall_kwh, drawn_phases=evse.drawn_phases,
+        drawn_w=evse.drawn_w)
     if evse.target is not None:
         model_to_message(evse.target, message.target)
     return message
@@ -359,7 +360,8 @@ def _evse_from_proto(x: pb.EvseStatus) -> EvseStatus:
     if x.HasField("target"):
         target = model_from_message(OptimizerTarget, x.target, "target")
     return EvseStatus(x.uuid, _optional(x, "state"), x.current_a, x.phases, x.power_w,
-                      x.reason, target, x.planned_kwh, x.shortfall_kwh)
+                      x.reason, target, x.planned_kwh, x.shortfall_kwh,
+                      _optional(x, "drawn_phases"), _optional(x, "drawn_w"))
 
 
 def _tree_node_from_proto(x: pb.TreeNode) -> TreeNodeInfo:

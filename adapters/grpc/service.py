@@ -39,6 +39,7 @@ from adapters.grpc.gen.energytree.v1 import energytree_pb2_grpc as pb_grpc
 from energytree.errors import ConfigError, FormulaError, NotFoundError, RequestError
 from energytree.formula import FormulaEnvironment
 from energytree.manager import EnergyManager
+from energytree.types import Powermeter
 from energytree.variables import VariableStore
 
 __all__ = ["SERVICE_NAME", "EnergyManagerServicer", "GrpcServer", "GrpcServerConfig"]
@@ -199,6 +200,15 @@ class EnergyManagerServicer(pb_grpc.EnergyManagerServicer):
                            context: Any) -> pb.GetVariablesResponse:
         views = self.variables.get_all(self.environment())
         return pb.GetVariablesResponse(vars=convert.variable_views_to_proto(views))
+
+    @_rpc
+    async def ReportMeasurement(self, request: pb.ReportMeasurementRequest,
+                                context: Any) -> pb.ReportMeasurementResponse:
+        uuid = convert.required_uuid(request.evse_uuid, "evse_uuid")
+        meter = convert.model_from_message(Powermeter, convert.required(request, "meter"),
+                                           "meter")
+        self.manager.report_measurement(uuid, meter)
+        return pb.ReportMeasurementResponse()
 
 
 # ---- token auth ------------------------------------------------------------------------------

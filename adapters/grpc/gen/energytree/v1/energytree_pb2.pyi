@@ -312,7 +312,7 @@ class TreeNode(_message.Message):
     def __init__(self, uuid: _Optional[str] = ..., parent_uuid: _Optional[str] = ..., node_type: _Optional[str] = ..., evse_state: _Optional[str] = ..., energy_usage_root: _Optional[_Union[Powermeter, _Mapping]] = ...) -> None: ...
 
 class EvseStatus(_message.Message):
-    __slots__ = ("uuid", "state", "current_a", "phases", "power_w", "reason", "target", "planned_kwh", "shortfall_kwh")
+    __slots__ = ("uuid", "state", "current_a", "phases", "power_w", "reason", "target", "planned_kwh", "shortfall_kwh", "drawn_phases", "drawn_w")
     UUID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     CURRENT_A_FIELD_NUMBER: _ClassVar[int]
@@ -322,6 +322,8 @@ class EvseStatus(_message.Message):
     TARGET_FIELD_NUMBER: _ClassVar[int]
     PLANNED_KWH_FIELD_NUMBER: _ClassVar[int]
     SHORTFALL_KWH_FIELD_NUMBER: _ClassVar[int]
+    DRAWN_PHASES_FIELD_NUMBER: _ClassVar[int]
+    DRAWN_W_FIELD_NUMBER: _ClassVar[int]
     uuid: str
     state: str
     current_a: float
@@ -331,7 +333,9 @@ class EvseStatus(_message.Message):
     target: OptimizerTarget
     planned_kwh: float
     shortfall_kwh: float
-    def __init__(self, uuid: _Optional[str] = ..., state: _Optional[str] = ..., current_a: _Optional[float] = ..., phases: _Optional[int] = ..., power_w: _Optional[float] = ..., reason: _Optional[str] = ..., target: _Optional[_Union[OptimizerTarget, _Mapping]] = ..., planned_kwh: _Optional[float] = ..., shortfall_kwh: _Optional[float] = ...) -> None: ...
+    drawn_phases: int
+    drawn_w: float
+    def __init__(self, uuid: _Optional[str] = ..., state: _Optional[str] = ..., current_a: _Optional[float] = ..., phases: _Optional[int] = ..., power_w: _Optional[float] = ..., reason: _Optional[str] = ..., target: _Optional[_Union[OptimizerTarget, _Mapping]] = ..., planned_kwh: _Optional[float] = ..., shortfall_kwh: _Optional[float] = ..., drawn_phases: _Optional[int] = ..., drawn_w: _Optional[float] = ...) -> None: ...
 
 class SourceStatus(_message.Message):
     __slots__ = ("source", "node_uuid", "expires_at", "in_failsafe", "binding")
@@ -436,3 +440,15 @@ class GetVariablesResponse(_message.Message):
     VARS_FIELD_NUMBER: _ClassVar[int]
     vars: _containers.RepeatedCompositeFieldContainer[VariableValue]
     def __init__(self, vars: _Optional[_Iterable[_Union[VariableValue, _Mapping]]] = ...) -> None: ...
+
+class ReportMeasurementRequest(_message.Message):
+    __slots__ = ("evse_uuid", "meter")
+    EVSE_UUID_FIELD_NUMBER: _ClassVar[int]
+    METER_FIELD_NUMBER: _ClassVar[int]
+    evse_uuid: str
+    meter: Powermeter
+    def __init__(self, evse_uuid: _Optional[str] = ..., meter: _Optional[_Union[Powermeter, _Mapping]] = ...) -> None: ...
+
+class ReportMeasurementResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

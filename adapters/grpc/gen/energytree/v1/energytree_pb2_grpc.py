@@ -84,6 +84,11 @@ class EnergyManagerStub:
                 request_serializer=energytree_dot_v1_dot_energytree__pb2.GetVariablesRequest.SerializeToString,
                 response_deserializer=energytree_dot_v1_dot_energytree__pb2.GetVariablesResponse.FromString,
                 _registered_method=True)
+        self.ReportMeasurement = channel.unary_unary(
+                '/energytree.v1.EnergyManager/ReportMeasurement',
+                request_serializer=energytree_dot_v1_dot_energytree__pb2.ReportMeasurementRequest.SerializeToString,
+                response_deserializer=energytree_dot_v1_dot_energytree__pb2.ReportMeasurementResponse.FromString,
+                _registered_method=True)
 
 
 class EnergyManagerServicer:
@@ -159,6 +164,13 @@ class EnergyManagerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportMeasurement(self, request, context):
+        """What one EVSE's own meter measures now: current per EVSE phase, power, energy register.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EnergyManagerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -211,6 +223,11 @@ def add_EnergyManagerServicer_to_server(servicer, server):
                     servicer.GetVariables,
                     request_deserializer=energytree_dot_v1_dot_energytree__pb2.GetVariablesRequest.FromString,
                     response_serializer=energytree_dot_v1_dot_energytree__pb2.GetVariablesResponse.SerializeToString,
+            ),
+            'ReportMeasurement': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportMeasurement,
+                    request_deserializer=energytree_dot_v1_dot_energytree__pb2.ReportMeasurementRequest.FromString,
+                    response_serializer=energytree_dot_v1_dot_energytree__pb2.ReportMeasurementResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -483,6 +500,33 @@ class EnergyManager:
             '/energytree.v1.EnergyManager/GetVariables',
             energytree_dot_v1_dot_energytree__pb2.GetVariablesRequest.SerializeToString,
             energytree_dot_v1_dot_energytree__pb2.GetVariablesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportMeasurement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/energytree.v1.EnergyManager/ReportMeasurement',
+            energytree_dot_v1_dot_energytree__pb2.ReportMeasurementRequest.SerializeToString,
+            energytree_dot_v1_dot_energytree__pb2.ReportMeasurementResponse.FromString,
             options,
             channel_credentials,
             insecure,
