@@ -6,23 +6,24 @@ from collections.abc import Mapping
 from datetime import tzinfo
 
 from energytree.simulation import SimulatedEvse
-from energytree.status import Status
+from energytree.status import EvseStatus, Status
 
 __all__ = ["render_status"]
 
 
 def render_status(status: Status, zone: tzinfo,
                   simulated: Mapping[str, SimulatedEvse] | None = None) -> str:
-    """A readable block for the terminal (one line per EVSE)."""
+    """A readable block for the terminal (one line per EVSE: granted, then measured)."""
     local = status.now.astimezone(zone)
     lines = [f"── energytree {local:%Y-%m-%d %H:%M:%S %Z} ── plan: {status.plan_method}"]
-    lines.append(f"{'EVSE':<16} {'state':<12} {'A':>6} {'ph':>2} {'kW':>6} {'SoC':>5}  why")
+    lines.append(f"{'EVSE':<16} {'state':<12} {'A':>6} {'ph':>2} {'kW':>6} "
+                 f"{'drawn':>10} {'SoC':>5}  why")
     for evse in status.evses:
         sim = (simulated or {}).get(evse.uuid)
         soc = f"{sim.car.soc_percent:5.1f}" if sim and sim.car else "    -"
         lines.append(
             f"{evse.uuid:<16.16} {evse.state or '-':<12.12} {evse.current_a:6.1f} "
-            f"{evse.phases:>2} {evse.power_w / 1000:6.2f} {soc}  {evse.reason}"
+            f"{evse.phases:>2} {evse.power_w / 1000:6.2f} {drawn(evse):>10} {soc}  {evse.reason}"
         )
     meter = status.meter
     if meter is not None:
@@ -37,3 +38,11 @@ def render_status(status: Status, zone: tzinfo,
         lines.append(f"source {source.name} on {source.node_uuid}{until} {' '.join(flags)}")
     lines.extend(f"note: {note}" for note in status.plan_notes)
     return "\n".join(lines)
+
+
+def drawn(evse: EvseStatus) -> str:
+    """What the EVSE was measured drawing, beside what it was granted: ``2.30 kW 1ph``."""
+    if evse.drawn_w is None:
+        return "-"
+    phases = "" if evse.drawn_phases is None else f" {evse.drawn_phases}ph"
+    return f"{evse.drawn_w / 1000:.2f}{phases}"
