@@ -97,7 +97,8 @@ class Scenario:
     household: Household = field(default_factory=Household)
     dimmings: list[Dimming] = field(default_factory=list)
     dropouts: list[Dropout] = field(default_factory=list)
-    tick_s: int = 1
+    tick_s: int = 1  # a multiple of step_s
+    step_s: int = 1  # the physics step: cars, household and meter move in these [s]
     meter_period_s: int = 1  # the grid meter answers every … [s]
     evse_meters: frozenset[str] = frozenset()  # EVSEs whose own meter reports to the manager
     safe_current_a: float = 6.0
@@ -112,7 +113,7 @@ class Scenario:
     def grace_s(self) -> float:
         """How long a node may be over its limit after a disturbance: the meter sees it, the
         next tick reacts, the cars follow (one physics step of rounding on top)."""
-        return self.meter_period_s + self.tick_s + self.max_lag_s + 1.0
+        return self.meter_period_s + self.tick_s + self.max_lag_s + self.step_s
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ class NodeLimit:
     household: bool
 
 
-@dataclass
+@dataclass(repr=False)  # thousands of arrays: a repr (e.g. in a task's) would take seconds
 class Record:
     """Per tick: time, draw per EVSE and grid phase, household, limits granted, disturbances."""
 
@@ -175,6 +176,7 @@ class ClosedLoop:
         self.record = Record(scenario, [c.evse for c in self.configs])
         self._t = 0
         self._replan = True
+        self.replans = 0
         self._states: dict[str, EvseState] = {}
         self._dimming_w = np.inf
         self._disturbed_s = self._event_s = -np.inf
@@ -195,19 +197,21 @@ class ClosedLoop:
 
     async def run(self) -> Record:
         """Simulate the scenario's hours; returns the record of every tick."""
-        scenario = self.scenario
+        scenario, step = self.scenario, self.scenario.step_s
         end = int(scenario.hours * 3600)
-        dropped = self._dropout_seconds()
+        silent = self._dropout_seconds()
         await self._tick()
         while self._t < end:
-            self._apply_events(self._t)
+            self._apply_events(self._t, self._t + step)
             for sim in self.evses:
-                sim.step(1.0)
-            self._t += 1
-            self.clock.advance(1.0)
-            if self._t % scenario.meter_period_s == 0 and self._t not in dropped:
-                self._read_meter()
-            if self._t in dropped and self._t - 1 not in dropped:
+                sim.step(step)
+            self._t += step
+            self.clock.advance(step)
+            period = scenario.meter_period_s
+            if self._t not in silent:
+                if self._t // period != (self._t - step) // period:  # a reading fell due
+                    self._read_meter()
+            elif self._t - step not in silent:
                 self.manager.report_grid_meter(MeterFeed(None, None, "TIMEOUT"))
             if self._t % scenario.tick_s == 0:
                 await self._tick()
@@ -217,22 +221,25 @@ class ClosedLoop:
 
     # ---- what happens ----------------------------------------------------------------
 
-    def _apply_events(self, t: int) -> None:
+    def _apply_events(self, start: int, end: int) -> None:
+        """Whatever the scenario has happen in [start, end), at ``start``."""
         scenario = self.scenario
         for index, session in enumerate(scenario.sessions):
-            if session.arrive_s == t:
-                self._arrive(index)
-            elif session.leave_s == t and self._sessions.get(session.evse) == index:
+            if start <= session.leave_s < end and self._sessions.get(session.evse) == index:
                 self._leave(index)
+        for index, session in enumerate(scenario.sessions):
+            if start <= session.arrive_s < end:
+                self._arrive(index)
         for dimming in scenario.dimmings:
-            if dimming.at_s == t:
+            if start <= dimming.at_s < end:
                 self._dim(dimming.watts)
-        now = scenario.start + timedelta(seconds=t)
-        if scenario.household.steps_between(now - timedelta(seconds=1), now):
-            self._disturbed_s = self._event_s = t
+        t0 = scenario.start + timedelta(seconds=start)
+        if scenario.household.steps_between(t0, t0 + timedelta(seconds=end - start)):
+            self._disturbed_s = self._event_s = start
         for dropout in scenario.dropouts:
-            if t in (dropout.at_s, dropout.at_s + dropout.duration_s):
-                self._disturbed_s = self._event_s = t
+            if any(start <= edge < end for edge in (dropout.at_s,
+                                                    dropout.at_s + dropout.duration_s)):
+                self._disturbed_s = self._event_s = start
 
     def _arrive(self, index: int) -> None:
         session = self.scenario.sessions[index]
@@ -312,9 +319,11 @@ class ClosedLoop:
                 self._replan = True
         if self._replan or boundary:
             self._replan = False
+            self.replans += 1
             await manager.replan()
-            self._event_s = self._t
             self._judge_targets()
+        if boundary:  # a new slot may bring a new plan: an event (the cars' own changes are not)
+            self._event_s = self._t
         manager.tick()
         self._remember()
 
