@@ -175,7 +175,7 @@ class ClosedLoop:
         self.manager.add_listener(self._deliver)
         self.record = Record(scenario, [c.evse for c in self.configs])
         self._t = 0
-        self._replan = True
+        self._planned = False
         self.replans = 0
         self._states: dict[str, EvseState] = {}
         self._dimming_w = np.inf
@@ -263,7 +263,6 @@ class ClosedLoop:
         if session.goal_soc is not None:
             self.manager.set_target(session.evse, None)
         self._event_s = self._t
-        self._replan = True
 
     def _dim(self, watts: float | None) -> None:
         if watts is None:
@@ -274,7 +273,6 @@ class ClosedLoop:
                                              power_limit(self.clock.now(), watts))
             self._dimming_w = watts
         self._disturbed_s = self._event_s = self._t
-        self._replan = True
 
     def _update_target(self, index: int) -> None:
         """The EVSE tells the manager the car's goal and state of charge (as EVerest does)."""
@@ -286,7 +284,6 @@ class ClosedLoop:
         self.manager.set_target(session.evse, OptimizerTarget(
             car_battery_soc=sim.car.soc_percent, charge_to_max_percent=session.goal_soc,
             car_battery_capacity_kWh=sim.car.battery_kwh, leave_time=leave))
-        self._replan = True
 
     def _read_meter(self) -> None:
         household = self.scenario.household.current_a(self.clock.now())
@@ -316,9 +313,8 @@ class ClosedLoop:
             if self._states.get(sim.uuid) != sim.state:
                 self._states[sim.uuid] = sim.state
                 manager.set_evse_state(sim.uuid, sim.state)
-                self._replan = True
-        if self._replan or boundary:
-            self._replan = False
+        if not self._planned or boundary or self._plan_wanted():
+            self._planned = True
             self.replans += 1
             await manager.replan()
             self._judge_targets()
@@ -326,6 +322,11 @@ class ClosedLoop:
             self._event_s = self._t
         manager.tick()
         self._remember()
+
+    def _plan_wanted(self) -> bool:
+        """Whether the manager's own plan loop would re-plan now (it waits on this event:
+        targets, states, commands, learned phases, slot boundaries all set it)."""
+        return self.manager._dirty.is_set()  # the event the manager's plan loop waits on
 
     def _judge_targets(self) -> None:
         """After a plan: does it call each car's target reachable? (shortfall, energy needed)"""
