@@ -10,8 +10,13 @@ the EVSEs' energy registers.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
+import pytest
+
+from adapters.meter.registermap import load_register_map
+from adapters.meter.simulator import MeterSimulator, meter_values
 from energytree.runtime import Service
 from energytree.service import ServiceConfig
 
@@ -79,3 +84,37 @@ async def test_serve_simulate_keeps_the_measured_phases_within_the_connection(
         assert again.simulated["carport"].import_wh >= registers[1]
     finally:
         await again.stop()
+
+
+async def test_serve_simulate_says_it_replaces_the_meter(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="energytree.runtime")
+    service = Service(simulated_site(), tmp_path, simulate=True)
+    await service.start()
+    await service.stop()
+    assert "--simulate replaces the grid meter at 127.0.0.1" in caplog.text
+
+
+async def test_serve_simulate_can_drive_simulated_cars_against_an_external_meter(
+        tmp_path: Path) -> None:
+    """The meter section's meter (here a Modbus server on 127.0.0.1 standing in for the real
+    one) is read as it is; only the cars are simulated."""
+    external = MeterSimulator(load_register_map("eastron-sdm630"),
+                              lambda: meter_values((3.0, 4.0, 5.0)))
+    port = await external.start()
+    config = simulated_site("external")
+    assert config.meter is not None
+    config = config.model_copy(update={"meter": config.meter.model_copy(update={"port": port})})
+    service = Service(config, tmp_path, simulate=True)
+    await service.start()
+    try:
+        async with asyncio.timeout(30):
+            while service.facts().meter_current_a is None:
+                await asyncio.sleep(0.05)
+        assert service.facts().meter_current_a == pytest.approx((3.0, 4.0, 5.0))
+        async with asyncio.timeout(30):
+            while service.simulated["garage"].current_a == 0:
+                await asyncio.sleep(0.05)
+    finally:
+        await service.stop()
+        await external.stop()
