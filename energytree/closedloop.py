@@ -50,10 +50,12 @@ __all__ = [
     "Record",
     "Scenario",
     "Session",
+    "TargetOutcome",
     "missed_targets",
     "node_limits",
     "oscillations",
     "overloads",
+    "target_outcomes",
 ]
 
 START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
@@ -443,26 +445,40 @@ def _reversal_times(times: np.ndarray, values: np.ndarray, min_step: float) -> l
     return [float(at[i]) for i in range(1, len(signs)) if signs[i] != signs[i - 1]]
 
 
-def missed_targets(record: Record, promise_s: float = 900.0, slack_kwh: float = 0.3,
-                   slack_share: float = 0.03) -> list[str]:
-    """Targets a plan called reachable (at least ``promise_s`` before the leave time) and missed.
+@dataclass(frozen=True)
+class TargetOutcome:
+    """How one session's target went: the last plan's promise, the energy needed and taken."""
 
-    The last such plan's promise is judged: the car must have taken the energy it still
-    needed then, less a small slack for rounding to whole slots and amperes.
-    """
+    session: int
+    promised: bool  # a plan at least ``promise_s`` before the leave time called it reachable
+    at_s: float  # when that plan was made
+    needed_kwh: float  # what the car still needed then
+    got_kwh: float  # what it took from then until it left
+    met: bool  # took what it needed, less a small slack for whole slots and amperes
+
+
+def target_outcomes(record: Record, promise_s: float = 900.0, slack_kwh: float = 0.3,
+                    slack_share: float = 0.03) -> list[TargetOutcome]:
+    """Every session with a target that left in the run, judged on the last plan made at
+    least ``promise_s`` before its leave time (a plan cannot promise what it has no time for)."""
     found = []
-    for index, verdicts in record.verdicts.items():
+    for index, verdicts in sorted(record.verdicts.items()):
         session = record.scenario.sessions[index]
         made = [v for v in verdicts if v[0] <= session.leave_s - promise_s]
-        if not made or index not in record.final_soc:
+        if not made or index not in record.final_soc or session.goal_soc is None:
             continue
         at, shortfall, soc = made[-1]
-        if shortfall > REACHABLE_KWH or session.goal_soc is None:
-            continue
         battery = session.car.battery_kwh
         needed = max(0.0, session.goal_soc - soc) * battery / 100.0
         got = (record.final_soc[index] - soc) * battery / 100.0
-        if got < needed - slack_kwh - slack_share * needed:
-            found.append(f"{session.evse}: plan at t={at:.0f} s promised {needed:.2f} kWh by "
-                         f"t={session.leave_s:.0f} s; the car took {got:.2f} kWh")
+        found.append(TargetOutcome(index, shortfall <= REACHABLE_KWH, at, needed, got,
+                                   got >= needed - slack_kwh - slack_share * needed))
     return found
+
+
+def missed_targets(record: Record) -> list[str]:
+    """Targets a plan called reachable and the car did not get (see ``target_outcomes``)."""
+    sessions = record.scenario.sessions
+    return [f"{sessions[o.session].evse}: plan at t={o.at_s:.0f} s promised {o.needed_kwh:.2f} "
+            f"kWh by t={sessions[o.session].leave_s:.0f} s; the car took {o.got_kwh:.2f} kWh"
+            for o in target_outcomes(record) if o.promised and not o.met]
