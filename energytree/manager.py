@@ -30,18 +30,14 @@ import numpy as np
 
 from energytree.allocator import LiveCap, SlotAllocation, allocate_slot
 from energytree.clock import Clock, SystemClock
-from energytree.drawn import Drawn, PhaseLearner, active_phases, drawn_from
 from energytree.errors import ConfigError, RequestError
+from energytree.feedback import Feedback, FeedbackOptions
 from energytree.leases import LeaseBook
 from energytree.livecaps import (
     caps_on_phases,
-    connection_a,
-    granted_per_phase,
     live_caps,
-    our_draw,
     reserved_allocation,
 )
-from energytree.meterloop import MeterLoop
 from energytree.phases import PhaseSwitcher, SwitchingOptions, held_reason
 from energytree.plan import Plan, Planner, instant_plan
 from energytree.problem import (
@@ -49,7 +45,6 @@ from energytree.problem import (
     PlanOptions,
     Problem,
     build_problem,
-    with_car_phases,
 )
 from energytree.publisher import Publisher
 from energytree.statefile import load_state, save_state
@@ -126,13 +121,10 @@ class EnergyManager:
         self._live = _Live()
         self._meter: MeterFeed | None = MeterFeed(None, None, "INITIALIZING") if has_meter else None
         self._switcher = PhaseSwitcher(self.options.switching)
-        self._drawn: dict[str, Drawn] = {}
-        self._learner = PhaseLearner()
-        self._learned_version = 0
-        self._phased: tuple[tuple[int, int], Problem] | None = None
-        self._offered: dict[int, tuple[int, float]] = {}  # phases offered, and since when
-        self._loop = MeterLoop(self.options.response_s, self.options.meter_period_s)
-        self._meter_fresh = False
+        o = self.options
+        self._feedback = Feedback(FeedbackOptions(
+            o.response_s, o.meter_period_s, o.measurement_fresh_s, o.installation_max_a,
+            o.meter_margin_a))
         self._problem: Problem | None = None
         self._plan: Plan | None = None
         self._schedules: list[list[ScheduleResEntry]] = []
@@ -174,8 +166,7 @@ class EnergyManager:
             self._live.states[uuid] = state
             if state in (EvseState.Unplugged, EvseState.Finished):
                 self._switcher.forget(self._evse(uuid))
-                if self._learner.forget(uuid):
-                    self._learned_version += 1
+                self._feedback.session_ended(uuid)
             self._changed(replan=True)
 
     def report_measurement(self, uuid: str, meter: Powermeter) -> None:
@@ -190,13 +181,8 @@ class EnergyManager:
         planned on that grid phase alone. Unknown uuid: ``NotFoundError``, nothing changes.
         """
         e = self._evse(uuid)
-        now_s = self._clock.monotonic()
-        drawn = drawn_from(meter, now_s)
         self._live.measurements[uuid] = meter
-        self._drawn[uuid] = drawn
-        if drawn.current_a is not None and self._learner.observe(
-                uuid, drawn.current_a, self._offered_phases(e, now_s)):
-            self._learned_version += 1
+        if self._feedback.measure(uuid, e, meter, self._clock.monotonic()):
             self._changed(replan=True)
 
     def set_target(self, uuid: str, target: OptimizerTarget | None) -> None:
@@ -248,9 +234,7 @@ class EnergyManager:
             raise ConfigError("this manager was built without a grid meter")
         was_healthy = self._meter.current_a is not None
         self._meter = feed
-        self._meter_fresh = feed.current_a is not None
-        if not self._meter_fresh:
-            self._loop.reset()
+        self._feedback.meter_reading(feed)
         if was_healthy != (feed.current_a is not None):
             self._changed(replan=False)
 
@@ -301,7 +285,7 @@ class EnergyManager:
     def car_phases(self, uuid: str) -> tuple[int, ...] | None:
         """The EVSE phases (0..2) this session's car was measured drawing on, or None."""
         self._evse(uuid)
-        return self._learner.car_phases.get(uuid)
+        return self._feedback.learner.car_phases.get(uuid)
 
     @property
     def subscribers(self) -> int:
@@ -322,15 +306,13 @@ class EnergyManager:
             short = plan.shortfall_kwh() if plan and same else np.zeros(problem.evse_count)
             for e, node in enumerate(problem.tree.evses):
                 state = self._live.states.get(node.uuid, node.request.evse_state)
-                drawn = self._drawn.get(node.uuid)
-                phases = None if drawn is None or drawn.current_a is None \
-                    else len(active_phases(drawn.current_a))
+                phases, drawn_w = self._feedback.drawn_status(node.uuid, problem.voltage_v)
                 evses.append(EvseStatus(
                     node.uuid, None if state is None else str(state), float(alloc.current_a[e]),
                     int(alloc.phases[e]), float(alloc.power_w[e]), alloc.reasons[e],
                     node.request.optimizer_target,
                     float(planned[e]), float(short[e]), phases,
-                    None if drawn is None else drawn.total_power_w(problem.voltage_v)))
+                    drawn_w))
         reasons = " ".join(x.reason for x in evses)
         sources = [
             SourceStatus(x.name, x.node_uuid, x.expires_at, x.expired(now),
@@ -344,7 +326,7 @@ class EnergyManager:
         """What-if: plan with these targets without applying them."""
         for uuid in targets:
             self._evse(uuid)
-        problem = self._with_car_phases(self._build_problem(self._clock.now(), targets))
+        problem = self._feedback.with_car_phases(self._build_problem(self._clock.now(), targets))
         return self._planner(problem, rotation=self._rotation(self._clock.now()))
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -379,7 +361,7 @@ class EnergyManager:
         budget = self.options.plan_budget_s
         try:
             problem = await asyncio.to_thread(self._build_problem, now, None)
-            phased = self._with_car_phases(problem)
+            phased = self._feedback.with_car_phases(problem)
             async with asyncio.timeout(2 * budget + 5):
                 plan, schedules = await asyncio.to_thread(self._make_plan, phased, now)
         except TimeoutError:
@@ -405,7 +387,7 @@ class EnergyManager:
             raw = self._problem = self._build_problem(now, None)
         if now >= raw.grid.start_time(0) + timedelta(seconds=raw.grid.durations_s[0]):
             self._dirty.set()  # a slot boundary passed
-        problem = self._with_car_phases(raw)
+        problem = self._feedback.with_car_phases(raw)
         slot = problem.grid.index_at(now)
         plan = self._plan
         sources = self._sources(now)
@@ -414,6 +396,8 @@ class EnergyManager:
             self._dirty.set()
             plan = None  # planned under other limits: share the live ones until the re-plan
         caps = None if plan is None else np.abs(plan.current_a[:, slot])
+        now_s = self._clock.monotonic()
+        caps = self._feedback.lend_caps(problem, caps, self._last_alloc, now_s)
         rotation = self._rotation(now)
         fixed = reserved_allocation(problem, slot, now, self._reservations)
         alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
@@ -427,8 +411,9 @@ class EnergyManager:
         if plan is not None:
             alloc.reasons[:] = [plan.reasons[e][slot] if r.startswith("plan:") else r
                                 for e, r in enumerate(alloc.reasons)]
+        self._feedback.granted(problem, slot, alloc, live, self._last_alloc, now_s,
+                               self._meter is not None)
         self._explain_holds(alloc, now)
-        self._record(problem, alloc)
         self._last_alloc, self._alloc_problem = alloc, problem
         self._publisher.publish(now, problem.evse_uuids, alloc, self._schedules, slot,
                                 id(self._plan))
@@ -504,49 +489,9 @@ class EnergyManager:
     def _live_caps(self, problem: Problem, now: datetime, sources: Sequence[ExternalSource]
                    ) -> list[LiveCap]:
         """External limits in force now, and what the grid meter leaves, as node caps."""
+        budget = self._feedback.meter_budget(problem, now, self._meter, self._clock.monotonic())
         return live_caps(problem, now, sources, self._meter, self.options.safe_current_a,
-                         self._meter_budget(problem, now))
-
-    def _meter_budget(self, problem: Problem, now: datetime) -> np.ndarray | None:
-        """The meter loop's budget per grid phase; a fresh reading moves it (``meterloop``)."""
-        meter = self._meter
-        if meter is None or meter.current_a is None:
-            return None
-        if self._meter_fresh:
-            self._meter_fresh = False
-            options = self.options
-            limit = connection_a(problem, now) if options.installation_max_a is None \
-                else np.full(3, options.installation_max_a)
-            now_s = self._clock.monotonic()
-            measured, fresh = our_draw(problem, self._drawn,
-                                       now_s - options.measurement_fresh_s)
-            self._loop.reading(limit - options.meter_margin_a, np.asarray(meter.current_a),
-                               measured, ~fresh, now_s)
-        return self._loop.budget_a
-
-    def _with_car_phases(self, problem: Problem) -> Problem:
-        """``problem`` with every car budgeted on the phases it was measured on (cached)."""
-        key = (id(problem), self._learned_version)
-        if self._phased is None or self._phased[0] != key:
-            learned = self._learner.by_index(
-                {uuid: e for e, uuid in enumerate(problem.evse_uuids)})
-            self._phased = key, with_car_phases(problem, learned)
-        return self._phased[1]
-
-    def _record(self, problem: Problem, alloc: SlotAllocation) -> None:
-        """Remember what was offered: the meter loop's grants, the phases for learning."""
-        now_s = self._clock.monotonic()
-        if self._meter is not None:
-            self._loop.granted(granted_per_phase(problem, alloc), now_s)
-        offered = np.where(alloc.current_a > 0, alloc.phases, 0).tolist()
-        for e, phases in enumerate(offered):
-            if self._offered.get(e, (0, 0.0))[0] != phases:
-                self._offered[e] = (phases, now_s)
-
-    def _offered_phases(self, evse: int, now_s: float) -> int:
-        """The phases offered to an EVSE long enough for its car to follow (0: unsettled)."""
-        phases, since = self._offered.get(evse, (0, now_s))
-        return phases if now_s - since >= self.options.response_s else 0
+                         budget)
 
     def _explain_holds(self, alloc: SlotAllocation, now: datetime) -> None:
         """Add ``phases: held at 1 until 14:05 UTC`` to an EVSE waiting out the hold."""
@@ -571,7 +516,7 @@ class EnergyManager:
             return None
         default = problem.max_phases[:, slot].astype(int)
         volts = problem.voltage_v
-        meter_silent = self._meter is not None and self._loop.budget_a is None
+        meter_silent = self._meter is not None and self._feedback.loop.budget_a is None
         deciding = problem.switchable & problem.wants_power & (alloc.current_a > 0)
         for e in np.nonzero(deciding)[0] if not meter_silent else ():
             on_max = alloc.phases[e] == default[e]
