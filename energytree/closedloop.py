@@ -25,7 +25,6 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from energytree.clock import ManualClock
-from energytree.gridops import power_limit
 from energytree.leaf import LimitReceiver
 from energytree.manager import EnergyManager, ManagerOptions
 from energytree.plan import Planner
@@ -40,7 +39,14 @@ from energytree.site import (
     site_request,
 )
 from energytree.status import MeterFeed
-from energytree.types import EnforcedLimits, EvseState, OptimizerTarget
+from energytree.types import (
+    EnforcedLimits,
+    EvseState,
+    ExternalLimits,
+    LimitsReq,
+    OptimizerTarget,
+    ScheduleReqEntry,
+)
 
 __all__ = [
     "ClosedLoop",
@@ -77,10 +83,12 @@ class Session:
 
 @dataclass(frozen=True)
 class Dimming:
-    """The grid operator limits the EVSEs to ``watts`` from ``at_s`` (None lifts it)."""
+    """The grid operator limits the EVSEs to ``watts`` from ``at_s`` (None lifts it), on
+    ``phases`` phases if given (an OCPP profile's numberPhases)."""
 
     at_s: float
     watts: float | None
+    phases: int | None = None
 
 
 @dataclass(frozen=True)
@@ -234,7 +242,7 @@ class ClosedLoop:
                 self._arrive(index)
         for dimming in scenario.dimmings:
             if start <= dimming.at_s < end:
-                self._dim(dimming.watts)
+                self._dim(dimming)
         t0 = scenario.start + timedelta(seconds=start)
         if scenario.household.steps_between(t0, t0 + timedelta(seconds=end - start)):
             self._disturbed_s = self._event_s = start
@@ -266,13 +274,17 @@ class ClosedLoop:
             self.manager.set_target(session.evse, None)
         self._event_s = self._t
 
-    def _dim(self, watts: float | None) -> None:
+    def _dim(self, dimming: Dimming) -> None:
+        watts = dimming.watts
         if watts is None:
             self.manager.clear_external_limits(OPERATOR)
             self._dimming_w = np.inf
         else:
+            limits = LimitsReq(total_power_W=watts, ac_max_phase_count=dimming.phases)
+            entry = ScheduleReqEntry(timestamp=self.clock.now(), limits_to_root=limits,
+                                     limits_to_leaves=LimitsReq())
             self.manager.set_external_limits(OPERATOR, self.scenario.site.grid.uuid,
-                                             power_limit(self.clock.now(), watts))
+                                             ExternalLimits(schedule_import=[entry]))
             self._dimming_w = watts
         self._disturbed_s = self._event_s = self._t
 

@@ -101,7 +101,8 @@ def scenarios(draw: st.DrawFn, hours: float, tick_s: int, step_s: int = 1,
     budget_a = connection_a - MARGIN_A - safe_a - 1.0
     uuids = [e.evse for e in evse_configs(site)]
     dimmings = [Dimming(draw(st.integers(0, horizon_s)),
-                        draw(st.one_of(st.none(), st.floats(4200.0, 3 * 230.0 * connection_a))))
+                        draw(st.one_of(st.none(), st.floats(4200.0, 3 * 230.0 * connection_a))),
+                        draw(st.sampled_from([None, None, 1])))  # an OCPP 1-phase profile
                 for _ in range(draw(st.integers(0, 3)))]
     dropouts = [Dropout(draw(st.integers(60, horizon_s)), draw(st.integers(5, 300)))
                 for _ in range(draw(st.integers(0, 2)))]

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from energytree.closedloop import (
     START,
     ClosedLoop,
+    Dimming,
     Record,
     Scenario,
     Session,
@@ -119,3 +120,20 @@ def test_one_phase_cars_are_budgeted_on_the_phases_their_rotation_names() -> Non
     _t, draw, household = record.arrays()
     per_phase = draw[-1].sum(axis=0) + household[-1]
     assert per_phase.min() > 0.9 * 40  # every phase is used, and nearly to the connection
+
+
+def test_a_one_phase_watt_limit_holds_for_chargers_that_cannot_switch() -> None:
+    """The issue's unsafe instruction: 6000 W on one phase (an OCPP profile with numberPhases
+    1) must hold for a 3-phase EVSE that cannot switch (its car draws on three phases
+    whatever it is told) and for one that can."""
+    evses = [{"evse": "fixed", "max_current_A": 32},
+             {"evse": "switching", "max_current_A": 32, "phase_switching": True}]
+    scenario = Scenario(
+        site_of(63, evses), hours=0.05,
+        sessions=[Session(e["evse"], 0, 3600, SimulatedCar(max_current_a=32.0, lag_s=1.0))
+                  for e in evses],
+        household=household_of(2.0), dimmings=[Dimming(0, 6000.0, phases=1)],
+        evse_meters=frozenset({"fixed", "switching"}))
+    record = run(scenario)
+    assert overloads(record) == []
+    assert record.site_power_w()[-1] > 0.9 * 6000.0  # and the limit is used, not wasted
