@@ -32,10 +32,8 @@ from energytree.closedloop import (
     Record,
     Scenario,
     Session,
-    oscillations,
-    overloads,
-    target_outcomes,
 )
+from energytree.loopchecks import oscillations, overloads, target_outcomes
 from energytree.simulation import ApplianceStep, Household, SimulatedCar
 from energytree.site import SiteConfig
 from optimizer import optimise

@@ -29,10 +29,8 @@ from energytree.closedloop import (
     Record,
     Scenario,
     Session,
-    missed_targets,
-    oscillations,
-    overloads,
 )
+from energytree.loopchecks import missed_targets, oscillations, overloads
 from energytree.simulation import ApplianceStep, Household, SimulatedCar
 from energytree.site import SiteConfig
 from optimizer import optimise

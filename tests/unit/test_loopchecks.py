@@ -9,6 +9,8 @@ from energytree.closedloop import (
     Record,
     Scenario,
     Session,
+)
+from energytree.loopchecks import (
     missed_targets,
     node_limits,
     oscillations,
