@@ -19,6 +19,7 @@ from energytree.lending import Lending
 from energytree.livecaps import connection_a, granted_per_phase, our_draw
 from energytree.meterloop import MeterLoop
 from energytree.problem import Problem, with_car_phases
+from energytree.ramps import RampLimiter
 from energytree.status import MeterFeed
 from energytree.types import Powermeter
 
@@ -49,6 +50,7 @@ class Feedback:
     def __post_init__(self) -> None:
         self.loop = MeterLoop(self.options.response_s, self.options.meter_period_s)
         self.lending = Lending(self.options.response_s)
+        self.ramps = RampLimiter(self.options.response_s)
 
     # ---- inputs ---------------------------------------------------------------------------
 
@@ -117,10 +119,11 @@ class Feedback:
     def granted(self, problem: Problem, slot: int, alloc: SlotAllocation,
                 live: Sequence[LiveCap], last: SlotAllocation | None, now_s: float,
                 with_meter: bool) -> None:
-        """Finish a tick's allocation (lending reasons, ramps) and remember what was offered."""
+        """Finish a tick's allocation (lending reasons, rises held back to the room now) and
+        remember what was offered."""
         self.lending.explain(problem, alloc, self.drawn)
-        self.lending.limit_ramps(problem, slot, alloc, live, self.drawn,
-                                 self.fresh_since(now_s), last, now_s)
+        self.ramps.limit(problem, slot, alloc, live, self.drawn, self.fresh_since(now_s),
+                         now_s)
         if with_meter:
             self.loop.granted(granted_per_phase(problem, alloc), now_s)
         offered = np.where(alloc.current_a > 0, alloc.phases, 0).tolist()

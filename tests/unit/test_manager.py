@@ -525,6 +525,8 @@ async def test_restart_restores_leases_targets_and_prices(clock, tmp_path) -> No
     assert second.status().evses[0].target == target
     assert current_of(second) == current_of(first)
     clock.advance(600)  # the restored lease still expires on time: its failsafe applies
+    assert await settled(second) == {"a": 7.97, "b": 0.0}  # b's car may still draw 7.97 A
+    clock.advance(second.options.response_s)
     assert await settled(second) == {"a": 8.0, "b": 0.0}
 
 
@@ -773,4 +775,6 @@ async def test_a_reservation_is_served_first_in_every_rotation(clock) -> None:
         clock.advance(manager.options.rotation_period_s)
     manager.reserve("b", "offline:b", None)
     assert "offline:b" not in manager.leases.leases
+    await settled(manager)
+    clock.advance(manager.options.response_s)  # until b's car no longer draws its 8 A
     assert sorted((await settled(manager)).values()) == [0.0, 10.0]

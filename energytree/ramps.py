@@ -1,0 +1,98 @@
+"""A grant rises only into room that is free now, while other cars still follow their cuts.
+
+The allocator shares the limits among the grants of *this* tick: when one EVSE is cut so
+that another may rise, both change at once, but the cut car follows seconds late. Until it
+has, the rising EVSE may only take the room the tree's limits (and the grid meter's budget)
+leave with what every EVSE may still be drawing: its fresh measurement, or else the most it
+was granted during the cars' response time. Cuts apply at once; a rise waits at most that
+response time. A rising EVSE whose room is below its minimum current waits (0 A) unless it
+already charges, then it keeps the minimum.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from energytree.allocator import EPS, LiveCap, SlotAllocation
+from energytree.drawn import Drawn
+from energytree.livecaps import granted_per_phase
+from energytree.problem import Problem, phase_usage
+from energytree.tree import subtree_sums
+
+__all__ = ["RampLimiter"]
+
+WAITING = "waiting for other cars to follow their cut"
+
+
+@dataclass
+class RampLimiter:
+    """Remembers recent grants per EVSE and grid phase; ``limit`` holds back the rises."""
+
+    response_s: float = 6.0
+    _grants: deque[tuple[float, np.ndarray]] = field(default_factory=deque)
+
+    def limit(self, problem: Problem, slot: int, alloc: SlotAllocation,
+              live: Sequence[LiveCap], drawn: Mapping[str, Drawn], fresh_since_s: float,
+              now_s: float) -> None:
+        """Lower the rising grants of ``alloc`` to what fits now, then remember it."""
+        may_draw = self._may_draw(problem, drawn, fresh_since_s)
+        new = granted_per_phase(problem, alloc)
+        rising = np.nonzero((new > may_draw + EPS).any(axis=1))[0]
+        if len(rising) and may_draw.any():
+            self._hold_back(problem, slot, alloc, live, may_draw, new, rising)
+            new = granted_per_phase(problem, alloc)
+        if self._grants and self._grants[-1][1].shape != new.shape:
+            self._grants.clear()  # another tree
+        self._grants.append((now_s, new))
+        while len(self._grants) > 1 and self._grants[0][0] < now_s - self.response_s:
+            self._grants.popleft()
+
+    def _may_draw(self, problem: Problem, drawn: Mapping[str, Drawn],
+                  fresh_since_s: float) -> np.ndarray:
+        """[N, 3] what each EVSE may still draw per grid phase [A]."""
+        n = problem.evse_count
+        recent = [g for _, g in self._grants if g.shape == (n, 3)]
+        result = np.max(recent, axis=0) if recent else np.zeros((n, 3))
+        for e, uuid in enumerate(problem.evse_uuids):
+            seen = drawn.get(uuid)
+            if seen is not None and seen.current_a is not None and seen.at_s >= fresh_since_s:
+                result[e] = 0.0
+                np.add.at(result[e], problem.wired_map[e], seen.current_a)
+        return result
+
+    def _hold_back(self, problem: Problem, slot: int, alloc: SlotAllocation,
+                   live: Sequence[LiveCap], may_draw: np.ndarray, new: np.ndarray,
+                   rising: np.ndarray) -> None:
+        load = subtree_sums(np.maximum(may_draw, np.where(
+            np.isin(np.arange(len(new)), rising)[:, None], 0.0, new)),
+            problem.inner_lo, problem.inner_hi)
+        caps = _node_caps(problem, slot, live)
+        usage = phase_usage(problem.phase_map, np.maximum(alloc.phases, 1))
+        for e in rising:
+            path, phases = problem.inner_paths[e], usage[e] > 0
+            now_a = may_draw[e][phases].max(initial=0.0)
+            room = (caps[path][:, phases] - load[path][:, phases]).min(initial=np.inf)
+            allowed = now_a + max(room, 0.0)
+            if allowed < problem.min_current_a[e, slot] - EPS:
+                allowed = min(problem.min_current_a[e, slot], alloc.current_a[e]) \
+                    if now_a > EPS else 0.0
+            if allowed < alloc.current_a[e] - EPS:
+                alloc.current_a[e] = allowed
+                alloc.power_w[e] = allowed * alloc.phases[e] * problem.voltage_v
+                alloc.reasons[e] = f"{WAITING} ({allowed:.1f} A for now)"
+            load[path] += (alloc.current_a[e] * usage[e] - may_draw[e])[None, :].clip(0.0)
+
+
+def _node_caps(problem: Problem, slot: int, live: Sequence[LiveCap]) -> np.ndarray:
+    """[K, 3] every inner node's current cap now, live caps (the grid meter's) included."""
+    caps = problem.node_cap_a[0][:, slot].copy()
+    position = {node.index: k for k, node in enumerate(problem.inner)}
+    for cap in live:
+        k = position.get(cap.node_index)
+        if k is not None:
+            caps[k] = np.minimum(caps[k], cap.current_a)
+    return caps
