@@ -1,12 +1,12 @@
 """Closed loop: the real manager against simulated cars, a household and a grid meter.
 
-Time is a ``ManualClock`` moved in steps of one second, so a simulated day takes seconds of
-computing. Each step the cars draw (late by their lag); the grid meter is read when it is due
-(unless it dropped out); when a tick is due the EVSEs with a meter of their own report it, every
-EVSE reports its state, and the manager ticks. Its limits reach the cars through
-``LimitReceiver`` s, as in ``serve --simulate``. The plan is re-made where the manager's own
-plan loop would: at slot boundaries, and after arrivals, departures, targets, state changes
-and operator commands.
+Time is a ``ManualClock`` moved in physics steps (one second unless the scenario says more), so
+a simulated day takes seconds of computing. Each step the cars draw (late by their lag); the
+grid meter is read when it is due (unless it dropped out); when a tick is due the EVSEs with a
+meter of their own report it, every EVSE reports its state, and the manager ticks. Its limits
+reach the cars through ``LimitReceiver`` s, as in ``serve --simulate``. The plan is re-made
+before a tick whenever the manager's own plan loop would start one (targets, states, commands,
+learned phases, a slot boundary), and finishes at once: accelerated time waits for it.
 
 Every tick is recorded with what flows through each node; ``energytree.loopchecks`` reads the
 record. Usage::
@@ -41,6 +41,7 @@ from energytree.types import (
 )
 
 __all__ = [
+    "START",
     "ClosedLoop",
     "Dimming",
     "Dropout",
