@@ -4,9 +4,9 @@ The allocator shares the limits among the grants of *this* tick: when one EVSE i
 that another may rise, both change at once, but the cut car follows seconds late. Until it
 has, the rising EVSE may only take the room the tree's limits (and the grid meter's budget)
 leave with what every EVSE may still be drawing: its fresh measurement, or else the most it
-was granted during the cars' response time. Cuts apply at once; a rise waits at most that
-response time. A rising EVSE whose room is below its minimum current waits (0 A) unless it
-already charges, then it keeps the minimum.
+was granted during the cars' response time (nothing, where its state says no car charges).
+Cuts apply at once; a rise waits at most that response time. A rising EVSE whose room is
+below its minimum current waits (0 A) unless it already charges, then it keeps the minimum.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class RampLimiter:
         n = problem.evse_count
         recent = [g for _, g in self._grants if g.shape == (n, 3)]
         result = np.max(recent, axis=0) if recent else np.zeros((n, 3))
+        result[~problem.wants_power] = 0.0  # unplugged, finished, disabled: nothing flows
         for e, uuid in enumerate(problem.evse_uuids):
             seen = drawn.get(uuid)
             if seen is not None and seen.current_a is not None and seen.at_s >= fresh_since_s:
