@@ -234,10 +234,8 @@ def allocate_slot(
     """Allocate slot ``slot`` of ``problem``.
 
     ``evse_cap_a`` adds a per-EVSE cap (e.g. the planned value), ``live_caps`` extra node caps,
-    ``phases`` a phase count per EVSE chosen by the caller (e.g. with hysteresis); with
-    ``hold_phases`` a switchable EVSE is not moved to one phase when its count does not fit
-    (it waits instead). EVSEs with a non-NaN current in ``fixed`` keep that allocation; the
-    rest share what it leaves.
+    ``phases`` a phase count per EVSE (kept with ``hold_phases``: no drop to one phase). EVSEs
+    with a non-NaN current in ``fixed`` keep that allocation; the rest share what it leaves.
     """
     n = problem.evse_count
     volts = problem.voltage_v
