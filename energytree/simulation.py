@@ -94,7 +94,8 @@ class SimulatedEvse:
         return EvseState.Charging if self.current_a > 0 else EvseState.PausedEVSE
 
     def plug(self, car: SimulatedCar | None) -> None:
-        """A car arrives (or, with None, leaves); a new car starts from the limit in force."""
+        """A car arrives (or, with None, leaves); a new car follows limits from now on, late by
+        its lag, and draws nothing until then."""
         self.car = car
         self._commands.clear()
         self.current_a, self.phases_used = 0.0, 0
