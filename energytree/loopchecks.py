@@ -79,12 +79,20 @@ def overloads(record: Record) -> list[str]:
                 | (watts > node.power_w + TOLERANCE_A * volts)) & ~graced
         found += [f"t={t[i]:.0f} s: {node.uuid} carries {np.round(amps[i], 2).tolist()} A, "
                   f"{watts[i]:.0f} W (limit {node.current_a:g} A, {node.power_w:g} W)"
+                  f"{_drawing(record, draw[i], node.evses)}"
                   for i in np.nonzero(over)[0][:5]]
     ev_w = draw.sum(axis=(1, 2)) * volts
     over = (ev_w > np.array(record.dimming_w) + TOLERANCE_A * volts) & ~graced
     found += [f"t={t[i]:.0f} s: the EVSEs draw {ev_w[i]:.0f} W under an operator limit of "
               f"{record.dimming_w[i]:.0f} W" for i in np.nonzero(over)[0][:5]]
     return found
+
+
+def _drawing(record: Record, draw: np.ndarray, evses: tuple[int, ...]) -> str:
+    """Who draws what on which grid phase, e.g. ``: e1 [15.9, 15.9, 15.9], e2 [0, 0, 12]``."""
+    parts = [f"{record.uuids[e]} {np.round(draw[e], 1).tolist()}" for e in evses
+             if draw[e].any()]
+    return f": {', '.join(parts)}" if parts else ""
 
 
 def oscillations(record: Record, window_s: float = 60.0, min_step_a: float = 1.0,
