@@ -371,7 +371,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the energy manager for a site file")
     serve.add_argument("site", help="site file (YAML)")
-    serve.add_argument("--simulate", action="store_true", help="simulated chargers and meter")
+    serve.add_argument("--simulate", action="store_true",
+                       help="simulated cars, and a simulated grid meter in place of the real one "
+                       "unless the site file says simulation.grid_meter: external")
     serve.add_argument("--state-dir", default="state", help="where state survives restarts")
     serve.add_argument("--duration", type=_positive, help="stop after this many seconds")
     serve.set_defaults(handler=_cmd_serve)
