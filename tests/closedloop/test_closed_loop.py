@@ -67,7 +67,6 @@ def test_the_meter_loop_settles_with_lagging_cars_at_the_one_second_tick(
     assert_closed_loop_holds(run(scenario))
 
 
-
 def household_of(amps: float, on_at_s: float = 0.0) -> Household:
     """A household drawing ``amps`` on every phase from ``on_at_s`` (no daily profile)."""
     at = START + timedelta(seconds=on_at_s)
