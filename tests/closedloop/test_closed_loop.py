@@ -134,3 +134,18 @@ def test_a_one_phase_watt_limit_holds_for_chargers_that_cannot_switch() -> None:
     record = run(scenario)
     assert overloads(record) == []
     assert record.site_power_w()[-1] > 0.9 * 6000.0  # and the limit is used, not wasted
+
+
+@pytest.mark.parametrize("lag_s", [3.5, 5.0])
+def test_an_arrival_waits_for_the_car_that_gives_way(lag_s: float) -> None:
+    """A fuse of 26 A and 11 kW holds a 3-phase car at its W limit; a second car arrives on a
+    1-phase EVSE behind it. Its share may only be granted once the first car, which follows
+    ``lag_s`` late, can have come down: at no tick may the fuse carry more than its limits."""
+    fuse = {"fuse": "outer", "max_current_A": 26, "max_power_W": 11000, "children": [
+        {"evse": "e1", "max_current_A": 32}, {"evse": "e2", "max_current_A": 32, "phases": 1}]}
+    scenario = Scenario(
+        site_of(63, [fuse]), hours=0.05,
+        sessions=[Session("e1", 0, 3600, SimulatedCar(max_current_a=32.0, lag_s=lag_s)),
+                  Session("e2", 60, 3600, SimulatedCar(max_current_a=32.0, lag_s=1.0))],
+        household=household_of(2.0), evse_meters=frozenset({"e1", "e2"}))
+    assert overloads(run(scenario)) == []
