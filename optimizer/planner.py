@@ -23,8 +23,8 @@ from energytree.errors import PlanningError
 from energytree.plan import AFTER_LEAVE, TARGET_MET, Plan, instant_plan
 from energytree.problem import Problem
 from optimizer.model import EPS, LinearModel, build_model
-from optimizer.rounding import on_off_bounds
-from optimizer.solve import solve
+from optimizer.rounding import repair
+from optimizer.solve import Solution, solve
 
 __all__ = ["PlanReport", "optimise"]
 
@@ -74,11 +74,12 @@ def _optimise(problem: Problem, budget: float, rotation: int, solver: str, start
     model = build_model(problem)
     built = time.perf_counter()
     first = solve(model, model.lower, model.upper, budget - (built - started), solver)
-    lower, upper, fractional = on_off_bounds(problem, model, first.values)
-    final = first
-    if fractional:
-        remaining = budget - (time.perf_counter() - started)
-        final = solve(model, lower, upper, remaining, solver)
+
+    def solve_within(lower: np.ndarray, upper: np.ndarray) -> Solution:
+        return solve(model, lower, upper, budget - (time.perf_counter() - started), solver)
+
+    repaired = repair(problem, model, first, solve_within)
+    final, fractional = repaired.solution, repaired.fractional
     solved = time.perf_counter()
     report = PlanReport(first.objective, final.objective, fractional, built - started,
                         solved - built)
@@ -86,7 +87,8 @@ def _optimise(problem: Problem, budget: float, rotation: int, solver: str, start
     notes = [
         *problem.notes,
         f"optimiser ({solver}): LP bound {report.lp_bound:.4f}, plan {report.objective:.4f}, "
-        f"gap {100 * report.gap:.4f} %, {fractional} fractional cells repaired",
+        f"gap {100 * report.gap:.4f} %, {fractional} fractional cells repaired in "
+        f"{repaired.rounds} solves",
         *_shortfall_notes(plan),
     ]
     return Plan(plan.problem, plan.current_a, plan.phases, plan.power_w, plan.reasons,
