@@ -23,13 +23,15 @@ from energytree.errors import PlanningError
 from energytree.plan import AFTER_LEAVE, TARGET_MET, Plan, instant_plan
 from energytree.problem import Problem
 from optimizer.model import EPS, LinearModel, build_model
-from optimizer.rounding import repair
+from optimizer.rounding import delivered_kwh, repair
 from optimizer.solve import Solution, solve
 
-__all__ = ["PlanReport", "optimise"]
+__all__ = ["PlanReport", "optimise", "optimise_with_report"]
 
 log = logging.getLogger(__name__)
 WAITING_FOR_PRICE = "price: cheaper slots planned"
+MINIMUM_CURRENT = "minimum current"  # followed by what leaves no room for it
+OTHER_SLOTS = "target: planned in other slots"
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class PlanReport:
     fractional_cells: int
     build_s: float
     solve_s: float
+    solves: int
+    lp_kwh: np.ndarray  # energy per EVSE in the LP relaxation [kWh] (0 outside the model)
 
     @property
     def gap(self) -> float:
@@ -51,6 +55,13 @@ class PlanReport:
 def optimise(problem: Problem, *, time_budget_s: float = 2.0, rotation: int = 0,
              solver: str = "highs") -> Plan:
     """Plan ``problem``; never raises for a valid problem (falls back instead)."""
+    return optimise_with_report(problem, time_budget_s=time_budget_s, rotation=rotation,
+                                solver=solver)[0]
+
+
+def optimise_with_report(problem: Problem, *, time_budget_s: float = 2.0, rotation: int = 0,
+                         solver: str = "highs") -> tuple[Plan, PlanReport | None]:
+    """``optimise``, and its figures (None when it fell back to the instant allocator)."""
     started = time.perf_counter()
     try:
         plan, report = _optimise(problem, time_budget_s, rotation, solver, started)
@@ -62,11 +73,11 @@ def optimise(problem: Problem, *, time_budget_s: float = 2.0, rotation: int = 0,
         fallback = instant_plan(problem, rotation=rotation)
         return Plan(fallback.problem, fallback.current_a, fallback.phases, fallback.power_w,
                     fallback.reasons, method="instant allocator (fallback)",
-                    notes=[*problem.notes, f"optimiser failed: {exc}"])
+                    notes=[*problem.notes, f"optimiser failed: {exc}"]), None
     log.info("plan: objective %.4f, LP bound %.4f (gap %.4f %%), %d fractional cells, %.3f s",
              report.objective, report.lp_bound, 100 * report.gap, report.fractional_cells,
              time.perf_counter() - started)
-    return plan
+    return plan, report
 
 
 def _optimise(problem: Problem, budget: float, rotation: int, solver: str, started: float
@@ -82,13 +93,14 @@ def _optimise(problem: Problem, budget: float, rotation: int, solver: str, start
     final, fractional = repaired.solution, repaired.fractional
     solved = time.perf_counter()
     report = PlanReport(first.objective, final.objective, fractional, built - started,
-                        solved - built)
-    plan = _assemble(problem, model, final.values, final.activity, rotation)
+                        solved - built, 1 + repaired.rounds,
+                        delivered_kwh(problem, model, first.values))
+    plan = _assemble(problem, model, final, repaired.switched_off, rotation)
     notes = [
         *problem.notes,
         f"optimiser ({solver}): LP bound {report.lp_bound:.4f}, plan {report.objective:.4f}, "
         f"gap {100 * report.gap:.4f} %, {fractional} fractional cells repaired in "
-        f"{repaired.rounds} solves",
+        f"{report.solves} solves",
         *_shortfall_notes(plan),
     ]
     return Plan(plan.problem, plan.current_a, plan.phases, plan.power_w, plan.reasons,
@@ -109,8 +121,9 @@ def _shortfall_notes(plan: Plan) -> list[str]:
 
 
 def _cell_reasons(problem: Problem, model: LinearModel, x: np.ndarray, activity: np.ndarray,
-                  met: np.ndarray) -> list[str]:
-    """Why each cell got what it got: a tight node, the EVSE's own cap, price or target."""
+                  switched_off: np.ndarray) -> list[str]:
+    """Why each cell got what it got: a tight node, the EVSE's own cap, the minimum current,
+    its target, or prices (only where they are known and differ)."""
     cells = model.cells
     amps = x[:cells]
     node_rows = np.array([label[0] in ("A", "W", "generation") for label in model.row_label],
@@ -120,20 +133,57 @@ def _cell_reasons(problem: Problem, model: LinearModel, x: np.ndarray, activity:
     on_cell = coo.col < cells
     binding_row = np.full(cells, -1)
     binding_row[coo.col[on_cell]] = np.nonzero(tight)[0][coo.row[on_cell]]
+    room_row = _row_without_room_for_minimum(model, activity, node_rows)
     labels: dict[tuple[int, int], str] = {}
     reached = _reached_before(problem, model, amps)
+    priced = _prices_differ(problem, model)
     reasons = []
     for cell in range(cells):
         row, t = int(binding_row[cell]), int(model.slot[cell])
+        no_room = row < 0 and amps[cell] <= EPS and room_row[cell] >= 0
+        if no_room:  # the node has room, but less than this EVSE's minimum current
+            row = int(room_row[cell])
         if amps[cell] > EPS and amps[cell] >= model.upper_a[cell] - 1e-6:
             reasons.append("own")
         elif row >= 0:
             if (row, t) not in labels:
                 labels[row, t] = _row_reason(problem, model, row, t)
-            reasons.append(labels[row, t])
+            reasons.append(f"{MINIMUM_CURRENT}: {labels[row, t]}" if no_room
+                           else labels[row, t])
+        elif reached[cell]:
+            reasons.append(TARGET_MET)
+        elif priced[model.evse[cell]]:
+            reasons.append(WAITING_FOR_PRICE)
+        elif switched_off[cell]:
+            reasons.append(f"{MINIMUM_CURRENT}: {OTHER_SLOTS}")
         else:
-            reasons.append(TARGET_MET if reached[cell] else WAITING_FOR_PRICE)
+            reasons.append(OTHER_SLOTS)
     return reasons
+
+
+def _row_without_room_for_minimum(model: LinearModel, activity: np.ndarray,
+                                  node_rows: np.ndarray) -> np.ndarray:
+    """Per cell, a node row whose room left is below the cell's minimum current (or -1)."""
+    coo = model.matrix[:, : model.cells].tocoo()
+    keep = node_rows[coo.row] & (coo.data > 0)
+    rows, cols, coef = coo.row[keep], coo.col[keep], coo.data[keep]
+    room_a = (model.row_upper[rows] - activity[rows]) / coef
+    short = room_a < model.min_a[cols] - 1e-6
+    found = np.full(model.cells, -1)
+    found[cols[short]] = rows[short]
+    return found
+
+
+def _prices_differ(problem: Problem, model: LinearModel) -> np.ndarray:
+    """Per EVSE: are prices known in all its cells, and not all the same?"""
+    price = problem.price_import[model.slot]
+    known = np.ones(problem.evse_count, dtype=bool)
+    np.logical_and.at(known, model.evse, ~np.isnan(price))
+    low = np.full(problem.evse_count, np.inf)
+    high = np.full(problem.evse_count, -np.inf)
+    np.minimum.at(low, model.evse, np.nan_to_num(price, nan=np.inf))
+    np.maximum.at(high, model.evse, np.nan_to_num(price, nan=-np.inf))
+    return known & (high - low > 1e-9)
 
 
 def _reached_before(problem: Problem, model: LinearModel, amps: np.ndarray) -> np.ndarray:
@@ -178,9 +228,10 @@ def _shortfall_in_row(model: LinearModel, x: np.ndarray, row: int) -> float:
     return float(x[cols[cols >= model.cells]].sum())
 
 
-def _assemble(problem: Problem, model: LinearModel, x: np.ndarray, activity: np.ndarray,
-              rotation: int) -> Plan:
+def _assemble(problem: Problem, model: LinearModel, solution: Solution,
+              switched_off: np.ndarray, rotation: int) -> Plan:
     """Planned EVSEs fixed at the LP values; the others share the rest slot by slot."""
+    x, activity = solution.values, solution.activity
     n, t_count = problem.evse_count, problem.slots
     fixed_a = np.full((n, t_count), np.nan)
     # a target the model leaves out needs nothing (0 kWh): it stays off, as in instant_plan
@@ -190,7 +241,7 @@ def _assemble(problem: Problem, model: LinearModel, x: np.ndarray, activity: np.
     fixed_phases = problem.max_phases.astype(np.int64).copy()
     fixed_reason = [[TARGET_MET] * t_count for _ in range(n)]
     met = _targets_met(problem, model, x, activity)
-    cell_reason = _cell_reasons(problem, model, x, activity, met)
+    cell_reason = _cell_reasons(problem, model, x, activity, switched_off)
     amps = np.where(x[: model.cells] > EPS, x[: model.cells], 0.0)
     fixed_a[model.evse, model.slot] = amps
     for e in model.targeted:

@@ -26,7 +26,8 @@ from optimizer.solve import Solution
 
 __all__ = ["Repair", "delivered_kwh", "repair"]
 
-MAX_ROUNDS = 6  # solves that may leave cells open; one more closes them
+LOST_KWH = 1e-4  # energy [kWh] a car may lose against the LP before cells are retried
+MAX_ROUNDS = 8  # solves after the LP; the last one leaves no cell undecided
 
 
 @dataclass(frozen=True)
@@ -52,44 +53,77 @@ def repair(problem: Problem, model: LinearModel, first: Solution,
     columns = model.matrix[:, :cells].tocsc()
     lower, upper = model.lower.copy(), model.upper.copy()
     open_ = model.min_a > EPS  # undecided cells; those without a minimum need no decision
+    no_overshoot = _without_slack(model)
+    rounded_off = np.zeros(cells, dtype=bool)
     solution, rounds = first, 0
     fractional_in_lp = _fractional(model, first.values, open_)
-    while True:
+    while rounds < MAX_ROUNDS:
         amps = solution.values[:cells]
         fractional = _fractional(model, amps, open_)
-        if not fractional.any() and (rounds < MAX_ROUNDS or not open_.any()):
+        if not fractional.any():
             break
+        last = rounds + 1 == MAX_ROUNDS  # the last round leaves no cell undecided
         on = open_ & (amps >= model.min_a - EPS)
-        # the last round closes every open cell the solve left at 0
-        off = open_ & ~on & ~fractional if rounds >= MAX_ROUNDS else np.zeros(cells, bool)
-        _decide(model, columns, lower, upper, amps, on, fractional)
-        upper[:cells][off] = 0.0
-        open_ &= ~(on | fractional | off)
+        lower[:cells][on] = model.min_a[on]
+        order = np.argsort(-amps, kind="stable")
+        switched = _switch_on(model, columns, model.row_upper if last else no_overshoot,
+                              lower, upper, fractional, order)
+        rounded_off |= fractional & ~switched
+        upper[:cells][fractional & ~switched] = 0.0
+        open_ &= ~(on | fractional)
+        if last:
+            upper[:cells][open_] = 0.0
+            open_[:] = False
+        solution, rounds = solve_within(lower, upper), rounds + 1
+    # cells switched off to spare a car's need may be all that is left to reach it
+    wanted = np.minimum(delivered_kwh(problem, model, first.values), _need_kwh(problem))
+    lost = wanted - delivered_kwh(problem, model, solution.values) > LOST_KWH
+    retry = rounded_off & lost[model.evse]
+    if retry.any():
+        amps = solution.values[:cells]
+        lower[:cells][open_ & (amps > EPS)] = model.min_a[open_ & (amps > EPS)]
+        upper[:cells][open_ & (amps <= EPS)] = 0.0  # so that nothing comes out fractional
+        order = np.argsort(-first.values[:cells], kind="stable")
+        _switch_on(model, columns, model.row_upper, lower, upper, retry, order)
         solution, rounds = solve_within(lower, upper), rounds + 1
     switched_off = (first.values[:cells] > EPS) & (solution.values[:cells] <= EPS)
     return Repair(solution, int(fractional_in_lp.sum()), rounds, switched_off)
 
 
+def _need_kwh(problem: Problem) -> np.ndarray:
+    """Each EVSE's energy target; 0 where it has none (nothing to win back for it)."""
+    return np.array([t.energy_kwh if t is not None and t.energy_kwh is not None
+                     and t.price_limit is None else 0.0 for t in problem.targets])
+
+
+def _without_slack(model: LinearModel) -> np.ndarray:
+    """Row caps where an energy target may not be passed (its slack for the minimum current)."""
+    return np.array([label[3] if label[0] == "energy" else cap
+                     for label, cap in zip(model.row_label, model.row_upper, strict=True)])
+
+
+def _switch_on(model: LinearModel, columns: sp.csc_matrix, row_upper: np.ndarray,
+               lower: np.ndarray, upper: np.ndarray, candidates: np.ndarray,
+               order: np.ndarray) -> np.ndarray:
+    """Switch ``candidates`` on in ``order`` while every on-cell's minimum fits ``row_upper``.
+
+    The bounds change in place (switched-on cells run at least at their minimum, up to their
+    cap); returns the switched-on cells.
+    """
+    cells = model.cells
+    on = lower[:cells] > EPS
+    load = columns @ np.where(on, model.min_a, 0.0)
+    switched = np.zeros(cells, dtype=bool)
+    for cell in order[candidates[order]]:
+        switched[cell] = _fits(columns, load, row_upper, cell, model.min_a[cell])
+    lower[:cells][switched] = model.min_a[switched]
+    upper[:cells][switched] = model.upper_a[switched]
+    return switched
+
+
 def _fractional(model: LinearModel, amps: np.ndarray, open_: np.ndarray) -> np.ndarray:
     amps = amps[: model.cells]
     return open_ & (amps > EPS) & (amps < model.min_a - EPS)
-
-
-def _decide(model: LinearModel, columns: sp.csc_matrix, lower: np.ndarray, upper: np.ndarray,
-            amps: np.ndarray, on: np.ndarray, fractional: np.ndarray) -> None:
-    """Keep ``on`` cells on; switch ``fractional`` ones on, largest first, while minimums fit.
-
-    The bounds change in place: on-cells run at least at their minimum, the others at 0.
-    """
-    cells = model.cells
-    on = on | (lower[:cells] > EPS)
-    load = columns @ np.where(on, model.min_a, 0.0)
-    candidates = np.nonzero(fractional)[0]
-    switched_on = np.zeros(cells, dtype=bool)
-    for cell in candidates[np.argsort(-amps[candidates], kind="stable")]:
-        switched_on[cell] = _fits(columns, load, model.row_upper, cell, model.min_a[cell])
-    lower[:cells] = np.where(on | switched_on, model.min_a, lower[:cells])
-    upper[:cells] = np.where(fractional & ~switched_on, 0.0, upper[:cells])
 
 
 def _fits(columns: sp.csc_matrix, load: np.ndarray, row_upper: np.ndarray, cell: int,
