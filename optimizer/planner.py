@@ -20,7 +20,7 @@ import numpy as np
 
 from energytree.allocator import SlotAllocation, allocate_slot
 from energytree.errors import PlanningError
-from energytree.plan import AFTER_LEAVE, TARGET_MET, Plan, instant_plan
+from energytree.plan import AFTER_LEAVE, BATTERY_FULL, TARGET_MET, Plan, instant_plan
 from energytree.problem import Problem
 from optimizer.model import EPS, LinearModel, build_model
 from optimizer.rounding import delivered_kwh, repair
@@ -253,18 +253,31 @@ def _assemble(problem: Problem, model: LinearModel, solution: Solution,
     phases = np.zeros((n, t_count), dtype=np.int64)
     power = np.zeros((n, t_count))
     reasons = [["" for _ in range(t_count)] for _ in range(n)]
+    room = problem.room_kwh.copy()  # the others stop when their battery is full
     for t in range(t_count):
         watts = np.nan_to_num(fixed_a[:, t]) * fixed_phases[:, t] * problem.voltage_v
         fixed = SlotAllocation(fixed_a[:, t], fixed_phases[:, t], watts,
                                [fixed_reason[e][t] for e in range(n)])
-        alloc = allocate_slot(problem, t, rotation=rotation + t, fixed=fixed)
+        alloc = allocate_slot(problem, t, rotation=rotation + t, fixed=fixed,
+                              evse_cap_a=_room_cap_a(problem, t, room),
+                              evse_cap_label=BATTERY_FULL)
         current[:, t] = alloc.current_a
         phases[:, t] = np.where(np.abs(alloc.current_a) > EPS, alloc.phases, fixed_phases[:, t])
         power[:, t] = alloc.current_a * phases[:, t] * problem.voltage_v
+        room -= power[:, t].clip(min=0) * problem.grid.hours[t] * problem.efficiency[:, t] / 1000
         for e in range(n):
             reason = alloc.reasons[e]
             reasons[e][t] = _own_label(problem, e, t) if reason == "own" else reason
     return Plan(problem, current, phases, power, reasons, method="optimiser")
+
+
+def _room_cap_a(problem: Problem, t: int, room_kwh: np.ndarray) -> np.ndarray:
+    """Per EVSE the current that fills its battery in slot ``t`` (the last bit may take the
+    minimum current for part of the slot); infinite where no battery is known."""
+    kwh_per_a = (problem.voltage_v * problem.max_phases[:, t] * problem.grid.hours[t]
+                 * problem.efficiency[:, t] / 1000.0)
+    cap = np.maximum(room_kwh / np.maximum(kwh_per_a, 1e-12), problem.min_current_a[:, t])
+    return np.where(room_kwh <= 1e-9, 0.0, cap)
 
 
 def _own_label(problem: Problem, e: int, t: int) -> str:
