@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from energytree.plan import Plan, instant_plan
+from energytree.plan import BATTERY_FULL, Plan, instant_plan
 from energytree.problem import ExternalSource, Problem
 from energytree.types import EnergyFlowRequest, ExternalLimits, ScheduleReqEntry, TimedValue
 from optimizer import optimise
@@ -351,3 +351,24 @@ def test_unknown_solver_falls_back_and_says_why() -> None:
     plan = optimise(hours(site(), 6), solver="simplex-by-hand")
     assert plan.method == "instant allocator (fallback)"
     assert "unknown solver" in plan.notes[-1]
+
+
+# ---------------------------------------------------------------- physical plans
+
+
+@pytest.mark.parametrize("planner", [optimise, instant_plan], ids=["optimiser", "instant"])
+def test_a_known_battery_bounds_the_plan_with_and_without_a_target(planner) -> None:
+    # 24 hours of 16 A could put 265 kWh into each car; the batteries hold far less
+    request = node(
+        "grid",
+        evse("free", target={"car_battery_capacity_kWh": 64.0}),  # no goal, SoC unknown
+        evse("soc", target={"car_battery_capacity_kWh": 64.0, "car_battery_soc": 75.0}),
+        evse("goal", target=target(80.0, 20, car_battery_capacity_kWh=40.0)),
+        evse("unknown"),
+        max_a=64)
+    plan = planner(hours(request, 24))
+    assert plan.energy_kwh(np.full(4, 24)) == pytest.approx([64.0, 16.0, 40.0, 24 * 11.04],
+                                                             abs=0.01)
+    assert plan.reasons[0][-1] == BATTERY_FULL
+    note = next(n for n in plan.notes if n.startswith("no battery capacity known"))
+    assert "unknown" in note and "free" not in note
