@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from energytree.errors import ConfigError, EnergyTreeError, RequestError
 from energytree.inputs import load_prices, load_request
 from energytree.plan import Plan
+from energytree.planjson import enforced_limits_json
 from energytree.problem import PlanOptions, Problem, build_problem
 from energytree.types import (
     EnergyFlowRequest,
@@ -110,9 +111,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     )
     problem = build_problem(request, now, options, prices=prices)
     plan = make_plan(problem, args.time_budget)
-    limits = plan.enforced_limits(now + timedelta(seconds=args.valid_for), args.valid_for)
-    payload = [x.model_dump(mode="json", exclude_none=True) for x in limits]
-    sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    sys.stdout.write(enforced_limits_json(plan, now + timedelta(seconds=args.valid_for),
+                                          args.valid_for))
     return 0
 
 

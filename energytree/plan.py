@@ -23,7 +23,8 @@ from energytree.types import (
     ScheduleResEntry,
 )
 
-__all__ = ["BATTERY_FULL", "Plan", "Planner", "instant_plan", "limits_res"]
+__all__ = ["BATTERY_FULL", "Plan", "Planner", "floor_towards_zero", "instant_plan",
+           "limits_res"]
 
 TARGET_MET = "target met"
 AFTER_LEAVE = "after leave time"
@@ -89,7 +90,7 @@ class Plan:
         p = self.problem
         prices = [_price(p, t) for t in range(p.slots)]
         stamps = [p.grid.start_time(t) for t in range(p.slots)]
-        amps, watts = _floor_array(self.current_a, 2), _floor_array(self.power_w, 1)
+        amps, watts = floor_towards_zero(self.current_a, 2), floor_towards_zero(self.power_w, 1)
         keep = np.ones(amps.shape, dtype=bool)
         if compress:
             price = np.nan_to_num(p.price_import, nan=-1.0)
@@ -112,7 +113,7 @@ class Plan:
         return result
 
 
-def _floor_array(values: np.ndarray, digits: int) -> np.ndarray:
+def floor_towards_zero(values: np.ndarray, digits: int) -> np.ndarray:
     """Round towards zero (vectorised ``_floor``)."""
     scale = 10**digits
     return np.sign(values) * np.floor(np.abs(values) * scale + 1e-6) / scale + 0.0
