@@ -89,7 +89,8 @@ def _optimise(problem: Problem, budget: float, rotation: int, solver: str, start
     def solve_within(lower: np.ndarray, upper: np.ndarray) -> Solution:
         return solve(model, lower, upper, budget - (time.perf_counter() - started), solver)
 
-    repaired = repair(problem, model, first, solve_within)
+    repaired = repair(problem, model, first, solve_within,
+                      lambda: budget - (time.perf_counter() - started))
     final, fractional = repaired.solution, repaired.fractional
     solved = time.perf_counter()
     report = PlanReport(first.objective, final.objective, fractional, built - started,

@@ -14,6 +14,7 @@ and the on-cells' minimums fit, so every solve is feasible.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,22 +48,34 @@ def delivered_kwh(problem: Problem, model: LinearModel, x: np.ndarray) -> np.nda
 
 
 def repair(problem: Problem, model: LinearModel, first: Solution,
-           solve_within: Callable[[np.ndarray, np.ndarray], Solution]) -> Repair:
-    """All-or-nothing currents that lose, wherever the model allows, nothing against the LP."""
+           solve_within: Callable[[np.ndarray, np.ndarray], Solution],
+           time_left: Callable[[], float] = lambda: np.inf) -> Repair:
+    """All-or-nothing currents that lose, wherever the model allows, nothing against the LP.
+
+    Only the EVSEs the LP ran below their minimum current are planned again: every other EVSE
+    keeps its LP currents (they are all-or-nothing and optimal), so each solve after the first
+    is small. A round that might not finish within ``time_left`` becomes the last one.
+    """
     cells = model.cells
     columns = model.matrix[:, :cells].tocsc()
     lower, upper = model.lower.copy(), model.upper.copy()
     open_ = model.min_a > EPS  # undecided cells; those without a minimum need no decision
+    fractional_in_lp = _fractional(model, first.values, open_)
+    keep = ~_affected(problem, model, columns, first, fractional_in_lp)[model.evse]
+    lower[:cells][keep] = upper[:cells][keep] = np.clip(first.values[:cells][keep],
+                                                         model.lower[:cells][keep],
+                                                         model.upper[:cells][keep])
+    open_ &= ~keep
     no_overshoot = _without_slack(model)
     rounded_off = np.zeros(cells, dtype=bool)
-    solution, rounds = first, 0
-    fractional_in_lp = _fractional(model, first.values, open_)
+    solution, rounds, solve_s = first, 0, 0.0
     while rounds < MAX_ROUNDS:
         amps = solution.values[:cells]
         fractional = _fractional(model, amps, open_)
         if not fractional.any():
             break
-        last = rounds + 1 == MAX_ROUNDS  # the last round leaves no cell undecided
+        # the last round leaves no cell undecided
+        last = rounds + 1 == MAX_ROUNDS or time_left() < 3 * solve_s
         on = open_ & (amps >= model.min_a - EPS)
         lower[:cells][on] = model.min_a[on]
         order = np.argsort(-amps, kind="stable")
@@ -74,7 +87,9 @@ def repair(problem: Problem, model: LinearModel, first: Solution,
         if last:
             upper[:cells][open_] = 0.0
             open_[:] = False
+        started = time.perf_counter()
         solution, rounds = solve_within(lower, upper), rounds + 1
+        solve_s = max(solve_s, time.perf_counter() - started)
     # cells switched off to spare a car's need may be all that is left to reach it
     wanted = np.minimum(delivered_kwh(problem, model, first.values), _need_kwh(problem))
     lost = wanted - delivered_kwh(problem, model, solution.values) > LOST_KWH
@@ -88,6 +103,22 @@ def repair(problem: Problem, model: LinearModel, first: Solution,
         solution, rounds = solve_within(lower, upper), rounds + 1
     switched_off = (first.values[:cells] > EPS) & (solution.values[:cells] <= EPS)
     return Repair(solution, int(fractional_in_lp.sum()), rounds, switched_off)
+
+
+def _affected(problem: Problem, model: LinearModel, columns: sp.csc_matrix, first: Solution,
+              fractional: np.ndarray) -> np.ndarray:
+    """Per EVSE: has it fractional cells, or does it share a full node with one that has?"""
+    affected = np.zeros(problem.evse_count, dtype=bool)
+    affected[model.evse[fractional]] = True
+    node_rows = np.array([label[0] in ("A", "W", "generation") for label in model.row_label],
+                         dtype=bool)
+    full = node_rows & (first.activity >= model.row_upper - 1e-6)
+    rows_of_fractional = np.unique(columns[:, np.nonzero(fractional)[0]].tocoo().row)
+    shared = rows_of_fractional[full[rows_of_fractional]]
+    if len(shared):
+        neighbours = model.matrix[shared][:, : model.cells].tocoo().col
+        affected[model.evse[neighbours]] = True
+    return affected
 
 
 def _need_kwh(problem: Problem) -> np.ndarray:
@@ -111,8 +142,7 @@ def _switch_on(model: LinearModel, columns: sp.csc_matrix, row_upper: np.ndarray
     cap); returns the switched-on cells.
     """
     cells = model.cells
-    on = lower[:cells] > EPS
-    load = columns @ np.where(on, model.min_a, 0.0)
+    load = columns @ lower[:cells]  # on-cells at their minimum, kept cells at their value
     switched = np.zeros(cells, dtype=bool)
     for cell in order[candidates[order]]:
         switched[cell] = _fits(columns, load, row_upper, cell, model.min_a[cell])
