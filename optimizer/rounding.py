@@ -107,16 +107,22 @@ def repair(problem: Problem, model: LinearModel, first: Solution,
 
 def _affected(problem: Problem, model: LinearModel, columns: sp.csc_matrix, first: Solution,
               fractional: np.ndarray) -> np.ndarray:
-    """Per EVSE: has it fractional cells, or does it share a full node with one that has?"""
+    """Per EVSE: has it fractional cells, or does it share with one of them the smallest full
+    node above that cell? (Capacity moves between them; larger full nodes stay as they are.)"""
     affected = np.zeros(problem.evse_count, dtype=bool)
     affected[model.evse[fractional]] = True
     node_rows = np.array([label[0] in ("A", "W", "generation") for label in model.row_label],
                          dtype=bool)
     full = node_rows & (first.activity >= model.row_upper - 1e-6)
-    rows_of_fractional = np.unique(columns[:, np.nonzero(fractional)[0]].tocoo().row)
-    shared = rows_of_fractional[full[rows_of_fractional]]
-    if len(shared):
-        neighbours = model.matrix[shared][:, : model.cells].tocoo().col
+    coo = columns[:, np.nonzero(fractional)[0]].tocoo()
+    keep = full[coo.row]
+    rows, cells = coo.row[keep], coo.col[keep]
+    if len(rows):
+        size = np.diff(model.matrix.indptr)[rows]
+        order = np.lexsort((size, cells))
+        first_of_cell = np.r_[True, cells[order][1:] != cells[order][:-1]]
+        smallest = np.unique(rows[order][first_of_cell])
+        neighbours = model.matrix[smallest][:, : model.cells].tocoo().col
         affected[model.evse[neighbours]] = True
     return affected
 
