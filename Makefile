@@ -24,6 +24,7 @@ preview: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+	$(PY) -m bench.endtoend
 
 clean:
 	rm -rf $(VENV) build *.egg-info

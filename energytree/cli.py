@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -31,6 +30,7 @@ from pydantic import BaseModel
 from energytree.errors import ConfigError, EnergyTreeError, RequestError
 from energytree.inputs import load_prices, load_request
 from energytree.plan import Plan
+from energytree.planjson import enforced_limits_json
 from energytree.problem import PlanOptions, Problem, build_problem
 from energytree.types import (
     EnergyFlowRequest,
@@ -72,6 +72,16 @@ def _positive(text: str) -> float:
     return value
 
 
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 100: {text!r}")
+    return value
+
+
 def _seconds(text: str) -> int:
     """A validity in whole seconds, as ``EnforcedLimits.valid_for`` allows (1 s … 1 day)."""
     try:
@@ -101,9 +111,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     )
     problem = build_problem(request, now, options, prices=prices)
     plan = make_plan(problem, args.time_budget)
-    limits = plan.enforced_limits(now + timedelta(seconds=args.valid_for), args.valid_for)
-    payload = [x.model_dump(mode="json", exclude_none=True) for x in limits]
-    sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    sys.stdout.write(enforced_limits_json(plan, now + timedelta(seconds=args.valid_for),
+                                          args.valid_for))
     return 0
 
 
@@ -157,19 +166,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 # ---- remote control over gRPC --------------------------------------------------------------
 
 
-def _local_zone() -> tzinfo:
-    """The machine's time zone: $TZ, else /etc/localtime's zone, else today's UTC offset."""
-    candidates = [os.environ.get("TZ", "").lstrip(":")]
-    with contextlib.suppress(OSError):
-        candidates.append(os.readlink("/etc/localtime").partition("zoneinfo/")[2])
-    for key in filter(None, candidates):
-        try:
-            return ZoneInfo(key)
-        except (ZoneInfoNotFoundError, ValueError):
-            continue
-    return datetime.now().astimezone().tzinfo or UTC
-
-
 def _zone(text: str) -> tzinfo:
     try:
         return ZoneInfo(text)
@@ -178,14 +174,18 @@ def _zone(text: str) -> tzinfo:
 
 
 def leave_time(text: str, zone: tzinfo, now: datetime) -> datetime:
-    """``HH:MM`` is the next such wall-clock time in ``zone`` after ``now``; else RFC 3339."""
+    """``HH:MM`` is the next such wall-clock time in ``zone`` after ``now``; else RFC 3339
+    (a date and time without an offset is in ``zone`` too)."""
     try:
         clock = time.fromisoformat(text)
     except ValueError:
         try:
-            return to_utc(text)
+            local = datetime.fromisoformat(text)
         except ValueError as exc:
             raise RequestError(f"--leave: use HH:MM or RFC 3339 ({exc})") from None
+        if local.tzinfo is None:
+            local = local.replace(tzinfo=zone)
+        return local.astimezone(UTC)
     today = now.astimezone(zone).date()
     for day in (today, today + timedelta(days=1), today + timedelta(days=2)):
         candidate = datetime.combine(day, clock.replace(tzinfo=None), tzinfo=zone)
@@ -226,12 +226,15 @@ def _print_json(value: Any, indent: int | None = 2) -> None:
 
 async def _target_set(client: EnergyTreeClient, args: argparse.Namespace) -> int:
     leave = None
-    if args.leave is not None:
-        leave = leave_time(args.leave, args.timezone or _local_zone(), datetime.now(UTC))
+    if args.leave is not None:  # clock times are the site's unless --timezone says otherwise
+        zone = args.timezone or _zone(await client.site_timezone())
+        leave = leave_time(args.leave, zone, datetime.now(UTC))
     target = OptimizerTarget(energy_amount_needed=args.kwh, leave_time=leave,
-                             price_limit=args.price_limit)
-    await client.submit_target(args.evse, target)
-    _print_json({"evse": args.evse, "target": target})
+                             price_limit=args.price_limit, car_battery_soc=args.soc,
+                             charge_to_max_percent=args.charge_to,
+                             car_battery_capacity_kWh=args.battery_kwh)
+    answer = await client.submit_target(args.evse, target)
+    _print_json({"evse": args.evse, "target": target, "plan": dataclasses.asdict(answer)})
     return 0
 
 
@@ -310,9 +313,13 @@ def _add_remote_commands(sub: Any) -> None:
     verbs = target.add_subparsers(dest="verb", required=True)
     tset = _remote_parser(verbs, "set", "set the target of one EVSE", _target_set)
     tset.add_argument("evse", help="the EVSE's uuid")
-    tset.add_argument("--kwh", type=_positive, required=True, help="energy needed [kWh]")
-    tset.add_argument("--leave", help="leave time: HH:MM (the next one) or RFC 3339")
-    tset.add_argument("--timezone", type=_zone, help="zone of HH:MM (default: this machine's)")
+    tset.add_argument("--kwh", type=_positive, help="energy needed [kWh]")
+    tset.add_argument("--soc", type=_percent, help="the car's state of charge now [%%]")
+    tset.add_argument("--charge-to", type=_percent, help="charge to this SoC [%%] (--soc)")
+    tset.add_argument("--battery-kwh", type=_positive, help="the car's battery capacity [kWh]")
+    tset.add_argument("--leave", help="leave time: HH:MM (the next one) or RFC 3339; without "
+                      "an offset in the site's time zone")
+    tset.add_argument("--timezone", type=_zone, help="zone of --leave (default: the site's)")
     tset.add_argument("--price-limit", type=float, help="charge whenever price <= this")
     tclear = _remote_parser(verbs, "clear", "clear the target of one EVSE", _target_clear)
     tclear.add_argument("evse", help="the EVSE's uuid")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Self, TypeVar
@@ -27,6 +28,7 @@ import grpc
 
 from adapters.grpc import convert
 from adapters.grpc.convert import PlanPreview, SiteStatus
+from adapters.grpc.details import violations_from_metadata
 from adapters.grpc.gen.energytree.v1 import energytree_pb2 as pb
 from adapters.grpc.gen.energytree.v1 import energytree_pb2_grpc as pb_grpc
 from energytree.errors import ConfigError, EnergyTreeError, NotFoundError, RequestError
@@ -39,13 +41,26 @@ from energytree.types import (
 )
 from energytree.variables import VariableView
 
-__all__ = ["DEFAULT_SERVER", "ApiError", "EnergyTreeClient", "PlanPreview", "SiteStatus"]
+__all__ = ["DEFAULT_SERVER", "ApiError", "EnergyTreeClient", "PlanPreview", "SiteStatus",
+           "TargetPlan"]
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 # plans of large sites (every EVSE with its whole schedule) exceed gRPC's default 4 MB
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
 Expr = str | float
 Reply = TypeVar("Reply")
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    """The server's answer to a new target: the plan it caused, and what it promises."""
+
+    plan_id: str
+    plan_version: int
+    reachable: bool
+    expected_energy_kwh: float
+    shortfall_kwh: float
+    reason: str
 
 
 class ApiError(EnergyTreeError):
@@ -66,7 +81,9 @@ def _translate(target: str) -> Iterator[None]:
         if code == grpc.StatusCode.NOT_FOUND:
             raise NotFoundError(details) from exc
         if code == grpc.StatusCode.INVALID_ARGUMENT:
-            raise RequestError(details) from exc
+            error = RequestError(details)
+            error.violations = violations_from_metadata(exc.trailing_metadata())
+            raise error from exc
         if code == grpc.StatusCode.UNAVAILABLE:
             details = f"cannot reach {target}: {details}"
         raise ApiError(code, details) from exc
@@ -107,11 +124,19 @@ class EnergyTreeClient:
         with _translate(self.target):
             return await rpc(request, metadata=self._metadata, timeout=self.timeout_s)
 
-    async def submit_target(self, evse_uuid: str, target: OptimizerTarget) -> None:
-        """Set the optimizer target of one EVSE (the server re-plans)."""
+    async def submit_target(self, evse_uuid: str, target: OptimizerTarget) -> TargetPlan:
+        """Set the optimizer target of one EVSE; the answer is the plan it caused."""
         message = convert.model_to_message(target, pb.OptimizerTarget())
-        await self._call(self._stub.SubmitOptimizerTarget,
-                         pb.SubmitOptimizerTargetRequest(evse_uuid=evse_uuid, target=message))
+        answer = await self._call(
+            self._stub.SubmitOptimizerTarget,
+            pb.SubmitOptimizerTargetRequest(evse_uuid=evse_uuid, target=message))
+        return TargetPlan(answer.plan_id, answer.plan_version, answer.reachable,
+                          answer.expected_energy_kWh, answer.shortfall_kWh, answer.reason)
+
+    async def site_timezone(self) -> str:
+        """The site's IANA time zone (clock times without an offset are in it)."""
+        response = await self._call(self._stub.GetStatus, pb.GetStatusRequest())
+        return response.timezone or "UTC"
 
     async def report_measurement(self, evse_uuid: str, meter: Powermeter) -> None:
         """What one EVSE's own meter measures now (see ``EnergyManager.report_measurement``)."""

@@ -137,6 +137,9 @@ class EnergyManager:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._tree_version = 0  # a plan for an older tree is not used
+        self._plans_started = 0  # a re-plan that started before the plan in force is dropped
+        self._plan_started = 0
+        self.plan_version = 0  # counts the plans put in force
         self._reservations: dict[str, ExternalLimits] = {}
         self._load_state()
 
@@ -191,6 +194,25 @@ class EnergyManager:
         self._live.targets[uuid] = target
         self._save_state()
         self._changed(replan=True)
+
+    async def submit_target(self, uuid: str, target: OptimizerTarget) -> Plan | None:
+        """Set a target and plan with it now: the answer (and GetStatus) shows its effect."""
+        self.set_target(uuid, target)
+        await self.replan()
+        self.tick()
+        return self._plan
+
+    def battery_kwh(self, uuid: str) -> float | None:
+        """The battery capacity known for an EVSE's car (site file or its request), if any."""
+        self._evse(uuid)
+        stack = [self._tree_source(self._clock.now())]
+        while stack:
+            node = stack.pop()
+            if node.uuid == uuid:
+                target = node.optimizer_target
+                return None if target is None else target.car_battery_capacity_kWh
+            stack.extend(node.children)
+        return None  # pragma: no cover - _evse found it
 
     def set_prices(self, prices: Sequence[PricePerKwh]) -> None:
         self._live.prices = sorted(prices, key=lambda p: p.timestamp)
@@ -358,6 +380,8 @@ class EnergyManager:
         self._dirty.clear()
         now = self._clock.now()
         version = self._tree_version
+        self._plans_started += 1
+        started = self._plans_started
         budget = self.options.plan_budget_s
         try:
             problem = await asyncio.to_thread(self._build_problem, now, None)
@@ -372,8 +396,10 @@ class EnergyManager:
         except RequestError as exc:
             log.error("cannot plan: %s", exc)
             return
-        if version != self._tree_version:
-            return  # the tree changed while planning; the next re-plan takes the new one
+        if version != self._tree_version or started < self._plan_started:
+            return  # the tree changed while planning, or a later re-plan is in force
+        self._plan_started = started
+        self.plan_version += 1
         self._problem, self._plan, self._schedules = problem, plan, schedules
         self._planned_at = now
         self._last_live_key = self._live_key(now)

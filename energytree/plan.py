@@ -23,11 +23,13 @@ from energytree.types import (
     ScheduleResEntry,
 )
 
-__all__ = ["Plan", "Planner", "instant_plan", "limits_res"]
+__all__ = ["BATTERY_FULL", "Plan", "Planner", "floor_towards_zero", "instant_plan",
+           "limits_res"]
 
 TARGET_MET = "target met"
 AFTER_LEAVE = "after leave time"
 AUTONOMY = "full autonomy: local generation"
+BATTERY_FULL = "battery full: car_battery_capacity_kWh"
 
 
 class Planner(Protocol):
@@ -88,7 +90,7 @@ class Plan:
         p = self.problem
         prices = [_price(p, t) for t in range(p.slots)]
         stamps = [p.grid.start_time(t) for t in range(p.slots)]
-        amps, watts = _floor_array(self.current_a, 2), _floor_array(self.power_w, 1)
+        amps, watts = floor_towards_zero(self.current_a, 2), floor_towards_zero(self.power_w, 1)
         keep = np.ones(amps.shape, dtype=bool)
         if compress:
             price = np.nan_to_num(p.price_import, nan=-1.0)
@@ -111,7 +113,7 @@ class Plan:
         return result
 
 
-def _floor_array(values: np.ndarray, digits: int) -> np.ndarray:
+def floor_towards_zero(values: np.ndarray, digits: int) -> np.ndarray:
     """Round towards zero (vectorised ``_floor``)."""
     scale = 10**digits
     return np.sign(values) * np.floor(np.abs(values) * scale + 1e-6) / scale + 0.0
@@ -160,10 +162,13 @@ def instant_plan(problem: Problem, *, rotation: int = 0) -> Plan:
     phases = np.zeros((n, t), dtype=np.int64)
     power = np.zeros((n, t))
     reasons = [["" for _ in range(t)] for _ in range(n)]
-    remaining = np.array([
+    remaining = np.minimum(problem.room_kwh, np.array([
         tt.energy_kwh if tt and tt.energy_kwh is not None and tt.price_limit is None else np.inf
         for tt in problem.targets
-    ])
+    ]))
+    full_label = np.where(np.isinf([tt.energy_kwh if tt and tt.energy_kwh is not None
+                                    else np.inf for tt in problem.targets]),
+                          BATTERY_FULL, TARGET_MET)
     deadline = np.array([tt.deadline_slot if tt else t for tt in problem.targets])
     autonomous = np.array([bool(tt and tt.full_autonomy) for tt in problem.targets])
     hours = problem.grid.hours
@@ -188,7 +193,7 @@ def instant_plan(problem: Problem, *, rotation: int = 0) -> Plan:
         for e in range(n):
             reason = alloc.reasons[e]
             if done[e]:
-                reason = TARGET_MET
+                reason = str(full_label[e])
             elif gone[e]:
                 reason = AFTER_LEAVE
             elif autonomous[e] and reason.startswith(TARGET_MET):

@@ -40,6 +40,7 @@ __all__ = [
     "PlanOptions",
     "Problem",
     "Target",
+    "battery_room_kwh",
     "build_problem",
     "phase_usage",
     "with_car_phases",
@@ -108,6 +109,7 @@ class Problem:
     node_cap_w: tuple[np.ndarray, np.ndarray]
     evse_cap_a: tuple[np.ndarray, np.ndarray]
     evse_cap_w: tuple[np.ndarray, np.ndarray]
+    room_kwh: np.ndarray  # what each car's battery can still take [kWh]; inf if unknown
     notes: tuple[str, ...] = ()
 
     @property
@@ -248,19 +250,29 @@ def _writable(limits: SlotLimits) -> SlotLimits:
                    power_source=limits.power_source.copy())
 
 
+def battery_room_kwh(target: OptimizerTarget | None) -> float:
+    """What the car's battery can still take: from its SoC, or a whole battery if the SoC is
+    unknown; infinite where no capacity is known."""
+    if target is None or target.car_battery_capacity_kWh is None:
+        return np.inf
+    soc = target.car_battery_soc or 0.0
+    return target.car_battery_capacity_kWh * (100.0 - soc) / 100.0
+
+
 def _target(
     target: OptimizerTarget | None, grid: SlotGrid, now: datetime
 ) -> Target | None:
     if target is None:
         return None
-    room = np.inf
+    room = battery_room_kwh(target)
     energy = target.energy_amount_needed
-    if target.car_battery_soc is not None and target.car_battery_capacity_kWh is not None:
-        room = target.car_battery_capacity_kWh * (100.0 - target.car_battery_soc) / 100.0
-        if energy is None:
-            goal = 100.0 if target.charge_to_max_percent is None else target.charge_to_max_percent
-            energy = max(0.0, target.car_battery_capacity_kWh * (goal - target.car_battery_soc))
-            energy /= 100.0
+    if (energy is None and target.car_battery_soc is not None
+            and target.car_battery_capacity_kWh is not None):
+        goal = 100.0 if target.charge_to_max_percent is None else target.charge_to_max_percent
+        energy = max(0.0, target.car_battery_capacity_kWh * (goal - target.car_battery_soc))
+        energy /= 100.0
+    if energy is not None:  # no car takes more than its battery holds
+        energy = min(energy, room)
     if energy is None and target.price_limit is None and not target.full_autonomy:
         return None
     deadline = len(grid)
@@ -283,6 +295,18 @@ def _past_leave_times(requests: Sequence[EnergyFlowRequest], now: datetime) -> l
             notes.append(f"{request.uuid}: leave time {format_timestamp(target.leave_time)} "
                          "has passed; its target is planned to the end of the horizon")
     return notes
+
+
+def _unknown_batteries(requests: Sequence[EnergyFlowRequest]) -> list[str]:
+    """A note naming the EVSEs planned without any bound from a battery (at most five)."""
+    unknown = [r.uuid for r in requests if r.evse_state not in NOT_WANTING_POWER
+               and np.isinf(battery_room_kwh(r.optimizer_target))
+               and not (r.optimizer_target and r.optimizer_target.energy_amount_needed)]
+    if not unknown:
+        return []
+    more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+    return [f"no battery capacity known for {', '.join(unknown[:5])}{more}: planned as if "
+            "the car could take everything offered (set battery_kWh or a target)"]
 
 
 def _breakpoints(request: EnergyFlowRequest) -> list[datetime]:
@@ -401,7 +425,8 @@ def _assemble(
         price_export=prices_per_slot(root.schedule_export, grid),
         generation_w=resample_values(root.local_generation_W or [], grid, 0.0),
         targets=[_target(r.optimizer_target, grid, now) for r in evse_requests],
-        notes=tuple(_past_leave_times(evse_requests, now)),
+        room_kwh=np.array([battery_room_kwh(r.optimizer_target) for r in evse_requests]),
+        notes=(*_past_leave_times(evse_requests, now), *_unknown_batteries(evse_requests)),
         inner=inner,
         node_cap_a=(caps[0][0], caps[1][0]),
         node_cap_w=(caps[0][1], caps[1][1]),

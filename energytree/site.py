@@ -178,6 +178,8 @@ def _evse_request(evse: EvseConfig, now: datetime, resolve: Resolver | None) -> 
     target = evse.target
     if target and evse.battery_kWh and target.car_battery_capacity_kWh is None:
         target = target.model_copy(update={"car_battery_capacity_kWh": evse.battery_kWh})
+    elif target is None and evse.battery_kWh:  # no goal, but the battery bounds the plan
+        target = OptimizerTarget(car_battery_capacity_kWh=evse.battery_kWh)
     efficiency = None if evse.conversion_efficiency == 1.0 else evse.conversion_efficiency
     return EnergyFlowRequest(
         uuid=evse.evse,

@@ -1,45 +1,175 @@
-"""Minimum current in every slot: decide which cells are on before the second solve.
+"""Minimum current in every slot: decide which cells are on, round by round.
 
-The LP may give a car 2.4 A where the car needs 6 A or nothing. Cells the LP already runs at
-or above the minimum stay on; the fractional ones are switched on greedily, largest first,
-while the minimum currents of everything that is on still fit every row of the model (node
-currents and powers, local generation, and each target's energy, which must not overfill);
-the rest are switched off. All coefficients are non-negative, so the second solve, which keeps
-on-cells at or above their minimum and off-cells at 0, is then always feasible and the whole
-plan is all-or-nothing.
+The LP may give a car 2.4 A where the car needs 6 A or nothing. Each round, cells the last
+solve ran at or above the minimum are kept on (at least the minimum from now on); the
+fractional ones are switched on greedily, largest first, while the minimum currents of
+everything that is on still fit every row of the model (node currents and powers, local
+generation, and each target's energy, which must not overfill), and off otherwise. Cells the
+solve left at 0 stay open: energy lost by switching a cell off is won back there in the next
+solve (the LP put it where it was cheapest or earliest, not where it was the only room).
+Rounds end when a solve is all-or-nothing; after ``MAX_ROUNDS`` the open cells close and one
+last solve gives a plan that is all-or-nothing everywhere. All coefficients are non-negative
+and the on-cells' minimums fit, so every solve is feasible.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
+import scipy.sparse as sp
 
 from energytree.problem import Problem
 from optimizer.model import EPS, LinearModel
+from optimizer.solve import Solution
 
-__all__ = ["on_off_bounds"]
+__all__ = ["Repair", "delivered_kwh", "repair"]
+
+LOST_KWH = 1e-4  # energy [kWh] a car may lose against the LP before cells are retried
+MAX_ROUNDS = 8  # solves after the LP; the last one leaves no cell undecided
 
 
-def on_off_bounds(problem: Problem, model: LinearModel, x: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Variable bounds for the second solve, and how many fractional cells there were."""
+@dataclass(frozen=True)
+class Repair:
+    """The all-or-nothing solution and how it came about."""
+
+    solution: Solution
+    fractional: int  # cells the LP ran below their minimum current
+    rounds: int  # solves after the LP (0: the LP was all-or-nothing already)
+    switched_off: np.ndarray  # per cell: on in the LP, off in the plan
+
+
+def delivered_kwh(problem: Problem, model: LinearModel, x: np.ndarray) -> np.ndarray:
+    """Energy into each car [kWh] (EVSEs outside the model get 0)."""
+    return np.bincount(model.evse, weights=model.kwh_per_a * x[: model.cells],
+                       minlength=problem.evse_count)
+
+
+def repair(problem: Problem, model: LinearModel, first: Solution,
+           solve_within: Callable[[np.ndarray, np.ndarray], Solution],
+           time_left: Callable[[], float] = lambda: np.inf) -> Repair:
+    """All-or-nothing currents that lose, wherever the model allows, nothing against the LP.
+
+    Only the EVSEs the LP ran below their minimum current are planned again: every other EVSE
+    keeps its LP currents (they are all-or-nothing and optimal), so each solve after the first
+    is small. A round that might not finish within ``time_left`` becomes the last one.
+    """
     cells = model.cells
-    lower = model.lower.copy()
-    upper = model.upper.copy()
-    amps = x[:cells]
-    on = amps >= model.min_a - EPS
-    fractional = (amps > EPS) & ~on
     columns = model.matrix[:, :cells].tocsc()
-    # row activity with every on-cell at its minimum: it fits, as the LP's values fit
-    load = columns @ np.where(on, model.min_a, 0.0)
-    candidates = np.nonzero(fractional)[0]
-    for cell in candidates[np.argsort(-amps[candidates], kind="stable")]:
-        start, end = columns.indptr[cell], columns.indptr[cell + 1]
-        rows = columns.indices[start:end]
-        add = columns.data[start:end] * model.min_a[cell]
-        # a row's own tolerance scales with its size (watts are thousands, kWh units)
-        if np.all(load[rows] + add <= model.row_upper[rows] + EPS * (1 + np.abs(add))):
-            load[rows] += add
-            on[cell] = True
-    lower[:cells] = np.where(on, model.min_a, 0.0)
-    upper[:cells] = np.where(on, model.upper_a, 0.0)
-    return lower, upper, int(fractional.sum())
+    lower, upper = model.lower.copy(), model.upper.copy()
+    open_ = model.min_a > EPS  # undecided cells; those without a minimum need no decision
+    fractional_in_lp = _fractional(model, first.values, open_)
+    keep = ~_affected(problem, model, columns, first, fractional_in_lp)[model.evse]
+    lower[:cells][keep] = upper[:cells][keep] = np.clip(first.values[:cells][keep],
+                                                         model.lower[:cells][keep],
+                                                         model.upper[:cells][keep])
+    open_ &= ~keep
+    no_overshoot = _without_slack(model)
+    rounded_off = np.zeros(cells, dtype=bool)
+    solution, rounds, solve_s = first, 0, 0.0
+    while rounds < MAX_ROUNDS:
+        amps = solution.values[:cells]
+        fractional = _fractional(model, amps, open_)
+        if not fractional.any():
+            break
+        # the last round leaves no cell undecided
+        last = rounds + 1 == MAX_ROUNDS or time_left() < 3 * solve_s
+        on = open_ & (amps >= model.min_a - EPS)
+        lower[:cells][on] = model.min_a[on]
+        order = np.argsort(-amps, kind="stable")
+        switched = _switch_on(model, columns, model.row_upper if last else no_overshoot,
+                              lower, upper, fractional, order)
+        rounded_off |= fractional & ~switched
+        upper[:cells][fractional & ~switched] = 0.0
+        open_ &= ~(on | fractional)
+        if last:
+            upper[:cells][open_] = 0.0
+            open_[:] = False
+        started = time.perf_counter()
+        solution, rounds = solve_within(lower, upper), rounds + 1
+        solve_s = max(solve_s, time.perf_counter() - started)
+    # cells switched off to spare a car's need may be all that is left to reach it
+    wanted = np.minimum(delivered_kwh(problem, model, first.values), _need_kwh(problem))
+    lost = wanted - delivered_kwh(problem, model, solution.values) > LOST_KWH
+    retry = rounded_off & lost[model.evse]
+    if retry.any():
+        amps = solution.values[:cells]
+        lower[:cells][open_ & (amps > EPS)] = model.min_a[open_ & (amps > EPS)]
+        upper[:cells][open_ & (amps <= EPS)] = 0.0  # so that nothing comes out fractional
+        order = np.argsort(-first.values[:cells], kind="stable")
+        _switch_on(model, columns, model.row_upper, lower, upper, retry, order)
+        solution, rounds = solve_within(lower, upper), rounds + 1
+    switched_off = (first.values[:cells] > EPS) & (solution.values[:cells] <= EPS)
+    return Repair(solution, int(fractional_in_lp.sum()), rounds, switched_off)
+
+
+def _affected(problem: Problem, model: LinearModel, columns: sp.csc_matrix, first: Solution,
+              fractional: np.ndarray) -> np.ndarray:
+    """Per EVSE: has it fractional cells, or does it share with one of them the smallest full
+    node above that cell? (Capacity moves between them; larger full nodes stay as they are.)"""
+    affected = np.zeros(problem.evse_count, dtype=bool)
+    affected[model.evse[fractional]] = True
+    node_rows = np.array([label[0] in ("A", "W", "generation") for label in model.row_label],
+                         dtype=bool)
+    full = node_rows & (first.activity >= model.row_upper - 1e-6)
+    coo = columns[:, np.nonzero(fractional)[0]].tocoo()
+    keep = full[coo.row]
+    rows, cells = coo.row[keep], coo.col[keep]
+    if len(rows):
+        size = np.diff(model.matrix.indptr)[rows]
+        order = np.lexsort((size, cells))
+        first_of_cell = np.r_[True, cells[order][1:] != cells[order][:-1]]
+        smallest = np.unique(rows[order][first_of_cell])
+        neighbours = model.matrix[smallest][:, : model.cells].tocoo().col
+        affected[model.evse[neighbours]] = True
+    return affected
+
+
+def _need_kwh(problem: Problem) -> np.ndarray:
+    """Each EVSE's energy target; 0 where it has none (nothing to win back for it)."""
+    return np.array([t.energy_kwh if t is not None and t.energy_kwh is not None
+                     and t.price_limit is None else 0.0 for t in problem.targets])
+
+
+def _without_slack(model: LinearModel) -> np.ndarray:
+    """Row caps where an energy target may not be passed (its slack for the minimum current)."""
+    return np.array([label[3] if label[0] == "energy" else cap
+                     for label, cap in zip(model.row_label, model.row_upper, strict=True)])
+
+
+def _switch_on(model: LinearModel, columns: sp.csc_matrix, row_upper: np.ndarray,
+               lower: np.ndarray, upper: np.ndarray, candidates: np.ndarray,
+               order: np.ndarray) -> np.ndarray:
+    """Switch ``candidates`` on in ``order`` while every on-cell's minimum fits ``row_upper``.
+
+    The bounds change in place (switched-on cells run at least at their minimum, up to their
+    cap); returns the switched-on cells.
+    """
+    cells = model.cells
+    load = columns @ lower[:cells]  # on-cells at their minimum, kept cells at their value
+    switched = np.zeros(cells, dtype=bool)
+    for cell in order[candidates[order]]:
+        switched[cell] = _fits(columns, load, row_upper, cell, model.min_a[cell])
+    lower[:cells][switched] = model.min_a[switched]
+    upper[:cells][switched] = model.upper_a[switched]
+    return switched
+
+
+def _fractional(model: LinearModel, amps: np.ndarray, open_: np.ndarray) -> np.ndarray:
+    amps = amps[: model.cells]
+    return open_ & (amps > EPS) & (amps < model.min_a - EPS)
+
+
+def _fits(columns: sp.csc_matrix, load: np.ndarray, row_upper: np.ndarray, cell: int,
+          amps: float) -> bool:
+    """Add ``cell`` at ``amps`` to ``load`` (in place) if every row it touches still holds."""
+    start, end = columns.indptr[cell], columns.indptr[cell + 1]
+    rows = columns.indices[start:end]
+    add = columns.data[start:end] * amps
+    # a row's own tolerance scales with its size (watts are thousands, kWh units)
+    if np.all(load[rows] + add <= row_upper[rows] + EPS * (1 + np.abs(add))):
+        load[rows] += add
+        return True
+    return False

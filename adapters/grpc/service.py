@@ -34,11 +34,19 @@ from grpc_reflection.v1alpha import reflection
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from adapters.grpc import convert
+from adapters.grpc.details import bad_request_metadata
 from adapters.grpc.gen.energytree.v1 import energytree_pb2 as pb
 from adapters.grpc.gen.energytree.v1 import energytree_pb2_grpc as pb_grpc
-from energytree.errors import ConfigError, FormulaError, NotFoundError, RequestError
+from energytree.errors import (
+    ConfigError,
+    FormulaError,
+    NotFoundError,
+    PlanningError,
+    RequestError,
+)
 from energytree.formula import FormulaEnvironment
 from energytree.manager import EnergyManager
+from energytree.targets import accept_target, plan_id, target_answer
 from energytree.types import Powermeter
 from energytree.variables import VariableStore
 
@@ -87,6 +95,8 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception, rpc: str) ->
     if isinstance(exc, grpc.aio.AbortError):
         raise exc
     code, message = _status_of(exc, rpc)
+    if code == grpc.StatusCode.INVALID_ARGUMENT and isinstance(exc, RequestError):
+        await context.abort(code, message, trailing_metadata=bad_request_metadata(exc, message))
     await context.abort(code, message)
 
 
@@ -128,8 +138,19 @@ class EnergyManagerServicer(pb_grpc.EnergyManagerServicer):
                                     context: Any) -> pb.SubmitOptimizerTargetResponse:
         uuid = convert.required_uuid(request.evse_uuid, "evse_uuid")
         target = convert.target_from_proto(convert.required(request, "target"))
-        self.manager.set_target(uuid, target)
-        return pb.SubmitOptimizerTargetResponse()
+        target = accept_target(target, self.manager.clock.now(), uuid,
+                               self.manager.battery_kwh(uuid))
+        plan = await self.manager.submit_target(uuid, target)
+        if plan is None:  # planning failed; the instant allocator keeps the site safe
+            raise PlanningError("no plan could be made with this target; see the server log")
+        answer = target_answer(plan, uuid)
+        planned_at = self.manager.status().planned_at
+        return pb.SubmitOptimizerTargetResponse(
+            plan_id=plan_id(planned_at, self.manager.plan_version),
+            plan_version=self.manager.plan_version, reachable=answer.reachable,
+            expected_energy_kWh=answer.expected_kwh, shortfall_kWh=answer.shortfall_kwh,
+            reason=answer.reason,
+            planned_at=None if planned_at is None else convert.datetime_to_timestamp(planned_at))
 
     @_rpc
     async def ClearOptimizerTarget(self, request: pb.ClearOptimizerTargetRequest,
@@ -180,7 +201,10 @@ class EnergyManagerServicer(pb_grpc.EnergyManagerServicer):
                         context: Any) -> pb.GetStatusResponse:
         plan = self.manager.plan
         tree = convert.tree_nodes(plan.problem.tree if plan is not None else None)
-        return convert.status_to_proto(self.manager.status(), tree)
+        answer = convert.status_to_proto(self.manager.status(), tree)
+        answer.timezone = getattr(self.environment().timezone, "key", "UTC")
+        answer.plan_version = self.manager.plan_version
+        return answer
 
     @_rpc
     async def WatchEnforcedLimits(self, request: pb.WatchEnforcedLimitsRequest,

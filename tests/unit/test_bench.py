@@ -39,3 +39,13 @@ def test_plan_beats_charging_at_once(row: dict) -> None:
     assert 0.0 < row["cost_eur"] <= row["at_once_eur"] + 1e-6
     assert row["saving_pct"] == pytest.approx(
         100 * (row["at_once_eur"] - row["cost_eur"]) / row["at_once_eur"])
+
+
+def test_end_to_end_row_has_every_figure() -> None:
+    import bench.endtoend as endtoend
+
+    row = endtoend.run(10)
+    assert set(row) == set(endtoend.HEADER)
+    assert all(math.isfinite(v) and v >= -1e-6 for v in row.values())
+    assert row["unmet_kwh"] <= row["lp_unmet_kwh"] + 1e-3  # the repair strands nothing here
+    assert row["solves"] >= 1

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from energytree.plan import Plan, instant_plan
+from energytree.plan import BATTERY_FULL, Plan, instant_plan
 from energytree.problem import ExternalSource, Problem
 from energytree.types import EnergyFlowRequest, ExternalLimits, ScheduleReqEntry, TimedValue
 from optimizer import optimise
@@ -329,7 +329,7 @@ def test_glop_gives_the_same_cost_as_highs() -> None:
     highs = optimise(p, solver="highs")
     glop = optimise(p, solver="glop")
     assert highs.method == glop.method == "optimiser"
-    assert "(glop)" in glop.notes[0]
+    assert any("(glop)" in note for note in glop.notes)
     assert glop.cost() == pytest.approx(highs.cost(), rel=1e-6)
     np.testing.assert_allclose(glop.energy_kwh(), highs.energy_kwh(), rtol=1e-6, atol=1e-6)
 
@@ -338,8 +338,8 @@ def test_no_time_budget_falls_back_to_a_safe_instant_plan() -> None:
     p = hours(site(), 6)
     plan = optimise(p, time_budget_s=1e-9)
     assert plan.method == "instant allocator (fallback)"
-    assert len(plan.notes) == 1
-    assert plan.notes[0].startswith("optimiser failed:") and "no time left" in plan.notes[0]
+    assert plan.notes == [*p.notes, plan.notes[-1]]
+    assert plan.notes[-1].startswith("optimiser failed:") and "no time left" in plan.notes[-1]
     np.testing.assert_allclose(plan.current_a, instant_plan(p).current_a)
     assert_all_or_nothing(plan)
     left = plan.current_a[0] + plan.current_a[1]  # b is one-phase on L1
@@ -350,4 +350,25 @@ def test_no_time_budget_falls_back_to_a_safe_instant_plan() -> None:
 def test_unknown_solver_falls_back_and_says_why() -> None:
     plan = optimise(hours(site(), 6), solver="simplex-by-hand")
     assert plan.method == "instant allocator (fallback)"
-    assert "unknown solver" in plan.notes[0]
+    assert "unknown solver" in plan.notes[-1]
+
+
+# ---------------------------------------------------------------- physical plans
+
+
+@pytest.mark.parametrize("planner", [optimise, instant_plan], ids=["optimiser", "instant"])
+def test_a_known_battery_bounds_the_plan_with_and_without_a_target(planner) -> None:
+    # 24 hours of 16 A could put 265 kWh into each car; the batteries hold far less
+    request = node(
+        "grid",
+        evse("free", target={"car_battery_capacity_kWh": 64.0}),  # no goal, SoC unknown
+        evse("soc", target={"car_battery_capacity_kWh": 64.0, "car_battery_soc": 75.0}),
+        evse("goal", target=target(80.0, 20, car_battery_capacity_kWh=40.0)),
+        evse("unknown"),
+        max_a=64)
+    plan = planner(hours(request, 24))
+    assert plan.energy_kwh(np.full(4, 24)) == pytest.approx([64.0, 16.0, 40.0, 24 * 11.04],
+                                                             abs=0.01)
+    assert plan.reasons[0][-1].startswith(BATTERY_FULL)
+    note = next(n for n in plan.notes if n.startswith("no battery capacity known"))
+    assert "unknown" in note and "free" not in note

@@ -139,7 +139,7 @@ def test_empty_and_missing_files(tmp_path) -> None:
         _site("name: x\n")
 
 
-@pytest.mark.parametrize("name", ["home.yaml", "small-business.yaml", "depot.yaml"])
+@pytest.mark.parametrize("name", ["home.yaml", "small-business.yaml", "depot.yaml", "office.yaml"])
 def test_examples_load_and_plan(name) -> None:
     site = load_model(EXAMPLES / name, SiteConfig)
     plan = instant_plan(problem(site_request(site, NOW)))

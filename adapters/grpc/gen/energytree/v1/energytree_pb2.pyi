@@ -200,8 +200,22 @@ class SubmitOptimizerTargetRequest(_message.Message):
     def __init__(self, evse_uuid: _Optional[str] = ..., target: _Optional[_Union[OptimizerTarget, _Mapping]] = ...) -> None: ...
 
 class SubmitOptimizerTargetResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("plan_id", "plan_version", "reachable", "expected_energy_kWh", "shortfall_kWh", "reason", "planned_at")
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_ENERGY_KWH_FIELD_NUMBER: _ClassVar[int]
+    SHORTFALL_KWH_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_AT_FIELD_NUMBER: _ClassVar[int]
+    plan_id: str
+    plan_version: int
+    reachable: bool
+    expected_energy_kWh: float
+    shortfall_kWh: float
+    reason: str
+    planned_at: _timestamp_pb2.Timestamp
+    def __init__(self, plan_id: _Optional[str] = ..., plan_version: _Optional[int] = ..., reachable: _Optional[bool] = ..., expected_energy_kWh: _Optional[float] = ..., shortfall_kWh: _Optional[float] = ..., reason: _Optional[str] = ..., planned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ClearOptimizerTargetRequest(_message.Message):
     __slots__ = ("evse_uuid",)
@@ -362,7 +376,7 @@ class GridMeter(_message.Message):
     def __init__(self, current_a: _Optional[_Iterable[float]] = ..., power_w: _Optional[float] = ..., state: _Optional[str] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("now", "evses", "sources", "meter", "plan_method", "plan_notes", "planned_at", "tree")
+    __slots__ = ("now", "evses", "sources", "meter", "plan_method", "plan_notes", "planned_at", "tree", "timezone", "plan_version")
     NOW_FIELD_NUMBER: _ClassVar[int]
     EVSES_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
@@ -371,6 +385,8 @@ class GetStatusResponse(_message.Message):
     PLAN_NOTES_FIELD_NUMBER: _ClassVar[int]
     PLANNED_AT_FIELD_NUMBER: _ClassVar[int]
     TREE_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
     now: _timestamp_pb2.Timestamp
     evses: _containers.RepeatedCompositeFieldContainer[EvseStatus]
     sources: _containers.RepeatedCompositeFieldContainer[SourceStatus]
@@ -379,7 +395,9 @@ class GetStatusResponse(_message.Message):
     plan_notes: _containers.RepeatedScalarFieldContainer[str]
     planned_at: _timestamp_pb2.Timestamp
     tree: _containers.RepeatedCompositeFieldContainer[TreeNode]
-    def __init__(self, now: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., evses: _Optional[_Iterable[_Union[EvseStatus, _Mapping]]] = ..., sources: _Optional[_Iterable[_Union[SourceStatus, _Mapping]]] = ..., meter: _Optional[_Union[GridMeter, _Mapping]] = ..., plan_method: _Optional[str] = ..., plan_notes: _Optional[_Iterable[str]] = ..., planned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tree: _Optional[_Iterable[_Union[TreeNode, _Mapping]]] = ...) -> None: ...
+    timezone: str
+    plan_version: int
+    def __init__(self, now: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., evses: _Optional[_Iterable[_Union[EvseStatus, _Mapping]]] = ..., sources: _Optional[_Iterable[_Union[SourceStatus, _Mapping]]] = ..., meter: _Optional[_Union[GridMeter, _Mapping]] = ..., plan_method: _Optional[str] = ..., plan_notes: _Optional[_Iterable[str]] = ..., planned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tree: _Optional[_Iterable[_Union[TreeNode, _Mapping]]] = ..., timezone: _Optional[str] = ..., plan_version: _Optional[int] = ...) -> None: ...
 
 class WatchEnforcedLimitsRequest(_message.Message):
     __slots__ = ()

@@ -1,0 +1,105 @@
+"""``energytree plan`` end to end: ``python -m bench.endtoend [N ...]`` prints one row per size.
+
+For each N the synthetic day of ``bench/instance.py`` is written as request JSON and planned
+the way ``energytree plan`` does it, each stage timed in this process: parse the JSON, build
+the problem, build the model, the LP, the minimum-current repair (its extra solves), the rest
+of the plan (EVSEs without a target, reasons), writing the JSON. The baseline, in the same
+run: one bare HiGHS solve of the same model. ``ratio`` = end to end ÷ bare solve. Then the
+real command in a fresh interpreter: its wall time and peak memory, and the time its imports
+alone take. Quality: the plan's objective against the LP bound (gap), the energy missing at
+leave time in the plan and in the LP relaxation, and the solves the plan took.
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from bench.instance import DAY_START, make_request
+from energytree.inputs import load_request
+from energytree.planjson import enforced_limits_json
+from energytree.problem import PlanOptions, build_problem
+from optimizer import optimise_with_report
+from optimizer.model import build_model
+from optimizer.solve import solve
+
+HEADER = ("N", "e2e_s", "bare_s", "ratio", "parse_s", "problem_s", "model_s", "solves_s",
+          "rest_s", "write_s", "process_s", "imports_s", "peak_MB", "gap_pct", "unmet_kwh",
+          "lp_unmet_kwh", "solves")
+NOW = DAY_START.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _timed(started: float) -> tuple[float, float]:
+    now = time.perf_counter()
+    return now - started, now
+
+
+def run(n: int, budget_s: float = 60.0) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "request.json"
+        path.write_text(make_request(n).model_dump_json(exclude_none=True))
+        row: dict[str, float] = {"N": n}
+        started = time.perf_counter()
+        request = load_request(path)
+        row["parse_s"], mark = _timed(started)
+        problem = build_problem(request, DAY_START, PlanOptions())
+        row["problem_s"], mark = _timed(mark)
+        plan, report = optimise_with_report(problem, time_budget_s=budget_s)
+        assert report is not None, plan.notes
+        row["optimise_s"], mark = _timed(mark)
+        with open(Path(folder) / "limits.json", "w") as out:  # as the command prints it
+            out.write(enforced_limits_json(plan, DAY_START + timedelta(seconds=60), 60))
+        row["write_s"], end = _timed(mark)
+        row["e2e_s"] = end - started
+        row.update(_stages(row.pop("optimise_s"), report.build_s, report.solve_s))
+        model = build_model(problem)
+        bare_started = time.perf_counter()
+        solve(model, model.lower, model.upper, budget_s)
+        row["bare_s"] = time.perf_counter() - bare_started
+        row["ratio"] = row["e2e_s"] / row["bare_s"]
+        row.update(_process(path))
+        need = [t.energy_kwh or 0.0 if t else 0.0 for t in problem.targets]
+        row["gap_pct"] = 100 * report.gap
+        row["unmet_kwh"] = float(plan.shortfall_kwh().sum())
+        row["lp_unmet_kwh"] = float(sum(max(0.0, a - b) for a, b in zip(need, report.lp_kwh,
+                                                                           strict=True)))
+        row["solves"] = report.solves
+    return row
+
+
+def _stages(optimise_s: float, model_s: float, solves_s: float) -> dict[str, float]:
+    """The optimiser's time split: building the model, the solves, and the rest of the plan."""
+    return {"model_s": model_s, "solves_s": solves_s,
+            "rest_s": optimise_s - model_s - solves_s}
+
+
+def _process(path: Path) -> dict[str, float]:
+    """``energytree plan`` in a fresh interpreter: wall time, peak memory, import time."""
+    command = [sys.executable, "-m", "energytree", "plan", str(path), "--now", NOW,
+               "--time-budget", "60"]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    process_s = time.perf_counter() - started
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import energytree.cli, optimizer"], check=True)
+    return {"process_s": process_s, "imports_s": time.perf_counter() - started,
+            "peak_MB": peak_kb / 1024}
+
+
+def main(argv: list[str]) -> None:
+    sizes = [int(a) for a in argv] or [10, 100, 1000]
+    print(" ".join(f"{h:>12}" for h in HEADER))
+    for n in sizes:
+        row = run(n)
+        print(" ".join(f"{row[h]:>12.4f}" if isinstance(row[h], float) else f"{row[h]!s:>12}"
+                       for h in HEADER), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
