@@ -60,6 +60,12 @@ class FourteenASection(_Section):
     controllable_devices: int | None = Field(None, ge=1, description="default: EVSE count")
     gzf: dict[int, float] = Field(default_factory=lambda: dict(GZF))
     add_pv_surplus: bool = True
+    percent_base_W: float | None = Field(
+        None, gt=0,
+        description="what 100 % means in the operator's percentages (SunSpec 40968, "
+        "CM._max_total_current_prc, ripple levels); default: the grid's max_power_W if it "
+        "is a number, else max_current_A × phases × nominal_voltage_V [W]",
+    )
 
 
 class OcppUpstreamSection(UpstreamConfig):
