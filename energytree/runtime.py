@@ -61,6 +61,7 @@ __all__ = ["Service"]
 
 log = logging.getLogger(__name__)
 FORMULA = "formula"
+PLAUSIBLE_FACTOR, PLAUSIBLE_MIN_A, PLAUSIBLE_UNKNOWN_A = 3.0, 100.0, 1000.0
 SUNSPEC_FILE = "sunspec.json"  # the percentage last written to 40968
 PERCENT_VARIABLE = "_max_total_current_prc"  # cFos's writable percentage of the connection
 RIPPLE = Origin("ripple", "contacts")
@@ -342,7 +343,10 @@ class Service:
 
     async def _start_meter(self, host: str, port: int | None) -> None:
         assert self.config.meter is not None
-        config = self.config.meter.model_copy(update={"host": host, "port": port})
+        update: dict[str, object] = {"host": host, "port": port}
+        if "max_plausible_current_a" not in self.config.meter.model_fields_set:
+            update["max_plausible_current_a"] = plausible_current_a(self.config)
+        config = self.config.meter.model_copy(update=update)
         client = GridMeterClient(config, on_reading=self._on_meter_reading,
                                  on_state=self._on_meter_state)
         await client.start()
@@ -500,6 +504,21 @@ def _deliver(limits: list[EnforcedLimits], receivers: dict[str, LimitReceiver]) 
 
 def _plan(problem: Problem, budget: float, rotation: int) -> Plan:
     return optimise(problem, time_budget_s=budget, rotation=rotation)
+
+
+def plausible_current_a(config: ServiceConfig) -> float:
+    """The meter's default plausibility bound: 3 × the connection's current, at least 100 A.
+
+    A reading beyond it is a wiring or register-map fault, never load the site can draw; a
+    fixed bound would either reject a depot's honest 1250 A or accept a home's 900 A glitch.
+    """
+    grid = config.grid
+    amps = config.meter.installation_max_current_A if config.meter else None
+    if amps is None and isinstance(grid.max_current_A, float | int):
+        amps = float(grid.max_current_A)
+    if amps is None and isinstance(grid.max_power_W, float | int):
+        amps = float(grid.max_power_W) / (grid.phases * config.nominal_voltage_V)
+    return max(PLAUSIBLE_FACTOR * amps, PLAUSIBLE_MIN_A) if amps else PLAUSIBLE_UNKNOWN_A
 
 
 def _site_formulas(config: ServiceConfig) -> list[tuple[str, str, Formula]]:
