@@ -264,7 +264,7 @@ class Service:
             self._stoppers.append(api.stop)
         if self.config.grpc:
             server = GrpcServer(self.config.grpc, self.manager, self.variables,
-                                self.environment)
+                                self.environment, self.audit)
             port = await server.start()
             log.info("gRPC API on %s:%d", self.config.grpc.host, port)
             self._stoppers.append(server.stop)

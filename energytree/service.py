@@ -47,7 +47,9 @@ class _Section(BaseModel):
 class MeterSection(GridMeterConfig):
     """The grid meter for active load balancing (Alfen-style)."""
 
-    safe_current_A: float = Field(6.0, ge=0, description="per phase for all EVSEs while silent")
+    safe_current_A: float = Field(
+        6.0, ge=0, description="[A] per phase for all EVSEs together (a site total) while the "
+        "meter is not NORMAL")
     margin_A: float = Field(1.0, ge=0, description="kept free below the installation maximum")
     installation_max_current_A: float | None = Field(
         None, gt=0, description="default: the grid connection's max_current_A"

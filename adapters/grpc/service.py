@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from adapters.grpc import convert
 from adapters.grpc.gen.energytree.v1 import energytree_pb2 as pb
 from adapters.grpc.gen.energytree.v1 import energytree_pb2_grpc as pb_grpc
+from energytree.audit import AuditLog
 from energytree.errors import ConfigError, FormulaError, NotFoundError, RequestError
 from energytree.formula import FormulaEnvironment
 from energytree.manager import EnergyManager
@@ -160,10 +161,11 @@ class EnergyManagerServicer(pb_grpc.EnergyManagerServicer):
     """``energytree.v1.EnergyManager`` on top of a live manager and its variables."""
 
     def __init__(self, manager: EnergyManager, variables: VariableStore,
-                 environment: EnvironmentProvider) -> None:
+                 environment: EnvironmentProvider, audit: AuditLog | None = None) -> None:
         self.manager = manager
         self.variables = variables
         self.environment = environment
+        self.audit = audit  # the operator's external limits are §14a evidence too
 
     @_rpc
     async def SubmitOptimizerTarget(self, request: pb.SubmitOptimizerTargetRequest,
@@ -191,6 +193,10 @@ class EnergyManagerServicer(pb_grpc.EnergyManagerServicer):
             failsafe = convert.external_limits_from_proto(request.failsafe, "failsafe")
         self.manager.set_external_limits(name, node, limits, convert.ttl_from_proto(request),
                                          failsafe)
+        if self.audit is not None:
+            self.audit.record(name, self.manager.clock.now(), None, "limits", None,
+                              f"external limits on {node} via gRPC", channel="grpc",
+                              identity=f"operator {context.peer()}")
         response = pb.SetExternalLimitsResponse()
         expires = self.manager.leases.leases[name].expires_at
         if expires is not None:
@@ -200,7 +206,10 @@ class EnergyManagerServicer(pb_grpc.EnergyManagerServicer):
     @_rpc
     async def ClearExternalLimits(self, request: pb.ClearExternalLimitsRequest,
                                   context: Any) -> pb.ClearExternalLimitsResponse:
-        cleared = self.manager.clear_external_limits(convert.source_name(request.source))
+        name = convert.source_name(request.source)
+        cleared = self.manager.clear_external_limits(name)
+        if cleared and self.audit is not None:
+            self.audit.end(name, self.manager.clock.now())
         return pb.ClearExternalLimitsResponse(cleared=cleared)
 
     @_rpc
@@ -322,9 +331,10 @@ class GrpcServer:
     """Runs the gRPC API, the health service and reflection for one manager."""
 
     def __init__(self, config: GrpcServerConfig, manager: EnergyManager,
-                 variables: VariableStore, environment: EnvironmentProvider) -> None:
+                 variables: VariableStore, environment: EnvironmentProvider,
+                 audit: AuditLog | None = None) -> None:
         self.config = config
-        self.servicer = EnergyManagerServicer(manager, variables, environment)
+        self.servicer = EnergyManagerServicer(manager, variables, environment, audit)
         self.health: health.aio.HealthServicer | None = None
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None

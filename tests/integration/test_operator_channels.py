@@ -14,6 +14,7 @@ import math
 import shlex
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from energytree import runtime
 from energytree.client import ApiError, EnergyTreeClient
 from energytree.errors import ConfigError
 from energytree.service import ServiceConfig, load_service_config
+from energytree.types import ExternalLimits, LimitsReq, ScheduleReqEntry
 from energytree.yamlfile import parse_model
 from tests.integration.test_runtime import (
     FULL,
@@ -251,9 +253,20 @@ async def test_grpc_without_and_with_each_credential(
         async with EnergyTreeClient(address, token=OPERATOR) as operator:
             assert await operator.set_variables([("avail", 40)]) == ["avail"]
         await until(lambda: near({"garage": 6.37, "carport": 6.37})(service))
-        [row] = service.audit.rows()
-        assert (row["source"], row["channel"]) == ("CM.AVAIL", "grpc")
-        assert row["identity"].startswith("operator ipv4:127.0.0.1:")
+        async with EnergyTreeClient(address, token=OPERATOR) as operator:
+            await operator.set_external_limits("dso", "house", cap_w(9000.0))
+            assert await operator.clear_external_limits("dso") is True
+        rows = service.audit.rows()
+        assert [(r["source"], r["channel"], r["end"] is None) for r in rows] == [
+            ("CM.AVAIL", "grpc", True), ("dso", "grpc", False)]
+        assert all(r["identity"].startswith("operator ipv4:127.0.0.1:") for r in rows)
+
+
+def cap_w(watts: float) -> ExternalLimits:
+    entry = ScheduleReqEntry(timestamp=datetime.now(UTC),
+                             limits_to_root=LimitsReq(total_power_W=watts),
+                             limits_to_leaves=LimitsReq())
+    return ExternalLimits(schedule_import=[entry])
 
 
 def test_a_site_file_with_an_open_grpc_port_refuses_to_start() -> None:
