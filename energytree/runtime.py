@@ -81,7 +81,7 @@ class Service:
         self.audit = AuditLog(state_dir / "audit.sqlite")
         self._formulas = _site_formulas(config)
         self._percent_formula = Formula.parse(
-            f"{self.connection_power_w()!r} * CM.{PERCENT_VARIABLE} / 100")
+            f"{self.percent_base_w()!r} * CM.{PERCENT_VARIABLE} / 100")
         self._formula_failed: set[str] = set()
         self._meter_reading: MeterReading | None = None
         self._inputs: tuple[float | None, float | None] = (None, None)
@@ -123,7 +123,7 @@ class Service:
     def root(self) -> str:
         return self.config.grid.uuid
 
-    def connection_power_w(self) -> float:
+    def percent_base_w(self) -> float:
         """What 100 % means in every operator percentage (40968, ``_max_total_current_prc``,
         ripple levels): ``fourteen_a.percent_base_W``, else the connection's power [W]."""
         if self.config.fourteen_a.percent_base_W is not None:
@@ -392,13 +392,13 @@ class Service:
             raise RequestError("only the power limit in percent (register 40968) is writable")
         write_json_atomic(self._state_dir / SUNSPEC_FILE, {"percent": write.value})
         self._percent = write.value
-        self._operator_limit(SUNSPEC, self.connection_power_w() * write.value / 100.0,
+        self._operator_limit(SUNSPEC, self.percent_base_w() * write.value / 100.0,
                              f"{write.value:g} % via SunSpec register 40968")
 
     def _on_ripple(self, level: RippleLevel, inputs: object) -> None:
         self._inputs = (None, None) if not isinstance(inputs, tuple) else tuple(
             None if v is None else float(v) for v in inputs)  # type: ignore[assignment]
-        self._operator_limit(RIPPLE, level.limit_w(self.connection_power_w()),
+        self._operator_limit(RIPPLE, level.limit_w(self.percent_base_w()),
                              f"contacts {level.source}")
 
     def _start_upstream(self) -> None:
