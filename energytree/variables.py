@@ -96,8 +96,12 @@ def expr_of(formula: Formula) -> Expr:
     return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
-def parse_value(name: str, value: object) -> Formula:
-    """A variable's new value: a finite number or a formula text."""
+def parse_value(name: str, value: object, *, at_the_door: bool = True) -> Formula:
+    """A variable's new value: a finite number or a formula text.
+
+    `at_the_door` also refuses a formula that reads nothing live and cannot be evaluated;
+    a file written before that check keeps loading (its error shows in ``get_all``).
+    """
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise RequestError(f"variable {name!r}: the value must be a number or a formula text")
     if isinstance(value, str):
@@ -110,7 +114,8 @@ def parse_value(name: str, value: object) -> Formula:
             raise RequestError(f"variable {name!r}: {text.strip()!r} is not a finite number")
         try:
             formula = Formula.parse(text)
-            check_evaluable(formula)
+            if at_the_door:
+                check_evaluable(formula)
         except FormulaError as exc:
             raise FormulaError(f"variable {name!r}: {exc}", exc.position) from None
         return formula
@@ -123,15 +128,18 @@ def parse_value(name: str, value: object) -> Formula:
     return Formula.parse(repr(number))
 
 
-def check_name(name: object) -> str:
-    """`name` if it is a valid variable name that may be set, else RequestError."""
+def check_name(name: object, *, at_the_door: bool = True) -> str:
+    """`name` if it is a valid variable name that may be set, else RequestError.
+
+    `at_the_door` also refuses the predefined read-only names (not in files written before).
+    """
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise RequestError(
             f"invalid variable name {name!r}: use letters, digits and '_', "
             "not starting with a digit, at most 64 characters"
         )
     key = name.casefold()
-    if key in PREDEFINED and key not in WRITABLE_PREDEFINED:
+    if at_the_door and key in PREDEFINED and key not in WRITABLE_PREDEFINED:
         raise RequestError(
             f"{name!r} is a predefined variable that energytree computes; it cannot be set "
             f"(the writable one is {', '.join(sorted(WRITABLE_PREDEFINED))})"
@@ -269,7 +277,7 @@ class VariableStore:
         if data is None:
             return
         try:
-            loaded = _updated({}, _parsed(items_from_json(data)), clear=True)
+            loaded = _updated({}, _parsed(items_from_json(data), at_the_door=False), clear=True)
             check_state(_formulas(loaded), self.max_variables, "stored ")
         except (RequestError, FormulaError) as exc:
             raise ConfigError(f"{self.path}: {exc}") from exc
@@ -345,8 +353,10 @@ class Stored(NamedTuple):
     formula: Formula
 
 
-def _parsed(items: Sequence[tuple[object, object]]) -> list[Stored]:
-    return [Stored(check_name(name), parse_value(str(name), value)) for name, value in items]
+def _parsed(items: Sequence[tuple[object, object]], *, at_the_door: bool = True) -> list[Stored]:
+    return [Stored(check_name(name, at_the_door=at_the_door),
+                   parse_value(str(name), value, at_the_door=at_the_door))
+            for name, value in items]
 
 
 def _formulas(variables: Mapping[str, Stored]) -> dict[str, Formula]:

@@ -305,3 +305,13 @@ def test_a_failing_dependency_is_quoted_once_with_its_reason(store):
     [*_, avail] = store.get_all(ENV)
     assert avail.error is not None
     assert avail.error.splitlines()[0] == "CM.ratio: division by zero at position 0"
+
+
+def test_a_file_from_before_the_door_check_still_loads(path):
+    write_json_atomic(path, {"vars": [{"name": "AVAIL", "expr": "1/0"},
+                                      {"name": "_price", "expr": 0.3}]})
+    store = VariableStore(path)
+    store.load()
+    avail, price = store.get_all(ENV)
+    assert avail.value is None and avail.error.startswith("division by zero")
+    assert price.value == 0.3
