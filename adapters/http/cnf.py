@@ -190,7 +190,8 @@ async def _json_body(request: web.Request) -> object:
         raise RequestError(f"the body is not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno} (char {exc.pos})"
-        raise RequestError(f"malformed JSON body at {where}: {exc.msg}") from None
+        raise RequestError(f"malformed JSON body at {where}: {exc.msg}; expected "
+                           '{"vars": [{"name": …, "expr": …}, …]}') from None
     except RecursionError:
         raise RequestError("the JSON body is nested too deeply") from None
     except ValueError as exc:  # e.g. an integer beyond Python's 4300-digit conversion limit

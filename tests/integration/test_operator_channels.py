@@ -57,6 +57,7 @@ TOKEN, OPERATOR = "client-s3cret", "operator-s3cret"
 SEED_GET = "curl -i -X GET --user admin:1234abcd 'http://localhost/cnf?cmd=set_cm_vars&name=var3&val=123'"
 SEED_POST = """curl -i -X POST -d '{ "vars": [{ "name": "tarif", "expr": 1 }, { "name": "PWR", "expr": 70 }] }' --user admin:1234abcd 'http://localhost/cnf?cmd=set_cm_vars'"""  # noqa: E501
 SEED_READ = "curl -i -X GET --user admin:1234abcd 'http://localhost/cnf?cmd=get_cm_vars'"
+SEED_CLEAR_BODY = '{"vars": [{ "name": "var1", "expr": 1.5 }], { "name": "var2", "expr": 2 }] }'
 TARIF_RULE = "CM.TARIF == 1 ? 10000 : 6000"  # the seed's TARIF as a charging rule [mA]
 
 
@@ -141,6 +142,12 @@ async def test_query_style_and_odd_requests(
                                                      "val": "3"})
                 assert reply.status_code == 400
                 assert f"'{name}' is a predefined variable" in reply.json()["error"]
+            # the seed's own clear=1 example body has one "]" too many: it says what to send
+            seed_body = SEED_CLEAR_BODY
+            reply = await http.post(f"{base}?cmd=set_cm_vars&clear=1", content=seed_body)
+            assert reply.status_code == 400
+            assert reply.json()["error"].endswith(
+                'expected {"vars": [{"name": …, "expr": …}, …]}')
         assert service.variables.names() == ["Q"]
 
 
