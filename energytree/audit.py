@@ -1,7 +1,9 @@
 """The audit log of grid-operator commands (§14a evidence): who limited the site, when, how.
 
-Each command is one record (source, start, end, value, unit, grid power at the start). A new
-command from the same source ends the previous one. Records live in SQLite, so they survive
+Each command is one record (source, start, end, value, unit, grid power at the start, and the
+channel and identity it came through: ``http``/``admin``, ``grpc``/``operator@ipv4:…``,
+``sunspec``/the Modbus master's address). A new command from the same source ends the
+previous one. Records live in SQLite, so they survive
 restarts and crashes, and export as CSV.
 """
 
@@ -26,10 +28,14 @@ CREATE TABLE IF NOT EXISTS commands (
     value REAL,
     unit TEXT NOT NULL,
     grid_power_w REAL,
-    detail TEXT NOT NULL DEFAULT ''
+    detail TEXT NOT NULL DEFAULT '',
+    channel TEXT NOT NULL DEFAULT '',
+    identity TEXT NOT NULL DEFAULT ''
 )
 """
-COLUMNS = ("source", "start", "end", "value", "unit", "grid_power_w", "detail")
+COLUMNS = ("source", "start", "end", "value", "unit", "grid_power_w", "detail", "channel",
+           "identity")
+ADDED_COLUMNS = ("channel", "identity")  # files written before they existed lack them
 
 
 class AuditLog:
@@ -39,9 +45,15 @@ class AuditLog:
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL" if str(path) != ":memory:" else "SELECT 1")
         self._db.execute(SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(commands)")}
+        for column in ADDED_COLUMNS:
+            if column not in present:
+                self._db.execute(
+                    f"ALTER TABLE commands ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
 
     def record(self, source: str, at: datetime, value: float | None, unit: str,
-               grid_power_w: float | None, detail: str = "") -> None:
+               grid_power_w: float | None, detail: str = "", *, channel: str = "",
+               identity: str = "") -> None:
         """A command from ``source`` took effect at ``at``; it ends the previous one."""
         stamp = format_timestamp(at)
         with self._db:  # autocommit connection: BEGIN makes "end the old, add the new" atomic
@@ -50,9 +62,9 @@ class AuditLog:
                 "UPDATE commands SET end = ? WHERE source = ? AND end IS NULL", (stamp, source)
             )
             self._db.execute(
-                "INSERT INTO commands (source, start, value, unit, grid_power_w, detail) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (source, stamp, value, unit, grid_power_w, detail),
+                "INSERT INTO commands (source, start, value, unit, grid_power_w, detail, "
+                "channel, identity) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (source, stamp, value, unit, grid_power_w, detail, channel, identity),
             )
 
     def end(self, source: str, at: datetime) -> None:

@@ -302,7 +302,8 @@ def _remote_parser(sub: Any, name: str, help_text: str, call: Callable[..., Awai
                    ) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
     parser.add_argument("--server", default="127.0.0.1:50051", help="host:port of the server")
-    parser.add_argument("--token", help="bearer token (default: $ENERGYTREE_TOKEN)")
+    parser.add_argument("--token", help="bearer token: grpc.token, or grpc.operator_token to "
+                        "set variables (default: $ENERGYTREE_TOKEN)")
     parser.add_argument("--tls-ca", type=Path, help="CA certificate (PEM): use TLS")
     parser.set_defaults(handler=_remote(call))
     return parser

@@ -45,12 +45,15 @@ class NotFoundError(RequestError):
 class FormulaError(EnergyTreeError):
     """A formula failed to parse or evaluate.
 
-    ``position`` is the 0-based character offset the problem was found at, or None.
+    ``position`` is the 0-based character offset the problem was found at, or None;
+    ``reason`` is the message without the location, for quoting it inside another one.
     """
 
-    def __init__(self, message: str, position: int | None = None) -> None:
+    def __init__(self, message: str, position: int | None = None,
+                 reason: str | None = None) -> None:
         super().__init__(message)
         self.position = position
+        self.reason = message if reason is None else reason
 
 
 class MeterError(EnergyTreeError):

@@ -36,7 +36,9 @@ character offset and whose message shows the formula with a caret under that pos
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 
 from energytree.errors import FormulaError
 from energytree.formulaparse import (
@@ -73,6 +75,7 @@ __all__ = [
     "FormulaEnvironment",
     "MappingEnvironment",
     "canonical_name",
+    "check_evaluable",
     "evaluate_text",
 ]
 
@@ -128,6 +131,40 @@ class Formula:
 
     def __str__(self) -> str:
         return self.source
+
+
+class _ReadsLiveValues(Exception):
+    """The formula reads a name, the clock or prices: only live evaluation can judge it."""
+
+
+class _NothingLive:
+    """An environment that has nothing: any read means the formula is not constant."""
+
+    @property
+    def now(self) -> datetime:
+        raise _ReadsLiveValues
+
+    @property
+    def timezone(self) -> tzinfo:
+        raise _ReadsLiveValues
+
+    def price_schedule(self) -> Sequence[tuple[datetime, float]]:
+        raise _ReadsLiveValues
+
+    def lookup(self, name: str) -> float | None:
+        raise _ReadsLiveValues
+
+
+def check_evaluable(formula: Formula) -> None:
+    """FormulaError if `formula` reads nothing live and still cannot be evaluated.
+
+    Such a formula (``1/0``, ``10^400``, ``sqrt(-1)``) would fail at every tick, so it is
+    refused where it is set; one that fails only for some live values is kept.
+    """
+    try:
+        formula.evaluate(_NothingLive())
+    except _ReadsLiveValues:
+        return
 
 
 def evaluate_text(text: str, env: FormulaEnvironment) -> float:

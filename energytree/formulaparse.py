@@ -67,7 +67,8 @@ def _excerpt(source: str, position: int) -> str:
 def located_error(source: str, message: str, position: int | None) -> FormulaError:
     if position is None:
         return FormulaError(message, None)
-    return FormulaError(f"{message} at position {position}\n{_excerpt(source, position)}", position)
+    located = f"{message} at position {position}\n{_excerpt(source, position)}"
+    return FormulaError(located, position, message)
 
 
 def _tokenize(source: str) -> list[tuple[str, str, int]]:

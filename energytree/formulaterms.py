@@ -164,7 +164,7 @@ class Name:
         try:
             value = ctx.env.lookup(self.name)
         except FormulaError as exc:
-            raise EvalFailure(f"{self.name}: {str(exc).splitlines()[0]}", self.position) from exc
+            raise EvalFailure(f"{self.name}: {exc.reason}", self.position) from exc
         if value is None:
             raise EvalFailure(f"unknown name {self.name!r}", self.position)
         return _checked(float(value), self.position)

@@ -43,6 +43,7 @@ from energytree.formulaenv import EvseFacts, LiveFacts, SiteEnvironment, facts_t
 from energytree.gridops import external_from_periods, pmin_14a_w, power_limit
 from energytree.inputs import load_prices
 from energytree.manager import EnergyManager, ManagerOptions, MeterFeed
+from energytree.persist import read_json, write_json_atomic
 from energytree.plan import Plan
 from energytree.problem import ExternalSource, PlanOptions, Problem
 from energytree.service import ServiceConfig
@@ -52,13 +53,18 @@ from energytree.site import FuseConfig, GridConfig, evse_configs, site_request
 from energytree.statusview import render_status
 from energytree.tasks import cancel_and_wait
 from energytree.types import ExternalLimits, LimitsReq, ScheduleReqEntry
-from energytree.variables import VariableStore
+from energytree.variables import Origin, VariablesEnvironment, VariableStore
 from optimizer import optimise
 
 __all__ = ["Service"]
 
 log = logging.getLogger(__name__)
 FORMULA = "formula"
+PLAUSIBLE_FACTOR, PLAUSIBLE_MIN_A, PLAUSIBLE_UNKNOWN_A = 3.0, 100.0, 1000.0
+SUNSPEC_FILE = "sunspec.json"  # the percentage last written to 40968
+PERCENT_VARIABLE = "_max_total_current_prc"  # cFos's writable percentage of the connection
+RIPPLE = Origin("ripple", "contacts")
+SUNSPEC = Origin("sunspec", "Modbus master")  # Modbus TCP carries no identity
 
 
 class Service:
@@ -73,10 +79,13 @@ class Service:
         self.variables.load()
         self.audit = AuditLog(state_dir / "audit.sqlite")
         self._formulas = _site_formulas(config)
+        self._percent_formula = Formula.parse(
+            f"{self.percent_base_w()!r} * CM.{PERCENT_VARIABLE} / 100")
         self._formula_failed: set[str] = set()
         self._meter_reading: MeterReading | None = None
         self._inputs: tuple[float | None, float | None] = (None, None)
         self._percent: float | None = None
+        self._meter_lost = False
         options = ManagerOptions(
             tick_s=config.tick_s,
             plan=PlanOptions(config.slot_minutes * 60, config.horizon_hours * 3600,
@@ -116,8 +125,11 @@ class Service:
     def root(self) -> str:
         return self.config.grid.uuid
 
-    def connection_power_w(self) -> float:
-        """The grid connection's power, what operator percentages refer to [W]."""
+    def percent_base_w(self) -> float:
+        """What 100 % means in every operator percentage (40968, ``_max_total_current_prc``,
+        ripple levels): ``fourteen_a.percent_base_W``, else the connection's power [W]."""
+        if self.config.fourteen_a.percent_base_W is not None:
+            return self.config.fourteen_a.percent_base_W
         grid = self.config.grid
         if isinstance(grid.max_power_W, float | int):
             return float(grid.max_power_W)
@@ -134,28 +146,32 @@ class Service:
             floor += max(0.0, -reading.power_w)
         return floor
 
-    def _operator_limit(self, source: str, watts: float, detail: str) -> None:
+    def _operator_limit(self, origin: Origin, watts: float, detail: str) -> None:
         now = self.manager_now()
         limited = max(watts, self.floor_w())
+        source = origin.channel
         self.manager.set_external_limits(source, self.root, power_limit(now, limited))
         grid_w = self._meter_reading.power_w if self._meter_reading else None
-        self.audit.record(source, now, limited, "W", grid_w, detail)
+        self.audit.record(source, now, limited, "W", grid_w, detail, channel=origin.channel,
+                          identity=origin.identity)
         log.info("grid operator via %s: %.0f W (asked %.0f W; §14a floor %.0f W)",
                  source, limited, watts, self.floor_w())
 
-    def _on_variables(self, names: frozenset[str]) -> None:
+    def _on_variables(self, names: frozenset[str], origin: Origin) -> None:
         """Variables changed (``set_cm_vars``): formulas apply them at once; the audit logs them."""
+        self._formula_failed.clear()  # a failing formula is logged again once after a change
         self.manager.notify()
         now = self.manager_now()
-        views = {view.name: view for view in self.variables.get_all(self.environment())}
+        views = {view.name.casefold(): view for view in self.variables.get_all(self.environment())}
         grid_w = self._meter_reading.power_w if self._meter_reading else None
         for name in sorted(names):
-            view = views.get(name)
+            view = views.get(name.casefold())
+            source = f"CM.{name.upper()}"  # one audit source per variable, however spelled
             if view is None:
-                self.audit.end(f"CM.{name}", now)
+                self.audit.end(source, now)
             else:
-                self.audit.record(f"CM.{name}", now, view.value, "", grid_w,
-                                  f"{name} = {view.expr}")
+                self.audit.record(source, now, view.value, "", grid_w, f"{name} = {view.expr}",
+                                  channel=origin.channel, identity=origin.identity)
 
     def manager_now(self) -> datetime:
         return self.manager.clock.now()
@@ -164,15 +180,11 @@ class Service:
         """Site limits written as formulas, evaluated now (a failing one allows nothing)."""
         env = self.variables.environment(self.environment())
         sources = []
-        for node, field, formula in self._formulas:
-            try:
-                value = max(0.0, formula.evaluate(env))
-                self._formula_failed.discard(f"{node}.{field}")
-            except EnergyTreeError as exc:
-                if f"{node}.{field}" not in self._formula_failed:
-                    log.warning("formula %s of %s failed (%s); using 0", field, node, exc)
-                    self._formula_failed.add(f"{node}.{field}")
-                value = 0.0
+        formulas = list(self._formulas)
+        if PERCENT_VARIABLE in {n.casefold() for n in self.variables.names()}:
+            formulas.append((self.root, "max_power_W", self._percent_formula))
+        for node, field, formula in formulas:
+            value = self._evaluated(node, field, formula, env)
             if node == self.root:  # §14a: a dimming formula leaves at least Pmin
                 floor = self.floor_w()
                 if field == "max_current_A":
@@ -187,6 +199,20 @@ class Service:
                                      limits_to_leaves=LimitsReq())
             sources.append(ExternalSource(FORMULA, node, ExternalLimits(schedule_import=[entry])))
         return sources
+
+    def _evaluated(self, node: str, field: str, formula: Formula,
+                   env: VariablesEnvironment) -> float:
+        """The formula's value, not below 0; a failing one gives 0, logged once per change."""
+        key = f"{node}.{field} = {formula.source}"
+        try:
+            value = max(0.0, formula.evaluate(env))
+            self._formula_failed.discard(key)
+        except EnergyTreeError as exc:
+            if key not in self._formula_failed:
+                log.warning("formula %s failed, using 0: %s", key, exc)
+                self._formula_failed.add(key)
+            value = 0.0
+        return value
 
     def environment(self) -> SiteEnvironment:
         return SiteEnvironment(
@@ -240,7 +266,7 @@ class Service:
             self._stoppers.append(api.stop)
         if self.config.grpc:
             server = GrpcServer(self.config.grpc, self.manager, self.variables,
-                                self.environment)
+                                self.environment, self.audit)
             port = await server.start()
             log.info("gRPC API on %s:%d", self.config.grpc.host, port)
             self._stoppers.append(server.stop)
@@ -319,7 +345,10 @@ class Service:
 
     async def _start_meter(self, host: str, port: int | None) -> None:
         assert self.config.meter is not None
-        config = self.config.meter.model_copy(update={"host": host, "port": port})
+        update: dict[str, object] = {"host": host, "port": port}
+        if "max_plausible_current_a" not in self.config.meter.model_fields_set:
+            update["max_plausible_current_a"] = plausible_current_a(self.config)
+        config = self.config.meter.model_copy(update=update)
         client = GridMeterClient(config, on_reading=self._on_meter_reading,
                                  on_state=self._on_meter_state)
         await client.start()
@@ -328,26 +357,28 @@ class Service:
 
     def _on_meter_reading(self, reading: MeterReading) -> None:
         self._meter_reading = reading
+        self._meter_lost = False
         self.manager.report_grid_meter(MeterFeed(reading.current_a, reading.power_w, "NORMAL"))
 
     def _on_meter_state(self, state: MeterState) -> None:
         if state is not MeterState.NORMAL:
+            self._meter_lost = True  # SunSpec serves "not available" until a good reading
             self.manager.report_grid_meter(MeterFeed(None, None, str(state)))
 
     async def _start_sunspec(self) -> None:
         assert self.config.sunspec is not None
-        kept = self.manager.leases.leases.get("sunspec")
-        if kept is not None and kept.limits.schedule_import:  # a limit kept over a restart
-            watts = kept.limits.schedule_import[0].limits_to_root.total_power_W
-            if watts is not None:
-                self._percent = round(100.0 * watts / self.connection_power_w(), 3)
+        written = read_json(self._state_dir / SUNSPEC_FILE)
+        if "sunspec" in self.manager.leases.leases and isinstance(written, dict):
+            percent = written.get("percent")  # what the operator wrote, kept over a restart
+            if isinstance(percent, int | float) and not isinstance(percent, bool):
+                self._percent = float(percent)
         server = SunSpecServer(self.config.sunspec, self._sunspec_values, self._on_sunspec)
         port = await server.start()
         log.info("SunSpec Modbus server on %s:%d", self.config.sunspec.host, port)
         self._stoppers.append(server.stop)
 
     def _sunspec_values(self) -> SunSpecValues:
-        reading = self._meter_reading
+        reading = None if self._meter_lost else self._meter_reading
         status = self.manager.status()
         used = sum(max(e.power_w, 0.0) for e in status.evses)
         grid = MeterValues() if reading is None else MeterValues(
@@ -361,14 +392,15 @@ class Service:
     def _on_sunspec(self, write: object) -> None:
         if not isinstance(write, SetPercent):
             raise RequestError("only the power limit in percent (register 40968) is writable")
+        write_json_atomic(self._state_dir / SUNSPEC_FILE, {"percent": write.value})
         self._percent = write.value
-        self._operator_limit("sunspec", self.connection_power_w() * write.value / 100.0,
+        self._operator_limit(SUNSPEC, self.percent_base_w() * write.value / 100.0,
                              f"{write.value:g} % via SunSpec register 40968")
 
     def _on_ripple(self, level: RippleLevel, inputs: object) -> None:
         self._inputs = (None, None) if not isinstance(inputs, tuple) else tuple(
             None if v is None else float(v) for v in inputs)  # type: ignore[assignment]
-        self._operator_limit("ripple", level.limit_w(self.connection_power_w()),
+        self._operator_limit(RIPPLE, level.limit_w(self.percent_base_w()),
                              f"contacts {level.source}")
 
     def _start_upstream(self) -> None:
@@ -411,7 +443,8 @@ class Service:
         if record:
             state = "online" if client.connected.is_set() else "offline"
             self.audit.record("ocpp", now, None, "profile", None,
-                              f"composite schedule changed ({state})")
+                              f"composite schedule changed ({state})", channel="ocpp",
+                              identity=self.config.ocpp_upstream.charge_point_id)
 
     async def _start_simulation(self) -> None:
         sim = self._simulation = SiteSimulation(self.config, self.manager,
@@ -465,6 +498,21 @@ def _evse_phase_currents(sim: SimulatedEvse) -> tuple[float, float, float]:
 
 def _plan(problem: Problem, budget: float, rotation: int) -> Plan:
     return optimise(problem, time_budget_s=budget, rotation=rotation)
+
+
+def plausible_current_a(config: ServiceConfig) -> float:
+    """The meter's default plausibility bound: 3 × the connection's current, at least 100 A.
+
+    A reading beyond it is a wiring or register-map fault, never load the site can draw; a
+    fixed bound would either reject a depot's honest 1250 A or accept a home's 900 A glitch.
+    """
+    grid = config.grid
+    amps = config.meter.installation_max_current_A if config.meter else None
+    if amps is None and isinstance(grid.max_current_A, float | int):
+        amps = float(grid.max_current_A)
+    if amps is None and isinstance(grid.max_power_W, float | int):
+        amps = float(grid.max_power_W) / (grid.phases * config.nominal_voltage_V)
+    return max(PLAUSIBLE_FACTOR * amps, PLAUSIBLE_MIN_A) if amps else PLAUSIBLE_UNKNOWN_A
 
 
 def _site_formulas(config: ServiceConfig) -> list[tuple[str, str, Formula]]:

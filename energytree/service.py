@@ -47,7 +47,9 @@ class _Section(BaseModel):
 class MeterSection(GridMeterConfig):
     """The grid meter for active load balancing (Alfen-style)."""
 
-    safe_current_A: float = Field(6.0, ge=0, description="per phase for all EVSEs while silent")
+    safe_current_A: float = Field(
+        6.0, ge=0, description="[A] per phase for all EVSEs together (a site total) while the "
+        "meter is not NORMAL")
     margin_A: float = Field(1.0, ge=0, description="kept free below the installation maximum")
     installation_max_current_A: float | None = Field(
         None, gt=0, description="default: the grid connection's max_current_A"
@@ -65,6 +67,12 @@ class FourteenASection(_Section):
     controllable_devices: int | None = Field(None, ge=1, description="default: EVSE count")
     gzf: dict[int, float] = Field(default_factory=lambda: dict(GZF))
     add_pv_surplus: bool = True
+    percent_base_W: float | None = Field(
+        None, gt=0,
+        description="what 100 % means in the operator's percentages (SunSpec 40968, "
+        "CM._max_total_current_prc, ripple levels); default: the grid's max_power_W if it "
+        "is a number, else max_current_A × phases × nominal_voltage_V [W]",
+    )
 
 
 class OcppUpstreamSection(UpstreamConfig):

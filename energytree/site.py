@@ -22,9 +22,20 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from energytree.errors import ConfigError
+from energytree.errors import ConfigError, FormulaError
+from energytree.formula import Formula, check_evaluable
 from energytree.types import (
     EnergyFlowRequest,
     EvseState,
@@ -36,7 +47,29 @@ from energytree.types import (
 
 __all__ = ["EvseConfig", "FuseConfig", "GridConfig", "SiteConfig", "site_request"]
 
-Limit = Annotated[float | str, Field(union_mode="left_to_right")]
+def _formula_text(text: str) -> str:
+    """A formula that parses and, if it reads nothing live, evaluates; an error if not."""
+    try:
+        check_evaluable(Formula.parse(text))
+    except FormulaError as exc:
+        raise PydanticCustomError("formula", "formula {text}: {problem}",
+                                  {"text": repr(text), "problem": str(exc)}) from None
+    return text
+
+
+def _number_or_formula(value: object) -> object:
+    """Checks formula texts where the file is read, so errors name its line and field."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            _formula_text(value)
+    return value
+
+
+FormulaText = Annotated[str, AfterValidator(_formula_text)]
+Limit = Annotated[
+    float | str, Field(union_mode="left_to_right"), BeforeValidator(_number_or_formula)]
 Resolver = Callable[[str], float | None]
 PhaseRotation = Literal["L1L2L3", "L2L3L1", "L3L1L2", "L1L3L2", "L3L2L1", "L2L1L3"]
 
@@ -65,7 +98,7 @@ class EvseConfig(_NodeLimits):
     conversion_efficiency: float = Field(1.0, gt=0, le=1)
     battery_kWh: float | None = Field(None, gt=0, le=1000, description="default car battery")
     state: EvseState | None = Field(None, description="initial state (simulation, planning)")
-    charging_rule: str | None = Field(
+    charging_rule: FormulaText | None = Field(
         None, max_length=2000,
         description="cFos charging rule: a formula giving the current in mA, e.g. "
         "'CM.TARIF == 1 ? 16000 : 6000'; evaluated every tick",

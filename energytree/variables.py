@@ -2,7 +2,10 @@
 
 A variable may refer to other variables as ``CM.name`` or as a bare ``name`` (bare names are
 looked up among the variables first), and to anything the environment offers (meters, date,
-prices). Cycles among variables are rejected when they are set.
+prices). Names compare case-insensitively (the seed's ``tarif`` is ``CM.TARIF``); the spelling
+last written is the one shown. Cycles among variables, formulas that read nothing live and
+still cannot be evaluated (``1/0``), and the predefined read-only names (``_num_charging``, …)
+are rejected when they are set.
 
 Persistence follows cFos: a change is written to the file only if something changed, and
 ``persist=False`` (the HTTP API's ``tmp=1``, meant to spare flash memory) keeps the change in
@@ -19,14 +22,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
+from typing import NamedTuple
 
 from energytree.errors import ConfigError, FormulaError, RequestError
-from energytree.formula import Formula, FormulaEnvironment
+from energytree.formula import Formula, FormulaEnvironment, check_evaluable
 from energytree.persist import read_json, write_json_atomic
 
 __all__ = [
+    "LOCAL",
     "MAX_VARIABLES",
     "NAME_PATTERN",
+    "PREDEFINED",
+    "WRITABLE_PREDEFINED",
+    "Origin",
     "VariableStore",
     "VariableView",
     "VariablesEnvironment",
@@ -36,6 +44,7 @@ __all__ = [
     "evaluation_order",
     "expr_of",
     "items_from_json",
+    "key_of",
     "parse_value",
     "variable_of",
 ]
@@ -45,8 +54,28 @@ logger = logging.getLogger(__name__)
 NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 MAX_VARIABLES = 256
 
+# cFos's predefined CM variables; energytree computes them, and only the percentage is writable.
+PREDEFINED = frozenset({
+    "_num_charging", "_num_charging1", "_max_total_current", "_max_total_evse_current",
+    "_price", "_price_level", "_surplus", "_org_surplus", "_storage_home_max_capacity",
+    "_storage_home_capacity", "_storage_all_max_capacity", "_storage_all_capacity",
+    "_storage_home_soc", "_storage_all_soc", "_max_total_current_prc", "_dt",
+})
+WRITABLE_PREDEFINED = frozenset({"_max_total_current_prc"})
+
 Expr = str | float
-ChangeCallback = Callable[[frozenset[str]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Who changed the variables: the channel (``http``, ``smgw``, ``grpc``) and the identity."""
+
+    channel: str
+    identity: str
+
+
+LOCAL = Origin("local", "this process")
+ChangeCallback = Callable[[frozenset[str], Origin], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +96,12 @@ def expr_of(formula: Formula) -> Expr:
     return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
-def parse_value(name: str, value: object) -> Formula:
-    """A variable's new value: a finite number or a formula text."""
+def parse_value(name: str, value: object, *, at_the_door: bool = True) -> Formula:
+    """A variable's new value: a finite number or a formula text.
+
+    `at_the_door` also refuses a formula that reads nothing live and cannot be evaluated;
+    a file written before that check keeps loading (its error shows in ``get_all``).
+    """
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise RequestError(f"variable {name!r}: the value must be a number or a formula text")
     if isinstance(value, str):
@@ -80,9 +113,12 @@ def parse_value(name: str, value: object) -> Formula:
         if not_finite:
             raise RequestError(f"variable {name!r}: {text.strip()!r} is not a finite number")
         try:
-            return Formula.parse(text)
+            formula = Formula.parse(text)
+            if at_the_door:
+                check_evaluable(formula)
         except FormulaError as exc:
             raise FormulaError(f"variable {name!r}: {exc}", exc.position) from None
+        return formula
     try:
         number = float(value)
     except OverflowError:
@@ -92,12 +128,21 @@ def parse_value(name: str, value: object) -> Formula:
     return Formula.parse(repr(number))
 
 
-def check_name(name: object) -> str:
-    """`name` if it is a valid variable name, else RequestError."""
+def check_name(name: object, *, at_the_door: bool = True) -> str:
+    """`name` if it is a valid variable name that may be set, else RequestError.
+
+    `at_the_door` also refuses the predefined read-only names (not in files written before).
+    """
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise RequestError(
             f"invalid variable name {name!r}: use letters, digits and '_', "
             "not starting with a digit, at most 64 characters"
+        )
+    key = name.casefold()
+    if at_the_door and key in PREDEFINED and key not in WRITABLE_PREDEFINED:
+        raise RequestError(
+            f"{name!r} is a predefined variable that energytree computes; it cannot be set "
+            f"(the writable one is {', '.join(sorted(WRITABLE_PREDEFINED))})"
         )
     return name
 
@@ -107,9 +152,14 @@ def variable_of(name: str) -> str:
     return name[3:] if name.startswith("CM.") else name
 
 
+def key_of(name: str) -> str:
+    """The key a variable is stored under: names compare case-insensitively."""
+    return variable_of(name).casefold()
+
+
 def dependencies(formula: Formula, variables: Mapping[str, Formula]) -> list[str]:
-    """The variables among `variables` that `formula` refers to."""
-    return sorted({v for n in formula.names if (v := variable_of(n)) in variables})
+    """The variables (keys of `variables`) that `formula` refers to."""
+    return sorted({v for n in formula.names if (v := key_of(n)) in variables})
 
 
 def evaluation_order(start: str, variables: Mapping[str, Formula]) -> list[str]:
@@ -152,6 +202,7 @@ class VariablesEnvironment:
     """An environment that resolves variables on top of `base` and remembers their values.
 
     Use one per evaluation round (tick or request): each variable is computed at most once.
+    `variables` are keyed by ``key_of``.
     """
 
     def __init__(self, variables: Mapping[str, Formula], base: FormulaEnvironment) -> None:
@@ -171,13 +222,13 @@ class VariablesEnvironment:
         return self._base.price_schedule()
 
     def lookup(self, name: str) -> float | None:
-        variable = variable_of(name)
+        variable = key_of(name)
         if variable in self._variables:
             return self.value(variable)
         return self._base.lookup(name)
 
     def value(self, variable: str) -> float:
-        """The variable's value; FormulaError if its formula fails."""
+        """The value of the variable with key `variable`; FormulaError if its formula fails."""
         if variable not in self._values:
             # Dependencies first, so evaluating one variable never recurses into another.
             for name in evaluation_order(variable, self._variables):
@@ -195,19 +246,22 @@ class VariablesEnvironment:
 class VariableStore:
     """The charging-manager variables, optionally persisted to a JSON file.
 
+    Variables are kept under ``key_of(name)``, each with the spelling last written.
+
     Usage::
 
         store = VariableStore(Path("state/variables.json"))
         store.load()
         store.set_many([("AVAIL", 60)], clear=False, persist=True)
-        store.value("AVAIL", env)  # 60.0
+        store.value("avail", env)  # 60.0
     """
 
     def __init__(self, path: Path | None = None, *, max_variables: int = MAX_VARIABLES) -> None:
         self.path = path
         self.max_variables = max_variables
-        self._variables: dict[str, Formula] = {}
-        self._saved: dict[str, Formula] = {}  # what the file holds
+        self._variables: dict[str, Stored] = {}
+        self._saved: dict[str, Stored] = {}  # what the file holds
+        self._formulas: dict[str, Formula] = {}
         self._callbacks: list[ChangeCallback] = []
 
     def load(self) -> None:
@@ -216,50 +270,50 @@ class VariableStore:
         A corrupt file raises ConfigError and leaves no variables; the next persisted change
         then replaces that file.
         """
-        self._variables, self._saved = {}, {}
+        self._replace({}, {})
         if self.path is None:
             return
         data = read_json(self.path)
         if data is None:
             return
         try:
-            items = items_from_json(data)
-            loaded = {check_name(name): parse_value(name, expr) for name, expr in items}
-            check_state(loaded, self.max_variables, "stored ")
+            loaded = _updated({}, _parsed(items_from_json(data), at_the_door=False), clear=True)
+            check_state(_formulas(loaded), self.max_variables, "stored ")
         except (RequestError, FormulaError) as exc:
             raise ConfigError(f"{self.path}: {exc}") from exc
-        self._variables, self._saved = loaded, dict(loaded)
+        self._replace(loaded, dict(loaded))
 
     def names(self) -> list[str]:
-        return list(self._variables)
+        return [stored.name for stored in self._variables.values()]
 
     def subscribe(self, callback: ChangeCallback) -> Callable[[], None]:
-        """Call `callback(changed_names)` after every change; returns an unsubscribe function."""
+        """Call `callback(changed_names, origin)` after every change; returns an unsubscribe."""
         self._callbacks.append(callback)
         return lambda: self._callbacks.remove(callback)
 
     def environment(self, base: FormulaEnvironment) -> VariablesEnvironment:
         """`base` plus the variables, for evaluating any formula that may use them."""
-        return VariablesEnvironment(self._variables, base)
+        return VariablesEnvironment(self._formulas, base)
 
     def value(self, name: str, env: FormulaEnvironment) -> float:
-        if name not in self._variables:
+        if key_of(name) not in self._variables:
             raise RequestError(f"unknown variable {name!r}")
-        return self.environment(env).value(name)
+        return self.environment(env).value(key_of(name))
 
     def get_all(self, env: FormulaEnvironment) -> list[VariableView]:
         """Every variable with its current value; one failing formula does not hide the others."""
         layered = self.environment(env)
         views = []
-        for name, formula in self._variables.items():
+        for key, (name, formula) in self._variables.items():
             try:
-                views.append(VariableView(name, expr_of(formula), layered.value(name)))
+                views.append(VariableView(name, expr_of(formula), layered.value(key)))
             except FormulaError as exc:
                 views.append(VariableView(name, expr_of(formula), None, str(exc)))
         return views
 
     def set_many(
-        self, items: Sequence[tuple[str, Expr]], *, clear: bool = False, persist: bool = True
+        self, items: Sequence[tuple[str, Expr]], *, clear: bool = False, persist: bool = True,
+        origin: Origin = LOCAL,
     ) -> frozenset[str]:
         """Set all `items` or none (after `clear`: only them); returns the changed names.
 
@@ -267,44 +321,69 @@ class VariableStore:
         """
         if len(items) > self.max_variables:
             raise RequestError(f"too many variables: at most {self.max_variables} are allowed")
-        parsed = [(check_name(name), parse_value(name, value)) for name, value in items]
+        parsed = _parsed(items)
         variables = _updated(self._variables, parsed, clear)
         saved = _updated(self._saved, parsed, clear) if persist else self._saved
-        check_state(variables, self.max_variables, "")
-        check_state(saved, self.max_variables, "persisted ")
+        check_state(_formulas(variables), self.max_variables, "")
+        check_state(_formulas(saved), self.max_variables, "persisted ")
         if self.path is not None and _changed(self._saved, saved):
             write_json_atomic(self.path, _file_object(saved))
         changed = _changed(self._variables, variables)
-        self._variables, self._saved = variables, saved
+        self._replace(variables, saved)
         if changed:
-            self._notify(changed)
+            self._notify(changed, origin)
         return changed
 
-    def _notify(self, changed: frozenset[str]) -> None:
+    def _replace(self, variables: dict[str, Stored], saved: dict[str, Stored]) -> None:
+        self._variables, self._saved = variables, saved
+        self._formulas = _formulas(variables)
+
+    def _notify(self, changed: frozenset[str], origin: Origin) -> None:
         for callback in list(self._callbacks):
             try:
-                callback(changed)
+                callback(changed, origin)
             except Exception:  # the change stands; one bad subscriber must not undo it
                 logger.exception("variable change callback %r failed", callback)
 
 
-def _updated(
-    old: Mapping[str, Formula], items: Sequence[tuple[str, Formula]], clear: bool
-) -> dict[str, Formula]:
+class Stored(NamedTuple):
+    """A variable as kept: the spelling last written and its formula."""
+
+    name: str
+    formula: Formula
+
+
+def _parsed(items: Sequence[tuple[object, object]], *, at_the_door: bool = True) -> list[Stored]:
+    return [Stored(check_name(name, at_the_door=at_the_door),
+                   parse_value(str(name), value, at_the_door=at_the_door))
+            for name, value in items]
+
+
+def _formulas(variables: Mapping[str, Stored]) -> dict[str, Formula]:
+    return {key: stored.formula for key, stored in variables.items()}
+
+
+def _updated(old: Mapping[str, Stored], items: Sequence[Stored], clear: bool) -> dict[str, Stored]:
     new = {} if clear else dict(old)
-    new.update(items)
+    for item in items:
+        new.pop(key_of(item.name), None)  # a new spelling moves the variable to the end
+        new[key_of(item.name)] = item
     return new
 
 
-def _changed(old: Mapping[str, Formula], new: Mapping[str, Formula]) -> frozenset[str]:
-    names = old.keys() | new.keys()
-    return frozenset(
-        n for n in names if n not in old or n not in new or expr_of(old[n]) != expr_of(new[n])
-    )
+def _changed(old: Mapping[str, Stored], new: Mapping[str, Stored]) -> frozenset[str]:
+    """The names (as last written) whose spelling or formula differ between `old` and `new`."""
+    changed = set()
+    for key in old.keys() | new.keys():
+        before, after = old.get(key), new.get(key)
+        if before is None or after is None or before.name != after.name or (
+                expr_of(before.formula) != expr_of(after.formula)):
+            changed.add((after or before).name)  # type: ignore[union-attr]
+    return frozenset(changed)
 
 
-def _file_object(variables: Mapping[str, Formula]) -> dict[str, object]:
-    return {"vars": [{"name": n, "expr": expr_of(f)} for n, f in variables.items()]}
+def _file_object(variables: Mapping[str, Stored]) -> dict[str, object]:
+    return {"vars": [{"name": s.name, "expr": expr_of(s.formula)} for s in variables.values()]}
 
 
 def items_from_json(data: object) -> list[tuple[str, object]]:

@@ -5,9 +5,15 @@ One method per RPC, named as in the proto; each turns its request into a call on
 (``adapters.grpc.convert``). Errors become gRPC status codes in one place, ``_status_of``:
 ``NotFoundError`` → NOT_FOUND, ``RequestError``/``FormulaError`` → INVALID_ARGUMENT (the
 message names the field), anything else → INTERNAL with a generic message (logged here).
-The standard health service and server reflection run beside it. With a token, every call
-except health checks needs ``authorization: Bearer <token>`` metadata (UNAUTHENTICATED
-otherwise); TLS is optional.
+The standard health service and server reflection run beside it. TLS is optional.
+
+Roles (``RoleAuth``): callers show ``authorization: Bearer <token>`` metadata. The site's
+``token`` is an ordinary client's credential (read everything, set targets and prices); the
+grid operator's ``operator_token`` is the only one that may also write the operator's
+variables and external limits (PERMISSION_DENIED for anyone else). A wrong token is
+UNAUTHENTICATED; health checks need none. A server without ``token`` would take writes from
+anyone, so it starts only with ``allow_unauthenticated: true`` on a loopback address, and even
+then callers without a token are ordinary clients.
 
 Usage::
 
@@ -23,6 +29,7 @@ import asyncio
 import functools
 import hmac
 import inspect
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -37,6 +44,7 @@ from adapters.grpc import convert
 from adapters.grpc.details import bad_request_metadata
 from adapters.grpc.gen.energytree.v1 import energytree_pb2 as pb
 from adapters.grpc.gen.energytree.v1 import energytree_pb2_grpc as pb_grpc
+from energytree.audit import AuditLog
 from energytree.errors import (
     ConfigError,
     FormulaError,
@@ -48,7 +56,7 @@ from energytree.formula import FormulaEnvironment
 from energytree.manager import EnergyManager
 from energytree.targets import accept_target, plan_id, target_answer
 from energytree.types import Powermeter
-from energytree.variables import VariableStore
+from energytree.variables import Origin, VariableStore
 
 __all__ = ["SERVICE_NAME", "EnergyManagerServicer", "GrpcServer", "GrpcServerConfig"]
 
@@ -56,6 +64,10 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EnergyManager"].full_name
 HEALTH_PREFIX = f"/{health.SERVICE_NAME}/"
+# The grid operator's writes: variables and external limits (DESIGN.md §4, two roles).
+OPERATOR_RPCS = frozenset(
+    f"/{SERVICE_NAME}/{name}"
+    for name in ("SetVariables", "SetExternalLimits", "ClearExternalLimits"))
 EnvironmentProvider = Callable[[], FormulaEnvironment]
 
 
@@ -69,7 +81,15 @@ class GrpcServerConfig(BaseModel):
     tls_cert: Path | None = Field(None, description="Certificate chain (PEM); None: no TLS")
     tls_key: Path | None = Field(None, description="Private key (PEM) for tls_cert")
     token: SecretStr | None = Field(
-        None, min_length=1, description="Bearer token callers must send; None: no auth")
+        None, min_length=1,
+        description="An ordinary client's bearer token: read everything, set targets")
+    operator_token: SecretStr | None = Field(
+        None, min_length=1,
+        description="The grid operator's bearer token: also writes variables and external "
+        "limits; None: nobody may write them over gRPC")
+    allow_unauthenticated: bool = Field(
+        False, description="Without token: let callers without a token read and set targets; "
+        "only on a loopback host")
     stop_grace_s: float = Field(1.0, ge=0, description="How long stop() lets calls finish [s]")
 
     @model_validator(mode="after")
@@ -77,6 +97,30 @@ class GrpcServerConfig(BaseModel):
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key must be given together")
         return self
+
+    @model_validator(mode="after")
+    def _credentials(self) -> Self:
+        if self.token is None and not self.allow_unauthenticated:
+            raise ValueError(
+                "the gRPC API would accept writes from anyone: set grpc.token (and "
+                "grpc.operator_token for the grid operator), or allow_unauthenticated: true "
+                "on a loopback host")
+        if self.token is None and not _is_loopback(self.host):
+            raise ValueError(f"allow_unauthenticated needs a loopback host, not {self.host!r}; "
+                             "set grpc.token to listen elsewhere")
+        if (self.token is not None and self.operator_token is not None
+                and self.token.get_secret_value() == self.operator_token.get_secret_value()):
+            raise ValueError("grpc.operator_token must differ from grpc.token")
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # ---- errors: the one mapping -----------------------------------------------------------------
@@ -128,10 +172,11 @@ class EnergyManagerServicer(pb_grpc.EnergyManagerServicer):
     """``energytree.v1.EnergyManager`` on top of a live manager and its variables."""
 
     def __init__(self, manager: EnergyManager, variables: VariableStore,
-                 environment: EnvironmentProvider) -> None:
+                 environment: EnvironmentProvider, audit: AuditLog | None = None) -> None:
         self.manager = manager
         self.variables = variables
         self.environment = environment
+        self.audit = audit  # the operator's external limits are §14a evidence too
 
     @_rpc
     async def SubmitOptimizerTarget(self, request: pb.SubmitOptimizerTargetRequest,
@@ -170,6 +215,10 @@ class EnergyManagerServicer(pb_grpc.EnergyManagerServicer):
             failsafe = convert.external_limits_from_proto(request.failsafe, "failsafe")
         self.manager.set_external_limits(name, node, limits, convert.ttl_from_proto(request),
                                          failsafe)
+        if self.audit is not None:
+            self.audit.record(name, self.manager.clock.now(), None, "limits", None,
+                              f"external limits on {node} via gRPC", channel="grpc",
+                              identity=f"operator {context.peer()}")
         response = pb.SetExternalLimitsResponse()
         expires = self.manager.leases.leases[name].expires_at
         if expires is not None:
@@ -179,7 +228,10 @@ class EnergyManagerServicer(pb_grpc.EnergyManagerServicer):
     @_rpc
     async def ClearExternalLimits(self, request: pb.ClearExternalLimitsRequest,
                                   context: Any) -> pb.ClearExternalLimitsResponse:
-        cleared = self.manager.clear_external_limits(convert.source_name(request.source))
+        name = convert.source_name(request.source)
+        cleared = self.manager.clear_external_limits(name)
+        if cleared and self.audit is not None:
+            self.audit.end(name, self.manager.clock.now())
         return pb.ClearExternalLimitsResponse(cleared=cleared)
 
     @_rpc
@@ -216,7 +268,9 @@ class EnergyManagerServicer(pb_grpc.EnergyManagerServicer):
     async def SetVariables(self, request: pb.SetVariablesRequest,
                            context: Any) -> pb.SetVariablesResponse:
         items = convert.variables_from_proto(request.vars)
-        changed = self.variables.set_many(items, clear=request.clear, persist=not request.tmp)
+        origin = Origin("grpc", f"operator {context.peer()}")  # RoleAuth let only it through
+        changed = self.variables.set_many(items, clear=request.clear, persist=not request.tmp,
+                                          origin=origin)
         return pb.SetVariablesResponse(changed=sorted(changed))
 
     @_rpc
@@ -235,47 +289,66 @@ class EnergyManagerServicer(pb_grpc.EnergyManagerServicer):
         return pb.ReportMeasurementResponse()
 
 
-# ---- token auth ------------------------------------------------------------------------------
+# ---- roles ----------------------------------------------------------------------------------
 
 
-class TokenAuth(grpc.aio.ServerInterceptor):
-    """Require ``authorization: Bearer <token>`` on every call but health checks."""
+class RoleAuth(grpc.aio.ServerInterceptor):
+    """Tell the operator, ordinary clients and strangers apart by their bearer token."""
 
-    def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
+    def __init__(self, token: str | None, operator_token: str | None) -> None:
+        self._client = None if token is None else f"Bearer {token}".encode()
+        self._operator = None if operator_token is None else f"Bearer {operator_token}".encode()
 
-    def allowed(self, details: grpc.HandlerCallDetails) -> bool:
+    def refusal(self, details: grpc.HandlerCallDetails) -> tuple[grpc.StatusCode, str] | None:
+        """Why this call may not run, or None if it may."""
         if details.method.startswith(HEALTH_PREFIX):
-            return True
-        given = b""
+            return None
+        given = None
         for key, value in details.invocation_metadata or ():
             if key == "authorization":
                 given = value.encode() if isinstance(value, str) else value
-        return hmac.compare_digest(given, self._expected)
+        operator = _matches(given, self._operator)
+        client = _matches(given, self._client)  # both compared: timing tells nothing
+        if given is None and self._client is None:
+            client = True  # allow_unauthenticated on loopback: strangers are clients
+        if not (operator or client):
+            return grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token"
+        if details.method in OPERATOR_RPCS and not operator:
+            rpc = details.method.rsplit("/", 1)[-1]
+            return (grpc.StatusCode.PERMISSION_DENIED,
+                    f"{rpc} writes the grid operator's limits: it needs grpc.operator_token")
+        return None
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         details: grpc.HandlerCallDetails,
     ) -> Any:
         handler = await continuation(details)
-        if handler is None or self.allowed(details):
+        refusal = None if handler is None else self.refusal(details)
+        if refusal is None:
             return handler
-        return _deny(handler)
+        return _deny(handler, *refusal)
 
 
-async def _unauthenticated(request: Any, context: grpc.aio.ServicerContext) -> None:
-    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+def _matches(given: bytes | None, expected: bytes | None) -> bool:
+    if expected is None:
+        return False
+    return hmac.compare_digest(given or b"", expected)
 
 
-def _deny(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def _deny(handler: grpc.RpcMethodHandler, code: grpc.StatusCode,
+          message: str) -> grpc.RpcMethodHandler:
     """A handler of the same kind as ``handler`` that refuses the call."""
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(code, message)
+
     if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(_unauthenticated)
+        return grpc.stream_stream_rpc_method_handler(refuse)
     if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(_unauthenticated)
+        return grpc.stream_unary_rpc_method_handler(refuse)
     if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(_unauthenticated)
-    return grpc.unary_unary_rpc_method_handler(_unauthenticated)
+        return grpc.unary_stream_rpc_method_handler(refuse)
+    return grpc.unary_unary_rpc_method_handler(refuse)
 
 
 # ---- the server ------------------------------------------------------------------------------
@@ -292,9 +365,10 @@ class GrpcServer:
     """Runs the gRPC API, the health service and reflection for one manager."""
 
     def __init__(self, config: GrpcServerConfig, manager: EnergyManager,
-                 variables: VariableStore, environment: EnvironmentProvider) -> None:
+                 variables: VariableStore, environment: EnvironmentProvider,
+                 audit: AuditLog | None = None) -> None:
         self.config = config
-        self.servicer = EnergyManagerServicer(manager, variables, environment)
+        self.servicer = EnergyManagerServicer(manager, variables, environment, audit)
         self.health: health.aio.HealthServicer | None = None
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
@@ -303,8 +377,10 @@ class GrpcServer:
         """Start listening; returns the bound port (useful with port=0)."""
         config = self.config
         token = config.token.get_secret_value() if config.token is not None else None
+        operator = (config.operator_token.get_secret_value()
+                    if config.operator_token is not None else None)
         server = grpc.aio.server(
-            interceptors=[TokenAuth(token)] if token else None,
+            interceptors=[RoleAuth(token, operator)],
             options=[("grpc.so_reuseport", 0)])  # a second server must not share the port
         self.health = health.aio.HealthServicer()  # new: NOT_SERVING after a stop is final
         pb_grpc.add_EnergyManagerServicer_to_server(self.servicer, server)

@@ -7,8 +7,10 @@ The ``cmd=`` grammar, as in cFos's "HTTP API for energy suppliers":
     GET  /cnf?cmd=get_cm_vars   →   {"vars": [{"name": n, "expr": v, "value": x}, …]}
 
 The POST body is JSON whatever its Content-Type says (cFos's own ``curl -d`` example sends
-form encoding). ``clear=1`` deletes all variables first; ``tmp=1`` keeps the change in memory
-only. Every error is ``{"error": "…"}`` and changes nothing. In a GET query ``+`` means a
+form encoding); a POST without a body may carry ``name`` and ``val`` in the query, as a GET
+does. ``clear=1`` deletes all variables first; ``tmp=1`` keeps the change in memory only.
+Variable names compare case-insensitively; the spelling last written is shown.
+Every error is ``{"error": "…"}`` and changes nothing. In a GET query ``+`` means a
 space (URL form encoding), so a formula's plus sign is sent as ``%2B``.
 
 The main listener asks for HTTP basic auth (TLS optional); the Smart Meter Gateway listener
@@ -33,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from energytree.errors import ConfigError, FormulaError, RequestError
 from energytree.formula import FormulaEnvironment
-from energytree.variables import VariableStore, VariableView, items_from_json
+from energytree.variables import Origin, VariableStore, VariableView, items_from_json
 
 __all__ = [
     "COMMANDS",
@@ -89,6 +91,13 @@ class HttpApiConfig(BaseModel):
 class _Api:
     store: VariableStore
     environment: EnvironmentProvider
+    username: str | None  # None: the gateway's TLS client certificate authenticates
+
+    def origin(self, request: web.Request) -> Origin:
+        """The channel and identity the audit log records for this request."""
+        if self.username is not None:
+            return Origin("http", self.username)
+        return Origin("smgw", _certificate_subject(request))
 
 
 _API = web.AppKey("cnf_api", _Api)
@@ -98,12 +107,17 @@ Handler = Callable[[web.Request, _Api], Awaitable[dict[str, object]]]
 async def set_cm_vars(request: web.Request, api: _Api) -> dict[str, object]:
     """Set one variable (GET name/val) or several (POST body); answers the changed names."""
     clear, tmp = _flag(request, "clear"), _flag(request, "tmp")
-    if request.method == "POST":
+    if request.method == "POST" and not (request.can_read_body or "name" in request.query):
+        raise RequestError(
+            'POST set_cm_vars needs a JSON body {"vars": [{"name": …, "expr": …}]} '
+            "or name=…&val=… in the query")
+    if request.method == "POST" and request.can_read_body:
         items = items_from_json(await _json_body(request))
     else:
         items = [_query_item(request)]
     try:
-        changed = api.store.set_many(items, clear=clear, persist=not tmp)  # type: ignore[arg-type]
+        changed = api.store.set_many(items, clear=clear, persist=not tmp,  # type: ignore[arg-type]
+                                     origin=api.origin(request))
     except FormulaError as exc:
         if request.method == "GET" and "+" in request.rel_url.raw_query_string:
             hint = "note: in a URL '+' stands for a space; write %2B for a plus sign."
@@ -145,7 +159,19 @@ def _query_item(request: web.Request) -> tuple[str, str]:
     name, value = request.query.get("name"), request.query.get("val")
     if name is None or value is None:
         raise RequestError("set_cm_vars needs name=… and val=… (or a POST body)")
+    if not value.strip():
+        raise RequestError(f"val for {name!r} is empty: send a number or a formula, e.g. val=60")
     return name, value
+
+
+def _certificate_subject(request: web.Request) -> str:
+    """The common name in the client certificate (the SMGW listener requires one)."""
+    cert = request.transport.get_extra_info("peercert") if request.transport else None
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return "client certificate"
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -164,7 +190,8 @@ async def _json_body(request: web.Request) -> object:
         raise RequestError(f"the body is not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno} (char {exc.pos})"
-        raise RequestError(f"malformed JSON body at {where}: {exc.msg}") from None
+        raise RequestError(f"malformed JSON body at {where}: {exc.msg}; expected "
+                           '{"vars": [{"name": …, "expr": …}, …]}') from None
     except RecursionError:
         raise RequestError("the JSON body is nested too deeply") from None
     except ValueError as exc:  # e.g. an integer beyond Python's 4300-digit conversion limit
@@ -235,7 +262,7 @@ def build_app(
     if credentials is not None:
         middlewares.append(basic_auth_middleware(*credentials))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
-    app[_API] = _Api(store, environment)
+    app[_API] = _Api(store, environment, credentials[0] if credentials else None)
     app.router.add_get("/cnf", cnf, allow_head=False)
     app.router.add_post("/cnf", cnf)
     return app

@@ -76,7 +76,9 @@ class GridMeterConfig(BaseModel):
     reconnect_min_s: float = Field(1.0, gt=0, description="first reconnect back-off [s]")
     reconnect_max_s: float = Field(30.0, gt=0, description="longest reconnect back-off [s]")
     invert: bool = Field(False, description="meter wired the other way round: flip power")
-    max_plausible_current_a: float = Field(1000.0, gt=0, description="[A] per phase")
+    max_plausible_current_a: float = Field(
+        1000.0, gt=0, description="a reading beyond ± this is rejected [A] per phase; "
+        "energytree serve derives it from the connection unless set")
 
 
 def next_state(state: MeterState, *, ok: bool, silent_s: float, error_after_s: float) -> MeterState:

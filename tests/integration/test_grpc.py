@@ -45,6 +45,7 @@ from energytree.yamlfile import load_model
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 TOKEN = "s3cret-token"
+OPERATOR = "operator-s3cret"
 EVSES = ["carport-1", "carport-2", "carport-3", "workshop-1", "workshop-2", "workshop-1ph"]
 
 
@@ -80,6 +81,9 @@ def environment():
 
 async def serve(manager, store, **config):
     config.setdefault("port", 0)
+    config.setdefault("operator_token", OPERATOR)
+    if "token" not in config:
+        config.setdefault("allow_unauthenticated", True)
     server = GrpcServer(GrpcServerConfig(**config), manager, store, environment)
     await server.start()
     return server
@@ -94,13 +98,23 @@ async def server(manager, store):
 
 @pytest.fixture
 async def client(server):
-    async with EnergyTreeClient(f"127.0.0.1:{server.port}") as client:
+    """The grid operator's client: it may call every RPC."""
+    async with EnergyTreeClient(f"127.0.0.1:{server.port}", token=OPERATOR) as client:
         yield client
+
+
+class OperatorMetadata(grpc.aio.UnaryUnaryClientInterceptor):
+    """Adds the operator's bearer token to every call of a raw stub."""
+
+    async def intercept_unary_unary(self, continuation, details, request):
+        metadata = (*(details.metadata or ()), ("authorization", f"Bearer {OPERATOR}"))
+        return await continuation(details._replace(metadata=metadata), request)
 
 
 @pytest.fixture
 async def stub(server):
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}",
+                                         interceptors=[OperatorMetadata()]) as channel:
         yield pb_grpc.EnergyManagerStub(channel)
 
 
@@ -382,7 +396,8 @@ async def test_unexpected_errors_are_internal_and_generic(manager, store, caplog
     def broken():
         raise RuntimeError("secret detail")
 
-    server = GrpcServer(GrpcServerConfig(port=0), manager, store, broken)
+    config = GrpcServerConfig(port=0, allow_unauthenticated=True)
+    server = GrpcServer(config, manager, store, broken)
     await server.start()
     try:
         async with EnergyTreeClient(f"127.0.0.1:{server.port}") as client:
@@ -495,7 +510,61 @@ async def test_a_taken_port_is_a_config_error(server, manager, store):
 
 def test_config_needs_cert_and_key_together(tmp_path):
     with pytest.raises(ValueError, match="together"):
-        GrpcServerConfig(tls_cert=tmp_path / "cert.pem")
+        GrpcServerConfig(tls_cert=tmp_path / "cert.pem", token=TOKEN)
+
+
+async def test_roles_decide_who_may_write_the_operators_limits(manager, store):
+    """Without a token, with the client's and with the operator's: only the operator dims."""
+    server = await serve(manager, store, token=TOKEN)
+    address = f"127.0.0.1:{server.port}"
+    target = OptimizerTarget(energy_amount_needed=5.0)
+    try:
+        async with EnergyTreeClient(address) as stranger:
+            with pytest.raises(ApiError) as info:
+                await stranger.set_variables([("AVAIL", 0)])
+            assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
+        async with EnergyTreeClient(address, token=TOKEN) as ordinary:
+            await ordinary.submit_target("carport-1", target)  # its own target: allowed
+            assert len((await ordinary.get_status()).evses) == len(EVSES)
+            assert await ordinary.get_variables() == []
+            for write in (ordinary.set_variables([("AVAIL", 0)]),
+                          ordinary.set_external_limits("dso", "grid", amps(0)),
+                          ordinary.clear_external_limits("dso")):
+                with pytest.raises(ApiError) as info:
+                    await write
+                assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
+                assert "grpc.operator_token" in str(info.value)
+        assert store.names() == [] and "dso" not in manager.leases.leases
+        async with EnergyTreeClient(address, token=OPERATOR) as operator:
+            assert await operator.set_variables([("AVAIL", 40)]) == ["AVAIL"]
+            await operator.set_external_limits("dso", "grid", amps(20))
+        assert store.names() == ["AVAIL"] and "dso" in manager.leases.leases
+    finally:
+        await server.stop()
+
+
+async def test_without_a_token_writes_are_refused_then_operator_only(manager, store):
+    """allow_unauthenticated (loopback only): strangers are ordinary clients, never the operator."""
+    server = await serve(manager, store)
+    try:
+        async with EnergyTreeClient(f"127.0.0.1:{server.port}") as stranger:
+            await stranger.submit_target("carport-1", OptimizerTarget(energy_amount_needed=5.0))
+            with pytest.raises(ApiError) as info:
+                await stranger.set_variables([("AVAIL", 0)])
+            assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
+        assert store.names() == []
+    finally:
+        await server.stop()
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({}, "would accept writes from anyone"),
+    ({"host": "site-controller.local", "allow_unauthenticated": True}, "needs a loopback host"),
+    ({"token": TOKEN, "operator_token": TOKEN}, "must differ"),
+])
+def test_a_grpc_port_open_to_writes_refuses_to_start(fields, message):
+    with pytest.raises(ValueError, match=message):
+        GrpcServerConfig(**fields)
 
 
 # ---- the command line against a running server -----------------------------------------------
@@ -579,9 +648,12 @@ async def test_cli_status_and_watch(server, capsys):
 async def test_cli_vars(server, store, capsys):
     address = f"127.0.0.1:{server.port}"
     code, out, err = await run_cli(capsys, "vars", "set", "AVAIL", "60", "--server", address)
+    assert (code, out) == (2, "") and "grpc.operator_token" in err  # no token: not the operator
+    code, out, err = await run_cli(capsys, "vars", "set", "AVAIL", "60", "--server", address,
+                                   "--token", OPERATOR)
     assert code == 0, err
     code, out, err = await run_cli(capsys, "vars", "set", "half", "AVAIL / 2",
-                                   "--server", address)
+                                   "--server", address, "--token", OPERATOR)
     assert code == 0, err
     code, out, err = await run_cli(capsys, "vars", "get", "--server", address)
     assert code == 0, err

@@ -28,7 +28,7 @@ from tests.integration.test_runtime import Recorder, running, site
 
 
 def grpc_site():
-    config = site(grpc={"host": "127.0.0.1", "port": 0})
+    config = site(grpc={"host": "127.0.0.1", "port": 0, "allow_unauthenticated": True})
     garage = config.grid.children[0].model_copy(update={"battery_kWh": 60.0})
     grid = config.grid.model_copy(update={"children": [garage, config.grid.children[1]]})
     return config.model_copy(update={"grid": grid})

@@ -18,10 +18,29 @@ T0, T1, T2, T3 = "2026-11-23T12:00:00Z", "2026-11-23T12:05:00Z", "2026-11-23T12:
 
 def test_a_record_holds_the_command() -> None:
     log = AuditLog()
-    log.record("sunspec", at(0), 9_660.0, "W", 3_200.0, "40 % via SunSpec register 40968")
+    log.record("sunspec", at(0), 9_660.0, "W", 3_200.0, "40 % via SunSpec register 40968",
+               channel="sunspec", identity="127.0.0.1:40512")
     assert log.rows() == [{"source": "sunspec", "start": T0, "end": None, "value": 9_660.0,
                            "unit": "W", "grid_power_w": 3_200.0,
-                           "detail": "40 % via SunSpec register 40968"}]
+                           "detail": "40 % via SunSpec register 40968", "channel": "sunspec",
+                           "identity": "127.0.0.1:40512"}]
+    log.close()
+
+
+def test_a_file_from_before_channels_gains_the_columns(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE commands (id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT "
+                "NULL, start TEXT NOT NULL, end TEXT, value REAL, unit TEXT NOT NULL, "
+                "grid_power_w REAL, detail TEXT NOT NULL DEFAULT '')")
+    old.execute("INSERT INTO commands (source, start, unit) VALUES ('ripple', ?, 'W')", (T0,))
+    old.commit()
+    old.close()
+    log = AuditLog(path)
+    log.record("CM.AVAIL", at(0), 40.0, "", None, channel="http", identity="admin")
+    rows = log.rows()
+    assert (rows[0]["channel"], rows[0]["identity"]) == ("", "")
+    assert (rows[1]["channel"], rows[1]["identity"]) == ("http", "admin")
     log.close()
 
 

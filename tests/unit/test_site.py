@@ -159,3 +159,34 @@ def test_depot_plan_keeps_every_limit_and_wastes_nothing() -> None:
                    plan.phases[:, slot], capped=has_target)
     # 800 kW contracted: the grid connection binds in the first slot
     assert plan.power_w[:, 0].sum() == pytest.approx(800_000, rel=1e-6)
+
+
+FORMULA_SITE = """name: formulas
+grid:
+  uuid: g
+  max_current_A: 35
+  max_power_W: "{power}"
+  children:
+    - evse: a
+      charging_rule: "{rule}"
+"""
+
+
+@pytest.mark.parametrize(("power", "rule", "where"), [
+    ("55000 * / 100", "6000", "site.yaml:5: grid.max_power_W: formula '55000 * / 100': "
+     "expected a number, name or '(' but found '/' at position 8"),
+    ("10^400", "6000", "site.yaml:5: grid.max_power_W: formula '10^400': result of '^' is too "
+     "large at position 2"),
+    ("22000", "1/0", "site.yaml:8: grid.children.0.evse.charging_rule: formula '1/0': division "
+     "by zero at position 1"),
+])
+def test_formula_errors_name_file_line_and_field(power, rule, where):
+    with pytest.raises(ConfigError) as caught:
+        parse_model(FORMULA_SITE.format(power=power, rule=rule), SiteConfig, "site.yaml")
+    assert str(caught.value).splitlines()[0] == where
+
+
+def test_formulas_that_read_live_values_load():
+    text = FORMULA_SITE.format(power="55000 * CM.AVAIL / 100", rule="CM.TARIF == 1 ? 16000 : 0")
+    site = parse_model(text, SiteConfig, "site.yaml")
+    assert site.grid.max_power_W == "55000 * CM.AVAIL / 100"

@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 from energytree.errors import ConfigError, FormulaError, RequestError
 from energytree.formula import Formula, MappingEnvironment
 from energytree.persist import read_json, write_json_atomic
-from energytree.variables import MAX_VARIABLES, VariableStore, VariableView, items_from_json
+from energytree.variables import (
+    LOCAL,
+    MAX_VARIABLES,
+    Origin,
+    VariableStore,
+    VariableView,
+    items_from_json,
+)
 
 ENV = MappingEnvironment({"M1.current": 7000.0}, now=datetime(2026, 6, 3, 10, tzinfo=UTC))
 
@@ -156,18 +163,19 @@ def test_the_file_is_written_only_when_something_changed(store, path, monkeypatc
 
 
 def test_subscribers_hear_about_changes_only(store):
-    heard: list[frozenset[str]] = []
-    unsubscribe = store.subscribe(heard.append)
-    store.set_many([("a", 1), ("b", 2)])
+    heard: list[tuple[frozenset[str], Origin]] = []
+    unsubscribe = store.subscribe(lambda changed, origin: heard.append((changed, origin)))
+    operator = Origin("http", "admin")
+    store.set_many([("a", 1), ("b", 2)], origin=operator)
     store.set_many([("a", 1)])
     store.set_many([("c", 3)], clear=True)
     unsubscribe()
     store.set_many([("d", 4)])
-    assert heard == [{"a", "b"}, {"a", "b", "c"}]
+    assert heard == [({"a", "b"}, operator), ({"a", "b", "c"}, LOCAL)]
 
 
 def test_a_failing_subscriber_does_not_undo_the_change(store, caplog):
-    store.subscribe(lambda changed: 1 / 0)
+    store.subscribe(lambda changed, origin: 1 / 0)
     store.set_many([("a", 1)])
     assert store.names() == ["a"]
     assert "callback" in caplog.text
@@ -254,3 +262,56 @@ def test_any_json_body_is_applied_whole_or_rejected_with_our_errors(body, clear,
     else:
         for view in snapshot(store):
             assert view.value is None or math.isfinite(view.value)
+
+
+# ---- the seed's spelling, predefined names and formulas that can never work ---------------------
+
+
+def test_names_compare_case_insensitively_and_keep_the_last_spelling(store, path):
+    store.set_many([("tarif", 1)])
+    rule = Formula.parse("CM.TARIF == 1 ? 16000 : 6000")
+    assert rule.evaluate(store.environment(ENV)) == 16000
+    assert store.value("Tarif", ENV) == 1
+    assert store.set_many([("TARIF", 1)]) == {"TARIF"}  # the spelling changed, the value not
+    assert store.names() == ["TARIF"]
+    assert read_json(path) == {"vars": [{"name": "TARIF", "expr": 1}]}
+
+
+@pytest.mark.parametrize("name", ["_num_charging", "_PRICE", "_surplus", "_max_total_current"])
+def test_predefined_read_only_variables_are_refused_by_name(store, name):
+    with pytest.raises(RequestError, match=f"'{name}' is a predefined variable"):
+        store.set_many([("a", 1), (name, 5)])
+    assert store.names() == []
+
+
+@pytest.mark.parametrize(("text", "position"), [
+    ("9^9^9^9", 3), ("1/0", 1), ("10^400", 2), ("sqrt(-1)", 0), ("0/0", 1), ("1e308*10", 5),
+])
+def test_constant_formulas_that_cannot_be_evaluated_are_refused(store, text, position):
+    with pytest.raises(FormulaError, match=f"at position {position}") as caught:
+        store.set_many([("a", 1), ("AVAIL", text)])
+    assert caught.value.position == position
+    assert store.names() == []
+
+
+@pytest.mark.parametrize("text", ["AVAIL2 / 0", "1 / date.hour", "min_price(3600)"])
+def test_formulas_that_read_live_values_are_kept(store, text):
+    store.set_many([("x", text)])
+    assert store.names() == ["x"]
+
+
+def test_a_failing_dependency_is_quoted_once_with_its_reason(store):
+    store.set_many([("zero", 0), ("ratio", "1 / zero"), ("AVAIL", "CM.ratio + 1")])
+    [*_, avail] = store.get_all(ENV)
+    assert avail.error is not None
+    assert avail.error.splitlines()[0] == "CM.ratio: division by zero at position 0"
+
+
+def test_a_file_from_before_the_door_check_still_loads(path):
+    write_json_atomic(path, {"vars": [{"name": "AVAIL", "expr": "1/0"},
+                                      {"name": "_price", "expr": 0.3}]})
+    store = VariableStore(path)
+    store.load()
+    avail, price = store.get_all(ENV)
+    assert avail.value is None and avail.error.startswith("division by zero")
+    assert price.value == 0.3
