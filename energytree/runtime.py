@@ -14,7 +14,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel
 
 from adapters.grpc import GrpcServer
 from adapters.http import HttpApi
@@ -57,6 +60,8 @@ from energytree.variables import VariableStore
 from optimizer import optimise
 
 __all__ = ["Service"]
+
+SectionT = TypeVar("SectionT", bound=BaseModel)
 
 log = logging.getLogger(__name__)
 FORMULA = "formula"
@@ -251,8 +256,9 @@ class Service:
         if self.config.ocpp_upstream:
             self._start_upstream()
         if self.config.csms:
-            csms = self._csms = CsmsServer(self.config.csms, self.manager,
-                                           clock=self.manager.clock)
+            csms = self._csms = CsmsServer(_under(self.config.csms, "state_path",
+                                                  self._state_dir / "csms.json"),
+                                           self.manager, clock=self.manager.clock)
             await csms.start()
             log.info("OCPP CSMS for chargers on %s:%d", self.config.csms.host, csms.port)
             self._stoppers.append(csms.stop)
@@ -371,7 +377,9 @@ class Service:
 
     def _start_upstream(self) -> None:
         assert self.config.ocpp_upstream is not None
-        client = UpstreamClient(self.config.ocpp_upstream, read_meter=self._grid_reading,
+        section = _under(self.config.ocpp_upstream, "profiles_path",
+                         self._state_dir / "ocpp-profiles.json")
+        client = UpstreamClient(section, read_meter=self._grid_reading,
                                 on_profiles_changed=lambda _store: self._on_profiles(client))
         self._tasks.append(asyncio.create_task(client.run(), name="energytree-ocpp-upstream"))
         self._upstream = client
@@ -453,6 +461,14 @@ class Service:
             sys.stdout.write(text + "\n")
             sys.stdout.flush()
             await asyncio.sleep(self.config.status_interval_s)
+
+
+def _under(section: SectionT, field: str, default: Path) -> SectionT:
+    """``section`` with ``field`` set to ``default`` (a file under ``--state-dir``) unless the
+    site file names one: state survives a restart without any setting."""
+    if getattr(section, field) is not None:
+        return section
+    return section.model_copy(update={field: default})
 
 
 def _closer(db: Database) -> Callable[[], Awaitable[None]]:
