@@ -366,6 +366,7 @@ class CsmsServer:
         self._server: Server | None = None
         self._follower: asyncio.Task[None] | None = None
         self._dirty = asyncio.Event()
+        self._closing = False
         self._keeper: asyncio.Task[None] | None = None
 
     @property
@@ -386,8 +387,10 @@ class CsmsServer:
             self._keeper = asyncio.create_task(self._keep_memory(path), name="csms-memory")
         for uuid, state in self.memory.states.items():
             self.feed(lambda m, u, s=state: m.set_evse_state(u, s), uuid)
+        known = {*self.memory.pushed, *self.memory.states}
         for charger in self.config.chargers:
-            if chargers.connectors_in(charger, [*self.memory.pushed, *self.memory.states]):
+            if known.intersection(chargers.evse_uuid(charger, c)
+                                  for c in chargers.connectors_in(charger, known)):
                 self.went_offline(charger)
         self._follower = asyncio.create_task(self._follow_limits(), name="csms-limits")
         self._server = await serve(self._handle, self.config.host, self.config.port,
@@ -397,29 +400,28 @@ class CsmsServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        for task in (self._follower, self._keeper):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self._dirty.is_set() and self.config.state_path is not None:
-            await self._save(self.config.state_path)
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+        if self._keeper is not None:  # not cancelled: a write in its thread would go on
+            self._closing = True
+            self._dirty.set()
+            await self._keeper
 
     def remember(self) -> None:
         """The memory changed: it is written soon, off the event loop (writes coalesce)."""
         self._dirty.set()
 
     async def _keep_memory(self, path: Path) -> None:
-        while True:
+        """The one writer of the state file; ``stop`` ends it after a last write."""
+        while not self._closing:
             await self._dirty.wait()
-            await self._save(path)
-
-    async def _save(self, path: Path) -> None:
-        self._dirty.clear()
-        try:
-            await self.memory.save(path)
-        except OSError as exc:
-            log.error("cannot write %s: %s", path, exc)
+            self._dirty.clear()
+            try:
+                await self.memory.save(path)
+            except OSError as exc:
+                log.error("cannot write %s: %s", path, exc)
 
     async def __aenter__(self) -> CsmsServer:
         await self.start()
