@@ -303,6 +303,8 @@ class Service:
         while True:
             now = self.manager_now()
             for evse in evse_configs(self.config):
+                if self._csms is not None and self._csms.serves(evse.evse):
+                    continue  # its CSMS tells the sessions each event as it comes
                 meter = self.manager.measurement(evse.evse)
                 if meter is not None and meter.energy_Wh_import is not None:
                     power = meter.power_W.total if meter.power_W else None

@@ -72,7 +72,13 @@ from adapters.ocpp.charger_memory import ChargerMemory, is_drawing
 from adapters.ocpp.chargers import ChargerConfig, CsmsConfig
 from adapters.ocpp.evseport import EventSink
 from adapters.ocpp.profiles import ProfileRules
-from adapters.ocpp.sessions import ACTIVE_STATES, Authorized
+from adapters.ocpp.sessions import (
+    ACTIVE_STATES,
+    Authorized,
+    EvseEvent,
+    MeterReading,
+    StateChanged,
+)
 from adapters.ocpp.versions import CSMS_BY_SUBPROTOCOL, CsmsWire
 from energytree.clock import Clock, SystemClock
 from energytree.errors import RequestError
@@ -258,17 +264,17 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
 
     def _set_state(self, connector: int, state: EvseState) -> None:
         uuid = chargers.evse_uuid(self.charger, connector)
-        self.server.feed(lambda m, u: m.set_evse_state(u, state), uuid)
+        if self.server.feed(lambda m, u: m.set_evse_state(u, state), uuid):
+            self.server.tell_sessions(StateChanged(uuid, state, self.server.clock.now()))
         if self.server.memory.states.get(uuid) != state:
             self.server.memory.states[uuid] = state
             self.server.remember()
 
     def _authorized(self, connector: int, id_tag: str | None) -> None:
         """Tell the session log (if any) which id tag a session belongs to."""
-        sink = self.server.event_sink
-        if id_tag and sink is not None:
-            sink.feed(Authorized(chargers.evse_uuid(self.charger, connector), id_tag,
-                                 self.server.clock.now()))
+        if id_tag:
+            self.server.tell_sessions(Authorized(chargers.evse_uuid(self.charger, connector),
+                                                 id_tag, self.server.clock.now()))
 
     def _measure(self, connector: int, reading: Powermeter) -> None:
         self.server.measure(chargers.evse_uuid(self.charger, connector), reading)
@@ -451,7 +457,7 @@ class CsmsServer:
             result.append((connector, grant))
         return result
 
-    def feed(self, action: Callable[[EnergyManager, str], object], uuid: str) -> None:
+    def feed(self, action: Callable[[EnergyManager, str], object], uuid: str) -> bool:
         """``action(manager, uuid)``; an EVSE the tree lacks is logged once, not an error."""
         try:
             action(self.manager, uuid)
@@ -459,6 +465,19 @@ class CsmsServer:
             if uuid not in self._not_in_tree:
                 log.warning("EVSE %s: %s (check the connector map)", uuid, exc)
             self._not_in_tree.add(uuid)
+            return False
+        return True
+
+    def tell_sessions(self, event: EvseEvent) -> None:
+        """The session log (or gateway) hears each state and register as it comes: a
+        transaction's first register is its start, not whatever a later poll finds."""
+        if self.event_sink is not None and event.evse not in self._not_in_tree:
+            self.event_sink.feed(event)
+
+    def serves(self, uuid: str) -> bool:
+        """Is ``uuid`` the EVSE of one of our chargers' connectors?"""
+        return any(chargers.evse_uuid(c, n) == uuid for c in self.config.chargers
+                   for n in chargers.connectors_in(c, [uuid]))
 
     def measure(self, uuid: str, reading: Powermeter) -> None:
         """Report ``reading`` unless a newer one was (buffered MeterValues come late)."""
@@ -468,7 +487,11 @@ class CsmsServer:
             return
         if at is not None:
             self._readings[uuid] = at
-        self.feed(lambda m, u: m.report_measurement(u, reading), uuid)
+        if self.feed(lambda m, u: m.report_measurement(u, reading), uuid) and \
+                reading.energy_Wh_import is not None and reading.energy_Wh_import.total is not None:
+            power = reading.power_W.total if reading.power_W else None
+            self.tell_sessions(MeterReading(uuid, reading.energy_Wh_import.total, power or 0.0,
+                                            self.clock.now()))
 
     async def accepted(self, uuid: str, pushed: Pushed) -> None:
         """Remember (and persist) what a charger accepted: its offline pin."""

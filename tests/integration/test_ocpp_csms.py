@@ -111,9 +111,12 @@ class ChargerSim(ChargePoint):
         if self.version.name == "1.6":
             return await self.send(call.StartTransaction(
                 connector_id=connector, id_tag="TAG", meter_start=meter_wh, timestamp=iso()))
+        begin = self.version.meter_values(
+            connector, iso(), [Sample(meter_wh, "Energy.Active.Import.Register", "Wh")])
         return await self.send(self._event("Started", "Authorized", connector,
                                            {"transaction_id": "tx-1", "charging_state": "Charging"},
-                                           id_token={"id_token": "TAG", "type": "ISO14443"}))
+                                           id_token={"id_token": "TAG", "type": "ISO14443"},
+                                           meter_value=begin.meter_value))
 
     def _event(self, kind: str, trigger: str, connector: int, info: dict[str, Any],
                **extra: Any) -> Any:

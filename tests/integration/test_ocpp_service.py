@@ -14,10 +14,20 @@ from typing import Any
 
 import pytest
 
+from adapters.ocpp.gateway import Gateway
 from adapters.ocpp.upstream import GridReading
-from adapters.ocpp.versions import BY_NAME
+from adapters.ocpp.versions import BY_NAME, CSMS16, CSMS201, Sample
 from energytree.runtime import Service
-from tests.integration.test_ocpp_csms import until
+from energytree.types import EvseState
+from tests.integration.supplier import Backend
+from tests.integration.test_ocpp_csms import (
+    ChargerSim,
+    charger,
+    limit_reaches,
+    register_of,
+    resume,
+    until,
+)
 from tests.integration.test_ocpp_upstream import Csms, CsmsSession, set_profile
 from tests.integration.test_runtime import running, site
 
@@ -104,3 +114,91 @@ async def test_operator_profiles_survive_a_restart_without_a_setting(
         [entry] = lease.limits.schedule_import[:1]
         assert entry.limits_to_root.ac_max_current_A == 20.0
     await backend.start()  # for the fixture's stop
+
+
+# ---- the CSMS and the supplier gateway in one service -------------------------------------
+
+
+def charging_site(supplier: Backend, version: str, tmp_path: Path) -> Any:
+    """garage on charger G, carport on charger C; every EVSE mirrored to the supplier."""
+    return site(
+        csms={"port": 0, "heartbeat_interval_s": 60, "response_timeout_s": 10,
+              "chargers": [{"id": "G", "connectors": {1: "garage"}},
+                           {"id": "C", "connectors": {1: "carport"}}]},
+        ocpp_gateway={"url": f"ws://127.0.0.1:{supplier.port}", "version": version,
+                      "db_path": str(tmp_path / "gateway.sqlite"), "meter_interval_s": 0,
+                      "reconnect_min_s": 0.05, "reconnect_max_s": 0.1})
+
+
+def mirrored_registers(supplier: Backend, cp_id: str) -> list[float]:
+    """The energy registers the supplier was sent for ``cp_id``'s transactions, in order
+    (the raw JSON payloads, camelCase)."""
+    found = []
+    for _mid, action, payload in supplier.tx_calls(cp_id):
+        if action == "StartTransaction":
+            found.append(float(payload["meterStart"]))
+        for value in payload.get("meterValue") or payload.get("transactionData") or []:
+            found += [float(s["value"]) for s in value["sampledValue"]
+                      if s.get("measurand") == "Energy.Active.Import.Register"]
+    return found
+
+
+def starts(supplier: Backend, cp_id: str) -> int:
+    return sum(action == "StartTransaction" or payload.get("eventType") == "Started"
+               for _mid, action, payload in supplier.tx_calls(cp_id))
+
+
+async def limit_above(cp: ChargerSim, amps: float) -> float:
+    while (limit := (await cp.next_profile()).schedule.periods[0].limit) <= amps:
+        pass
+    return limit
+
+
+@VERSIONS
+async def test_chargers_through_the_service_survive_reconnects_restarts_and_resets(
+    version: str, tmp_path: Path
+) -> None:
+    """One charging session across an idle charger's disconnect, a register reset, a
+    reconnect and a restart of energytree: one session, monotonic energy, its limit back."""
+    wire = CSMS16 if version == "1.6" else CSMS201
+    supplier = Backend()
+    await supplier.start()
+    config = charging_site(supplier, version, tmp_path)
+    try:
+        async with running(config, tmp_path) as service:
+            assert service._csms is not None
+            async with charger(service._csms, "C", wire) as idle:
+                await idle.boot()
+                await idle.status(1, "Available")
+                await limit_reaches(idle, 0.0)
+            await until(lambda: "carport" in service._csms.offline)  # type: ignore[union-attr]
+
+            async with charger(service._csms, "G", wire) as cp:
+                await cp.boot()
+                started = await cp.start_transaction(1, meter_wh=1000)
+                assert await limit_above(cp, 6.0)
+                for register in (1500, 200, 400):  # the meter restarts after 1500 Wh
+                    await cp.meter(1, [Sample(register, "Energy.Active.Import.Register", "Wh")])
+                    await until(lambda r=register: register_of(service.manager, "garage") == r)
+                await until(lambda: mirrored_registers(supplier, "garage")[-1:] == [1700.0])
+            tx = started.transaction_id if wire is CSMS16 else "tx-1"
+            async with charger(service._csms, "G", wire) as cp:  # the network came back
+                await resume(cp, tx, register_wh=600)
+                assert await limit_above(cp, 6.0)
+                await until(lambda: mirrored_registers(supplier, "garage")[-1:] == [1900.0])
+
+        async with running(config, tmp_path) as service:  # energytree restarted
+            assert service._csms is not None
+            assert service.manager.evse_state("carport") == EvseState.Unplugged
+            async with charger(service._csms, "G", wire) as cp:
+                await resume(cp, tx, register_wh=800)
+                assert await limit_above(cp, 6.0)
+                await until(lambda: mirrored_registers(supplier, "garage")[-1:] == [2100.0])
+            registers = mirrored_registers(supplier, "garage")
+            assert registers == sorted(registers)
+            assert (starts(supplier, "garage"), starts(supplier, "carport")) == (1, 0)
+            assert isinstance(service.sessions, Gateway)
+            [session] = service.sessions.log.sessions()
+            assert session.stop is None and session.energy_wh == 1100.0
+    finally:
+        await supplier.stop()
