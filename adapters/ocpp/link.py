@@ -64,9 +64,11 @@ WebSocketUrl = Annotated[str, AfterValidator(_websocket_url)]
 
 def reason_fields(version: OcppVersion, exc: Exception, code: str = "InvalidValue"
                   ) -> dict[str, Any]:
-    """StatusInfo for a 2.0.1 response; 1.6 has no field for a reason."""
+    """StatusInfo for a 2.0.1 response (an error's own ``reason_code`` wins over ``code``);
+    1.6 has no field for a reason."""
     if not version.status_info:
         return {}
+    code = getattr(exc, "reason_code", code)
     return {"status_info": {"reason_code": code, "additional_info": str(exc)[:512]}}
 
 # what ends a session and leads to a reconnect: network, timeouts, the peer's protocol errors

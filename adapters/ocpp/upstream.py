@@ -128,7 +128,8 @@ class SiteChargePoint(ChargePoint):  # type: ignore[misc]
         v = self.version
         try:
             profile = parse_set_request(v, payload, SITE_CONNECTORS)
-            await self.client.change(lambda store: store.install(profile))
+            await self.client.change(lambda store: store.install(
+                profile, reject_duplicates=v.rejects_duplicate_profiles))
         except RequestError as exc:
             LOG.warning("%s: SetChargingProfile rejected: %s", self.id, exc)
             return v.call_result.SetChargingProfile(
