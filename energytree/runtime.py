@@ -410,12 +410,15 @@ class Service:
         now = self.manager_now()
         periods = list(client.limit_periods(now, 86_400))
         failsafe = self.config.ocpp_upstream.failsafe_power_W
-        if failsafe is not None and not client.connected.is_set():
-            periods = [p if p.current_a is not None or p.power_w is not None
-                       else p.model_copy(update={"power_w": failsafe}) for p in periods]
+        gaps = [p.current_a is None and p.power_w is None for p in periods]
+        offline = failsafe is not None and not client.connected.is_set()
+        if offline:  # the failsafe fills the gaps; in force now if the first one is a gap
+            periods = [p.model_copy(update={"power_w": failsafe}) if gap else p
+                       for p, gap in zip(periods, gaps, strict=True)]
+        in_failsafe = offline and gaps[:1] == [True]
         limits = external_from_periods(periods, floor_w=self.floor_w(),
                                        voltage_v=self.config.nominal_voltage_V)
-        self.manager.set_external_limits("ocpp", self.root, limits)
+        self.manager.set_external_limits("ocpp", self.root, limits, own_failsafe=in_failsafe)
         if record:
             state = "online" if client.connected.is_set() else "offline"
             self.audit.record("ocpp", now, None, "profile", None,

@@ -7,6 +7,7 @@ supplier gateway, ``ocpp`` library chargers for the CSMS. Each case runs for 1.6
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,8 @@ import pytest
 from adapters.ocpp.gateway import Gateway
 from adapters.ocpp.upstream import GridReading
 from adapters.ocpp.versions import BY_NAME, CSMS16, CSMS201, Sample
+from energytree import cli
+from energytree.client import EnergyTreeClient
 from energytree.runtime import Service
 from energytree.types import EvseState
 from tests.integration.supplier import Backend
@@ -202,3 +205,43 @@ async def test_chargers_through_the_service_survive_reconnects_restarts_and_rese
             assert session.stop is None and session.energy_wh == 1100.0
     finally:
         await supplier.stop()
+
+
+# ---- the operator's source in status, gRPC and the CLI ----------------------------------
+
+
+async def test_status_grpc_and_cli_show_the_applied_source_and_its_failsafe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The operator's backend is unreachable: the ``ocpp`` source applies its failsafe."""
+    closed_port, grpc_port = free_ports(2)
+    config = site(
+        grpc={"host": "127.0.0.1", "port": grpc_port},
+        ocpp_upstream={"url": f"ws://127.0.0.1:{closed_port}", "charge_point_id": "site-1",
+                       "failsafe_power_W": 9000, "reconnect_min_s": 0.05,
+                       "reconnect_max_s": 0.1})
+    async with running(config, tmp_path) as service:
+        await until(lambda: "ocpp" in service.manager.leases.leases)
+        [local] = [s for s in service.manager.status().sources if s.name == "ocpp"]
+        async with EnergyTreeClient(f"127.0.0.1:{grpc_port}") as client:
+            remote = {s.name: s for s in (await client.get_status()).sources}["ocpp"]
+        for source in (local, remote):
+            assert (source.value, source.unit, source.in_failsafe) == (9000.0, "W", True)
+        assert remote == local
+        capsys.readouterr()
+        code = await asyncio.to_thread(cli.main, ["status", "--server", f"127.0.0.1:{grpc_port}"])
+        assert code == 0
+        assert "source ocpp on house, applies 9000 W, expires never failsafe" in \
+            capsys.readouterr().out
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports on 127.0.0.1 nobody listens on (yet)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
