@@ -245,3 +245,37 @@ def free_ports(count: int) -> list[int]:
     finally:
         for probe in probes:
             probe.close()
+
+
+@VERSIONS
+async def test_a_long_session_keeps_its_websockets_and_mirrors_every_reading(
+    version: str, tmp_path: Path
+) -> None:
+    """Many meter intervals (accelerated) from a charger, all mirrored to the supplier: one
+    websocket on each side throughout, monotonic registers, the energy adding up."""
+    wire = CSMS16 if version == "1.6" else CSMS201
+    supplier = Backend()
+    await supplier.start()
+    try:
+        async with running(charging_site(supplier, version, tmp_path), tmp_path) as service:
+            assert service._csms is not None
+            async with charger(service._csms, "G", wire) as cp:
+                await cp.boot()
+                await cp.start_transaction(1, meter_wh=1000)
+                link = service._csms.sessions["G"]
+                for k in range(1, INTERVALS + 1):
+                    await cp.meter(1, [Sample(1000 + 10 * k, "Energy.Active.Import.Register",
+                                              "Wh"), Sample(11_000, "Power.Active.Import", "W")])
+                    await until(lambda k=k: mirrored_registers(supplier, "garage")[-1:]
+                                == [1000.0 + 10 * k])
+                assert service._csms.sessions["G"] is link  # the charger's one connection
+            registers = mirrored_registers(supplier, "garage")
+            assert registers == sorted(registers) and len(registers) == INTERVALS + 1
+            assert [cp_id for cp_id, _mid, action, _p in supplier.calls
+                    if action == "BootNotification"].count("garage") == 1
+            assert isinstance(service.sessions, Gateway)
+            [session] = service.sessions.log.sessions()
+            assert session.energy_wh == 10.0 * INTERVALS
+            assert sum(session.tariff_wh.values()) == session.energy_wh
+    finally:
+        await supplier.stop()
