@@ -213,7 +213,15 @@ async def boot(cp: Any, version: OcppVersion, vendor: str, model: str) -> float:
 
 
 async def every(period_s: float, action: Callable[[], Awaitable[None]]) -> None:
-    """``action`` every ``period_s`` [s], the first time after one period."""
+    """``action`` every ``period_s`` [s], the first time after one period.
+
+    A cancellation that meets an answer inside the ``ocpp`` library's ``wait_for`` can be
+    swallowed on Python 3.11; the task group that cancelled us would then wait for ever (a
+    short meter interval makes that likely), so a pending cancellation ends the loop here.
+    """
+    task = asyncio.current_task()
     while True:
         await asyncio.sleep(period_s)
         await action()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError

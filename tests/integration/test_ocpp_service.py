@@ -82,9 +82,11 @@ async def next_meter(session: CsmsSession) -> dict[str, Any]:
 @VERSIONS
 @pytest.mark.parametrize("service_class", [Service, AsyncReaderService], ids=["sync", "async"])
 async def test_upstream_meter_values_keep_one_websocket(
-    backend: Csms, version: str, service_class: type[Service], tmp_path: Path
+    backend: Csms, version: str, service_class: type[Service], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The grid meter goes upstream at every interval over one connection, booted once."""
+    """The grid meter goes upstream at every interval over one connection, booted once; the
+    link stops when the service does (a call in flight does not swallow the cancellation)."""
     config = upstream_site(backend, version)
     service = service_class(config, tmp_path, simulate=True)
     await service.start()
@@ -96,6 +98,7 @@ async def test_upstream_meter_values_keep_one_websocket(
         assert all(p > 0 for p in powers)  # the household and the cars draw
     finally:
         await service.stop()
+    assert [r.getMessage() for r in caplog.records if r.name == "energytree.tasks"] == []
 
 
 @VERSIONS
