@@ -463,6 +463,9 @@ class Service:
         """A status block at once (a short run shows one too), then every interval."""
         while True:
             text = render_status(self.manager.status(), self.zone, self.simulated)
+            if self._csms is not None and self._csms.offline:
+                offline = ", ".join(sorted(self._csms.offline))
+                text += f"\noffline (charger not connected): {offline}"
             sys.stdout.write(text + "\n")
             sys.stdout.flush()
             await asyncio.sleep(self.config.status_interval_s)

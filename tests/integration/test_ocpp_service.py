@@ -162,7 +162,7 @@ async def limit_above(cp: ChargerSim, amps: float) -> float:
 
 @VERSIONS
 async def test_chargers_through_the_service_survive_reconnects_restarts_and_resets(
-    version: str, tmp_path: Path
+    version: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """One charging session across an idle charger's disconnect, a register reset, a
     reconnect and a restart of energytree: one session, monotonic energy, its limit back."""
@@ -196,6 +196,11 @@ async def test_chargers_through_the_service_survive_reconnects_restarts_and_rese
         async with running(config, tmp_path) as service:  # energytree restarted
             assert service._csms is not None
             assert service.manager.evse_state("carport") == EvseState.Unplugged
+            shown = ""
+            async with asyncio.timeout(10):  # the first status block: both chargers away
+                while "offline (charger not connected): carport, garage" not in shown:
+                    shown += capsys.readouterr().out
+                    await asyncio.sleep(0.01)
             async with charger(service._csms, "G", wire) as cp:
                 await resume(cp, tx, register_wh=800)
                 assert await limit_above(cp, 6.0)
