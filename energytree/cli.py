@@ -267,7 +267,8 @@ async def _status(client: EnergyTreeClient, args: argparse.Namespace) -> int:
     for src in status.sources:
         expiry = format_timestamp(src.expires_at) if src.expires_at else "never"
         flags = " failsafe" * src.in_failsafe + " binding" * src.binding
-        lines.append(f"source {src.name} on {src.node_uuid}, expires {expiry}{flags}")
+        lines.append(f"source {src.name} on {src.node_uuid}{src.applied_text()}, "
+                     f"expires {expiry}{flags}")
     if status.meter is not None:
         lines.append(f"grid meter: {status.meter.state} {status.meter.current_a or ''}")
     sys.stdout.write("\n".join(lines) + "\n")

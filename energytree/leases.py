@@ -19,10 +19,19 @@ from energytree.inputs import describe_validation_error
 from energytree.problem import ExternalSource
 from energytree.types import ExternalLimits, Timestamp
 
-__all__ = ["SOURCE_NAME_PATTERN", "Lease", "LeaseBook"]
+__all__ = ["SOURCE_NAME_PATTERN", "AppliedLimit", "Lease", "LeaseBook"]
 
 SOURCE_NAME_PATTERN = r"^[A-Za-z0-9_.:/-]{1,240}$"
 MAX_SOURCES = 10_000  # one per EVSE is normal (supplier profiles); this only stops a runaway
+
+
+@dataclass(frozen=True)
+class AppliedLimit:
+    """What a source imposes at one moment, as an operator reads it off a status page."""
+
+    value: float
+    unit: str  # "W" (total_power_W) or "A" (ac_max_current_A)
+    valid_until: datetime | None  # its schedule's next step or the lease's end; None: open
 
 
 class Lease(BaseModel):
@@ -36,6 +45,7 @@ class Lease(BaseModel):
     set_at: Timestamp
     expires_at: Timestamp | None = None
     failsafe: ExternalLimits | None = None
+    own_failsafe: bool = False  # the source applies its failsafe itself (its link is down)
 
     def in_force(self, now: datetime) -> ExternalLimits | None:
         """The limits this lease imposes at ``now``."""
@@ -45,6 +55,30 @@ class Lease(BaseModel):
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
+
+    def in_failsafe(self, now: datetime) -> bool:
+        """Expired and fallen back to its failsafe, or applying its own failsafe."""
+        return self.expired(now) or self.own_failsafe
+
+    def applied(self, now: datetime) -> AppliedLimit | None:
+        """The import limit in force at ``now`` (the failsafe once expired); None if the
+        schedule has not started or limits neither power nor current."""
+        limits = self.in_force(now)
+        entries = sorted(limits.schedule_import if limits else [], key=lambda e: e.timestamp)
+        current = [e for e in entries if e.timestamp <= now]
+        if not current:
+            return None
+        root = current[-1].limits_to_root  # of equal timestamps the last wins
+        if root.total_power_W is not None:
+            value, unit = root.total_power_W, "W"
+        elif root.ac_max_current_A is not None:
+            value, unit = root.ac_max_current_A, "A"
+        else:
+            return None
+        ends = [e.timestamp for e in entries if e.timestamp > now][:1]
+        if not self.expired(now) and self.expires_at is not None:
+            ends.append(self.expires_at)
+        return AppliedLimit(value, unit, min(ends, default=None))
 
 
 @dataclass
@@ -58,7 +92,8 @@ class LeaseBook:
         return cls({})
 
     def set(self, name: str, node_uuid: str, limits: ExternalLimits, now: datetime,
-            ttl_s: float | None = None, failsafe: ExternalLimits | None = None) -> Lease:
+            ttl_s: float | None = None, failsafe: ExternalLimits | None = None,
+            own_failsafe: bool = False) -> Lease:
         """Install or renew a lease; ``ttl_s`` None means it never expires."""
         if ttl_s is not None and not 0 < ttl_s <= 366 * 86_400:
             raise RequestError(f"ttl_s must be between 0 and one year, got {ttl_s}")
@@ -67,7 +102,7 @@ class LeaseBook:
         expires = None if ttl_s is None else now + timedelta(seconds=ttl_s)
         try:
             lease = Lease(name=name, node_uuid=node_uuid, limits=limits, set_at=now,
-                          expires_at=expires, failsafe=failsafe)
+                          expires_at=expires, failsafe=failsafe, own_failsafe=own_failsafe)
         except ValidationError as exc:  # a bad name from an embedding caller: our error
             raise RequestError(describe_validation_error(exc, "external limits")) from exc
         self.leases[name] = lease

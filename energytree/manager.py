@@ -32,12 +32,8 @@ from energytree.allocator import LiveCap, SlotAllocation, allocate_slot
 from energytree.clock import Clock, SystemClock
 from energytree.errors import ConfigError, RequestError
 from energytree.feedback import Feedback, FeedbackOptions
-from energytree.leases import LeaseBook
-from energytree.livecaps import (
-    caps_on_phases,
-    live_caps,
-    reserved_allocation,
-)
+from energytree.leases import Lease, LeaseBook
+from energytree.livecaps import caps_on_phases, live_caps, reserved_allocation
 from energytree.phases import PhaseSwitcher, SwitchingOptions, held_reason
 from energytree.plan import Plan, Planner, instant_plan
 from energytree.problem import (
@@ -221,10 +217,13 @@ class EnergyManager:
 
     def set_external_limits(self, name: str, node_uuid: str, limits: ExternalLimits,
                             ttl_s: float | None = None,
-                            failsafe: ExternalLimits | None = None) -> None:
-        """Install or renew the external-limit source ``name`` on a node (a lease)."""
+                            failsafe: ExternalLimits | None = None,
+                            own_failsafe: bool = False) -> None:
+        """Install or renew the external-limit source ``name`` on a node (a lease);
+        ``own_failsafe``: the limits are the source's failsafe (status shows it)."""
         self._node(node_uuid)
-        self._leases.set(name, node_uuid, limits, self._clock.now(), ttl_s, failsafe)
+        self._leases.set(name, node_uuid, limits, self._clock.now(), ttl_s, failsafe,
+                         own_failsafe)
         self._save_state()
         self._changed(replan=True)
 
@@ -336,11 +335,7 @@ class EnergyManager:
                     float(planned[e]), float(short[e]), phases,
                     drawn_w))
         reasons = " ".join(x.reason for x in evses)
-        sources = [
-            SourceStatus(x.name, x.node_uuid, x.expires_at, x.expired(now),
-                         f"/{x.name}:" in reasons)
-            for x in self._leases.leases.values()
-        ]
+        sources = [_source_status(x, now, reasons) for x in self._leases.leases.values()]
         return Status(now, evses, sources, self._meter, plan.method if plan else "none",
                       plan.notes if plan else [], self._planned_at)
 
@@ -619,3 +614,13 @@ class EnergyManager:
                             self._state_path, lease.name, lease.node_uuid)
                 self._leases.clear(lease.name)
 
+
+def _source_status(lease: Lease, now: datetime, reasons: str) -> SourceStatus:
+    """A lease as the status reports it; binding if an EVSE's reason names it."""
+    applied = lease.applied(now)
+    return SourceStatus(
+        lease.name, lease.node_uuid, lease.expires_at, lease.in_failsafe(now),
+        f"/{lease.name}:" in reasons,
+        value=None if applied is None else applied.value,
+        unit="" if applied is None else applied.unit,
+        valid_until=None if applied is None else applied.valid_until)

@@ -14,7 +14,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel
 
 from adapters.grpc import GrpcServer
 from adapters.http import HttpApi
@@ -57,6 +60,8 @@ from energytree.variables import Origin, VariablesEnvironment, VariableStore
 from optimizer import optimise
 
 __all__ = ["Service"]
+
+SectionT = TypeVar("SectionT", bound=BaseModel)
 
 log = logging.getLogger(__name__)
 FORMULA = "formula"
@@ -279,8 +284,9 @@ class Service:
         if self.config.ocpp_upstream:
             self._start_upstream()
         if self.config.csms:
-            csms = self._csms = CsmsServer(self.config.csms, self.manager,
-                                           clock=self.manager.clock)
+            csms = self._csms = CsmsServer(_under(self.config.csms, "state_path",
+                                                  self._state_dir / "csms.json"),
+                                           self.manager, clock=self.manager.clock)
             await csms.start()
             log.info("OCPP CSMS for chargers on %s:%d", self.config.csms.host, csms.port)
             self._stoppers.append(csms.stop)
@@ -325,6 +331,8 @@ class Service:
         while True:
             now = self.manager_now()
             for evse in evse_configs(self.config):
+                if self._csms is not None and self._csms.serves(evse.evse):
+                    continue  # its CSMS tells the sessions each event as it comes
                 meter = self.manager.measurement(evse.evse)
                 if meter is not None and meter.energy_Wh_import is not None:
                     power = meter.power_W.total if meter.power_W else None
@@ -405,7 +413,9 @@ class Service:
 
     def _start_upstream(self) -> None:
         assert self.config.ocpp_upstream is not None
-        client = UpstreamClient(self.config.ocpp_upstream, read_meter=self._grid_reading,
+        section = _under(self.config.ocpp_upstream, "profiles_path",
+                         self._state_dir / "ocpp-profiles.json")
+        client = UpstreamClient(section, read_meter=self._grid_reading,
                                 on_profiles_changed=lambda _store: self._on_profiles(client))
         self._tasks.append(asyncio.create_task(client.run(), name="energytree-ocpp-upstream"))
         self._upstream = client
@@ -434,12 +444,15 @@ class Service:
         now = self.manager_now()
         periods = list(client.limit_periods(now, 86_400))
         failsafe = self.config.ocpp_upstream.failsafe_power_W
-        if failsafe is not None and not client.connected.is_set():
-            periods = [p if p.current_a is not None or p.power_w is not None
-                       else p.model_copy(update={"power_w": failsafe}) for p in periods]
+        gaps = [p.current_a is None and p.power_w is None for p in periods]
+        offline = failsafe is not None and not client.connected.is_set()
+        if offline:  # the failsafe fills the gaps; in force now if the first one is a gap
+            periods = [p.model_copy(update={"power_w": failsafe}) if gap else p
+                       for p, gap in zip(periods, gaps, strict=True)]
+        in_failsafe = offline and gaps[:1] == [True]
         limits = external_from_periods(periods, floor_w=self.floor_w(),
                                        voltage_v=self.config.nominal_voltage_V)
-        self.manager.set_external_limits("ocpp", self.root, limits)
+        self.manager.set_external_limits("ocpp", self.root, limits, own_failsafe=in_failsafe)
         if record:
             state = "online" if client.connected.is_set() else "offline"
             self.audit.record("ocpp", now, None, "profile", None,
@@ -477,9 +490,20 @@ class Service:
         """A status block at once (a short run shows one too), then every interval."""
         while True:
             text = render_status(self.manager.status(), self.zone, self.simulated)
+            if self._csms is not None and self._csms.offline:
+                offline = ", ".join(sorted(self._csms.offline))
+                text += f"\noffline (charger not connected): {offline}"
             sys.stdout.write(text + "\n")
             sys.stdout.flush()
             await asyncio.sleep(self.config.status_interval_s)
+
+
+def _under(section: SectionT, field: str, default: Path) -> SectionT:
+    """``section`` with ``field`` set to ``default`` (a file under ``--state-dir``) unless the
+    site file names one: state survives a restart without any setting."""
+    if getattr(section, field) is not None:
+        return section
+    return section.model_copy(update={field: default})
 
 
 def _closer(db: Database) -> Callable[[], Awaitable[None]]:

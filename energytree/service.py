@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from adapters.grpc import GrpcServerConfig
 from adapters.http import HttpApiConfig
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["ServiceConfig", "run_service"]
 
 log = logging.getLogger(__name__)
+OCPP_SECTIONS = ("ocpp_upstream", "ocpp_gateway", "csms")  # each converts A ↔ W
 
 
 class _Section(BaseModel):
@@ -126,6 +127,24 @@ class ServiceConfig(SiteConfig):
     ocpp_gateway: GatewayConfig | None = None
     csms: CsmsConfig | None = None
     simulation: SimulationSection = Field(default_factory=SimulationSection)
+
+    @model_validator(mode="after")
+    def _one_nominal_voltage(self) -> ServiceConfig:
+        """The OCPP sections convert A ↔ W at the site's ``nominal_voltage_V``. Their own
+        ``nominal_voltage_v`` is deprecated: it may only repeat the site's value."""
+        for name in OCPP_SECTIONS:
+            section = getattr(self, name)
+            if section is None:
+                continue
+            if ("nominal_voltage_v" in section.model_fields_set
+                    and section.nominal_voltage_v != self.nominal_voltage_V):
+                raise ValueError(
+                    f"{name}.nominal_voltage_v = {section.nominal_voltage_v:g} V contradicts "
+                    f"nominal_voltage_V = {self.nominal_voltage_V:g} V; remove it (deprecated: "
+                    "one nominal voltage per site)")
+            copy = section.model_copy(update={"nominal_voltage_v": self.nominal_voltage_V})
+            object.__setattr__(self, name, copy)
+        return self
 
 
 def load_service_config(path: str | Path) -> ServiceConfig:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from energytree.types import OptimizerTarget
+from energytree.types import OptimizerTarget, format_timestamp
 
 __all__ = ["EvseStatus", "MeterFeed", "SourceStatus", "Status"]
 
@@ -38,11 +38,24 @@ class EvseStatus:
 
 @dataclass(frozen=True)
 class SourceStatus:
+    """One external source: its lease, and the limit it applies now (``value`` in ``unit``,
+    "W" or "A", until ``valid_until``; None while it applies no limit)."""
+
     name: str
     node_uuid: str
     expires_at: datetime | None
     in_failsafe: bool
     binding: bool
+    value: float | None = None
+    unit: str = ""
+    valid_until: datetime | None = None
+
+    def applied_text(self) -> str:
+        """``", applies 9000 W until 2026-11-23T12:00:00Z"`` (or ``""``) for status lines."""
+        if self.value is None:
+            return ""
+        until = "" if self.valid_until is None else f" until {format_timestamp(self.valid_until)}"
+        return f", applies {self.value:g} {self.unit}{until}"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ def render_status(status: Status, zone: tzinfo,
         flags = [x for x, on in (("binding", source.binding), ("failsafe", source.in_failsafe))
                  if on]
         until = "" if source.expires_at is None else f" until {source.expires_at:%H:%M:%S}Z"
-        lines.append(f"source {source.name} on {source.node_uuid}{until} {' '.join(flags)}")
+        lines.append(f"source {source.name} on {source.node_uuid}{until}{source.applied_text()}"
+                     f" {' '.join(flags)}")
     lines.extend(f"note: {note}" for note in status.plan_notes)
     return "\n".join(lines)
 

@@ -326,9 +326,12 @@ def _evse_to_proto(evse: EvseStatus) -> pb.EvseStatus:
 
 def _source_to_proto(source: SourceStatus) -> pb.SourceStatus:
     message = pb.SourceStatus(source=source.name, node_uuid=source.node_uuid,
-                              in_failsafe=source.in_failsafe, binding=source.binding)
+                              in_failsafe=source.in_failsafe, binding=source.binding,
+                              value=source.value, unit=source.unit)
     if source.expires_at is not None:
         message.expires_at.CopyFrom(datetime_to_timestamp(source.expires_at))
+    if source.valid_until is not None:
+        message.valid_until.CopyFrom(datetime_to_timestamp(source.valid_until))
     return message
 
 
@@ -380,7 +383,8 @@ def status_from_proto(message: pb.GetStatusResponse) -> SiteStatus:
         currents = tuple(m.current_a) if len(m.current_a) == 3 else None
         meter = MeterFeed(currents, _optional(m, "power_w"), m.state)  # type: ignore[arg-type]
     sources = [SourceStatus(x.source, x.node_uuid, _when(x, "expires_at"), x.in_failsafe,
-                            x.binding) for x in message.sources]
+                            x.binding, _optional(x, "value"), x.unit, _when(x, "valid_until"))
+               for x in message.sources]
     return SiteStatus(
         now=timestamp_to_datetime(message.now, "now"),
         evses=[_evse_from_proto(x) for x in message.evses], sources=sources, meter=meter,

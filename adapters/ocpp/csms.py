@@ -18,16 +18,26 @@ Decisions:
   HTTP 400 (websockets). A second connection with the same id replaces the first.
 * **Authorization** of id tags is not ours: Authorize, StartTransaction and TransactionEvent
   accept every token.
-* **Offline.** When a charger's connection ends, each of its EVSEs is set to Charging and
-  *reserved* (``manager.reserve``, source ``offline:<uuid>``) at exactly what the charger may
-  draw by itself: its last accepted limit until that profile's lease ends, then its failsafe
-  current. A reservation is served before anybody else in every tick — rotation never skips
-  it — and the other EVSEs share what is left. When the charger is back (its boot, or
-  ``BOOT_GRACE_S`` after connecting: a 1.6 charger may reconnect without booting) the
-  reservations are released and its statuses take over. A charger that never accepted a
-  profile is left at its own maximum.
-  With ``state_path`` the accepted limits survive a restart: chargers known there start
-  offline, pinned, until they connect.
+* **Offline.** When a charger's connection ends, its EVSEs keep their last state (no session
+  starts or ends because of a disconnect) and are listed in ``offline``. Those that may be
+  drawing (in a transaction or an active state) are *reserved* (``manager.reserve``, source
+  ``offline:<uuid>``) at exactly what the charger may draw by itself: its last accepted limit
+  until that profile's lease ends, then its failsafe current. A reservation is served before
+  anybody else in every tick — rotation never skips it — and the other EVSEs share what is
+  left; idle EVSEs reserve nothing. A charger that never accepted a profile is left at its own
+  maximum.
+* **Back online.** A charger is back at its BootNotification or at its first other message (a
+  charger that reconnects without rebooting was accepted before), at the latest
+  ``BOOT_GRACE_S`` after connecting: its reservations are released, its statuses take over and
+  its profiles are sent again at once.
+* **Transactions** (id → connector) belong to the charger, not to one connection: a 2.0.1
+  ``TransactionEvent`` without ``evse`` (E01.FR.16) is attributed by its id after a reconnect,
+  and ``Occupied`` during a transaction means charging or suspended, never "waiting for
+  authorisation".
+* **Restarts.** With ``state_path`` (``serve`` puts it under ``--state-dir``) the accepted
+  limits, the transactions and the EVSEs' last states survive a restart
+  (``charger_memory``): chargers known there start offline with their last states, the
+  drawing EVSEs pinned, until they connect.
 * **Silent manager.** Once the manager's limits are past their ``valid_until``, chargers are
   sent their failsafe current.
 * TxProfiles are not sent: the TxDefaultProfile of the connector covers every transaction on
@@ -43,6 +53,7 @@ import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 from ocpp.charge_point import ChargePoint
@@ -57,15 +68,22 @@ from websockets.typing import Subprotocol
 
 from adapters.ocpp import charger_limits, chargers
 from adapters.ocpp.charger_limits import Grant, Pushed
+from adapters.ocpp.charger_memory import ChargerMemory, is_drawing
 from adapters.ocpp.chargers import ChargerConfig, CsmsConfig
 from adapters.ocpp.evseport import EventSink
 from adapters.ocpp.profiles import ProfileRules
-from adapters.ocpp.sessions import Authorized
+from adapters.ocpp.sessions import (
+    ACTIVE_STATES,
+    Authorized,
+    EvseEvent,
+    MeterReading,
+    StateChanged,
+)
 from adapters.ocpp.versions import CSMS_BY_SUBPROTOCOL, CsmsWire
 from energytree.clock import Clock, SystemClock
 from energytree.errors import RequestError
 from energytree.manager import EnergyManager
-from energytree.persist import read_json, write_json_atomic
+from energytree.persist import read_json
 from energytree.types import EnforcedLimits, EvseState, Powermeter, format_timestamp
 
 __all__ = ["ChargerSession", "CsmsConfig", "CsmsServer"]
@@ -109,7 +127,7 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
         self.stack_level = 0
         self.pushed: dict[int, Pushed] = {}  # by connector, accepted in this session
         self.refused_until: dict[int, datetime] = {}
-        self.transactions: dict[str, int] = {}  # transaction id → connector
+        self.transactions = server.memory.transactions_of(charger.id)  # id → connector
 
     # ---- charger → CSMS --------------------------------------------------------------------
 
@@ -125,22 +143,38 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
         self.pushed.clear()  # a reboot may have lost our profiles: send them again
         self.wake.set()
 
+    def _heard(self) -> None:
+        """A message other than a boot: a charger that sends one was accepted before (it
+        reconnected without rebooting), so it is served from now on."""
+        self.booted.set()
+
     @on(Action.heartbeat)
     async def on_heartbeat(self, **payload: Any) -> Any:
+        self._heard()
         return self.version.call_result.Heartbeat(current_time=self.server.iso_now())
 
     @on(Action.status_notification)
     async def on_status_notification(self, **payload: Any) -> Any:
+        self._heard()
         connector = payload[self.version.connector_field]
         with _as_call_error():
             in_transaction = connector in self.transactions.values()
             state = chargers.evse_state(payload[self.wire.status_field], in_transaction)
+        if connector >= 1 and state is None:  # 2.0.1 Occupied in a transaction
+            state = self._charging_or_suspended(connector)
         if connector >= 1 and state is not None:
             self._set_state(connector, state)
         return self.version.call_result.StatusNotification()
 
+    def _charging_or_suspended(self, connector: int) -> EvseState | None:
+        """The EVSE's active state as it was; Charging (it wants power) if it was not active,
+        e.g. after a restart of energytree."""
+        known = self.server.memory.states.get(chargers.evse_uuid(self.charger, connector))
+        return None if known in ACTIVE_STATES else EvseState.Charging
+
     @on(Action.meter_values)
     async def on_meter_values(self, **payload: Any) -> Any:
+        self._heard()
         connector = payload[self.version.connector_field]
         with _as_call_error():
             reading = chargers.powermeter(self.wire, payload["meter_value"],
@@ -151,16 +185,19 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
 
     @on(Action.authorize)
     async def on_authorize(self, **payload: Any) -> Any:
+        self._heard()
         return self.version.call_result.Authorize(**{self.wire.id_info_field: ACCEPTED})
 
     @on(Action16.start_transaction)
     async def on_start_transaction(self, connector_id: int, meter_start: int, timestamp: str,
                                    **payload: Any) -> Any:
+        self._heard()
         with _as_call_error():
             reading = chargers.register_reading(meter_start, timestamp,
                                                 self._meter_id(connector_id))
         transaction_id = self.server.next_transaction_id()
         self.transactions[str(transaction_id)] = connector_id
+        self.server.remember()
         self._authorized(connector_id, payload.get("id_tag"))
         self._set_state(connector_id, EvseState.PrepareCharging)
         self._measure(connector_id, reading)
@@ -170,12 +207,14 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
     @on(Action16.stop_transaction)
     async def on_stop_transaction(self, transaction_id: int, meter_stop: int, timestamp: str,
                                   **payload: Any) -> Any:
+        self._heard()
         connector = self.transactions.get(str(transaction_id))
         with _as_call_error():
             reading = chargers.register_reading(meter_stop, timestamp,
                                                 self._meter_id(connector or 0))
         if connector is not None:
             del self.transactions[str(transaction_id)]
+            self.server.remember()
             self._set_state(connector, chargers.ended_state(payload.get("reason")))
             self._measure(connector, reading)
         info = {"id_tag_info": ACCEPTED} if payload.get("id_tag") else {}
@@ -184,6 +223,7 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
     @on(Action.transaction_event)
     async def on_transaction_event(self, event_type: str, trigger_reason: str,
                                    transaction_info: dict[str, Any], **payload: Any) -> Any:
+        self._heard()
         tx = transaction_info["transaction_id"]
         connector = (payload.get("evse") or {}).get("id") or self.transactions.get(tx)
         news = event_type == "Started" or tx not in self.transactions  # e.g. after our restart
@@ -197,10 +237,14 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
                 self.transactions.pop(tx, None)
             else:
                 self.transactions[tx] = connector
+            self.server.remember()
             if state is not None:
                 self._set_state(connector, state)
             if reading is not None:
                 self._measure(connector, reading)
+        else:
+            log.warning("%s: TransactionEvent %s names no EVSE and transaction %s is unknown; "
+                        "ignored", self.id, event_type, tx)
         info = {"id_token_info": ACCEPTED} if payload.get("id_token") else {}
         return self.version.call_result.TransactionEvent(**info)
 
@@ -219,15 +263,18 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
         return f"{self.charger.id}/{connector}"
 
     def _set_state(self, connector: int, state: EvseState) -> None:
-        self.server.feed(lambda m, uuid: m.set_evse_state(uuid, state),
-                         chargers.evse_uuid(self.charger, connector))
+        uuid = chargers.evse_uuid(self.charger, connector)
+        if self.server.feed(lambda m, u: m.set_evse_state(u, state), uuid):
+            self.server.tell_sessions(StateChanged(uuid, state, self.server.clock.now()))
+        if self.server.memory.states.get(uuid) != state:
+            self.server.memory.states[uuid] = state
+            self.server.remember()
 
     def _authorized(self, connector: int, id_tag: str | None) -> None:
         """Tell the session log (if any) which id tag a session belongs to."""
-        sink = self.server.event_sink
-        if id_tag and sink is not None:
-            sink.feed(Authorized(chargers.evse_uuid(self.charger, connector), id_tag,
-                                 self.server.clock.now()))
+        if id_tag:
+            self.server.tell_sessions(Authorized(chargers.evse_uuid(self.charger, connector),
+                                                 id_tag, self.server.clock.now()))
 
     def _measure(self, connector: int, reading: Powermeter) -> None:
         self.server.measure(chargers.evse_uuid(self.charger, connector), reading)
@@ -315,7 +362,8 @@ class CsmsServer:
         self.chargers = {c.id: c for c in config.chargers}
         self.sessions: dict[str, ChargerSession] = {}
         self.limits: dict[str, EnforcedLimits] = {}  # the latest publication, by EVSE uuid
-        self.pushed: dict[str, Pushed] = {}  # the last accepted profile by EVSE uuid
+        self.memory = ChargerMemory()  # accepted limits, transactions, last states
+        self.offline: set[str] = set()  # EVSE uuids of chargers that are not connected
         self.event_sink: EventSink | None = None  # the session log / gateway, if wired
         self._readings: dict[str, datetime] = {}
         self._not_in_tree: set[str] = set()
@@ -323,6 +371,14 @@ class CsmsServer:
         self._transaction_ids = itertools.count(first_id)
         self._server: Server | None = None
         self._follower: asyncio.Task[None] | None = None
+        self._dirty = asyncio.Event()
+        self._closing = False
+        self._keeper: asyncio.Task[None] | None = None
+
+    @property
+    def pushed(self) -> dict[str, Pushed]:
+        """The last accepted profile by EVSE uuid."""
+        return self.memory.pushed
 
     @property
     def port(self) -> int:
@@ -332,12 +388,16 @@ class CsmsServer:
     async def start(self) -> None:
         """Listen; chargers known from the state file are offline until they connect."""
         path = self.config.state_path
-        data = None if path is None else await asyncio.to_thread(read_json, path)
-        if data is not None:
-            self.pushed = charger_limits.load_pushed(data)
-            for charger in self.config.chargers:
-                if chargers.connectors_in(charger, self.pushed):
-                    self.went_offline(charger)
+        if path is not None:
+            self.memory = ChargerMemory.load(await asyncio.to_thread(read_json, path))
+            self._keeper = asyncio.create_task(self._keep_memory(path), name="csms-memory")
+        for uuid, state in self.memory.states.items():
+            self.feed(lambda m, u, s=state: m.set_evse_state(u, s), uuid)
+        known = {*self.memory.pushed, *self.memory.states}
+        for charger in self.config.chargers:
+            if known.intersection(chargers.evse_uuid(charger, c)
+                                  for c in chargers.connectors_in(charger, known)):
+                self.went_offline(charger)
         self._follower = asyncio.create_task(self._follow_limits(), name="csms-limits")
         self._server = await serve(self._handle, self.config.host, self.config.port,
                                    subprotocols=SUBPROTOCOLS, process_request=self._authorize)
@@ -350,6 +410,24 @@ class CsmsServer:
             self._follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._follower
+        if self._keeper is not None:  # not cancelled: a write in its thread would go on
+            self._closing = True
+            self._dirty.set()
+            await self._keeper
+
+    def remember(self) -> None:
+        """The memory changed: it is written soon, off the event loop (writes coalesce)."""
+        self._dirty.set()
+
+    async def _keep_memory(self, path: Path) -> None:
+        """The one writer of the state file; ``stop`` ends it after a last write."""
+        while not self._closing:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self.memory.save(path)
+            except OSError as exc:
+                log.error("cannot write %s: %s", path, exc)
 
     async def __aenter__(self) -> CsmsServer:
         await self.start()
@@ -379,7 +457,7 @@ class CsmsServer:
             result.append((connector, grant))
         return result
 
-    def feed(self, action: Callable[[EnergyManager, str], object], uuid: str) -> None:
+    def feed(self, action: Callable[[EnergyManager, str], object], uuid: str) -> bool:
         """``action(manager, uuid)``; an EVSE the tree lacks is logged once, not an error."""
         try:
             action(self.manager, uuid)
@@ -387,6 +465,19 @@ class CsmsServer:
             if uuid not in self._not_in_tree:
                 log.warning("EVSE %s: %s (check the connector map)", uuid, exc)
             self._not_in_tree.add(uuid)
+            return False
+        return True
+
+    def tell_sessions(self, event: EvseEvent) -> None:
+        """The session log (or gateway) hears each state and register as it comes: a
+        transaction's first register is its start, not whatever a later poll finds."""
+        if self.event_sink is not None and event.evse not in self._not_in_tree:
+            self.event_sink.feed(event)
+
+    def serves(self, uuid: str) -> bool:
+        """Is ``uuid`` the EVSE of one of our chargers' connectors?"""
+        return any(chargers.evse_uuid(c, n) == uuid for c in self.config.chargers
+                   for n in chargers.connectors_in(c, [uuid]))
 
     def measure(self, uuid: str, reading: Powermeter) -> None:
         """Report ``reading`` unless a newer one was (buffered MeterValues come late)."""
@@ -396,36 +487,46 @@ class CsmsServer:
             return
         if at is not None:
             self._readings[uuid] = at
-        self.feed(lambda m, u: m.report_measurement(u, reading), uuid)
+        if self.feed(lambda m, u: m.report_measurement(u, reading), uuid) and \
+                reading.energy_Wh_import is not None and reading.energy_Wh_import.total is not None:
+            power = reading.power_W.total if reading.power_W else None
+            self.tell_sessions(MeterReading(uuid, reading.energy_Wh_import.total, power or 0.0,
+                                            self.clock.now()))
 
     async def accepted(self, uuid: str, pushed: Pushed) -> None:
         """Remember (and persist) what a charger accepted: its offline pin."""
-        self.pushed[uuid] = pushed
-        if self.config.state_path is not None:
-            try:
-                await asyncio.to_thread(write_json_atomic, self.config.state_path,
-                                        charger_limits.dump_pushed(self.pushed))
-            except OSError as exc:
-                log.error("cannot write %s: %s", self.config.state_path, exc)
+        self.memory.pushed[uuid] = pushed
+        self.remember()
+
+    def _connectors(self, charger: ChargerConfig) -> list[int]:
+        known = [*self.limits, *self.memory.pushed, *self.memory.states]
+        return chargers.connectors_in(charger, known)
 
     def came_back(self, charger: ChargerConfig) -> None:
-        for connector in chargers.connectors_in(charger, [*self.limits, *self.pushed]):
+        for connector in self._connectors(charger):
             uuid = chargers.evse_uuid(charger, connector)
-            self.manager.reserve(uuid, chargers.offline_source(uuid), None)
+            self.offline.discard(uuid)
+            self.feed(lambda m, u: m.reserve(u, chargers.offline_source(u), None), uuid)
 
     def went_offline(self, charger: ChargerConfig) -> None:
-        """Pin the charger's EVSEs at what it may draw on its own (module docstring)."""
+        """Pin the drawing EVSEs at what the charger may draw on its own (module docstring);
+        every EVSE keeps its last state."""
         now = self.clock.now()
         failsafe = self.config.failsafe_a(charger)
-        for connector in chargers.connectors_in(charger, [*self.limits, *self.pushed]):
+        running = set(self.memory.transactions_of(charger.id).values())
+        pinned = []
+        for connector in self._connectors(charger):
             uuid = chargers.evse_uuid(charger, connector)
-            pin = charger_limits.offline_limits(self.pushed.get(uuid), failsafe, now)
+            self.offline.add(uuid)
+            if not is_drawing(self.memory.states.get(uuid), connector in running):
+                continue
+            pin = charger_limits.offline_limits(self.memory.pushed.get(uuid), failsafe, now)
             if pin is not None:
                 name = chargers.offline_source(uuid)
                 self.feed(lambda m, u, p=pin, n=name: m.reserve(u, n, p), uuid)
-            self.feed(lambda m, u: m.set_evse_state(u, EvseState.Charging), uuid)
-        log.warning("charger %s is offline; its EVSEs are pinned at their own limits",
-                    charger.id)
+                pinned.append(uuid)
+        log.warning("charger %s is offline; drawing EVSEs pinned at their own limits: %s",
+                    charger.id, ", ".join(pinned) or "none")
 
     async def _follow_limits(self) -> None:
         async for published in self.manager.subscribe():

@@ -73,7 +73,8 @@ class EvseChargePoint(ChargePoint):  # type: ignore[misc]
         try:
             profile = parse_set_request(v, payload, (0, CONNECTOR))
             tx = self.gateway.transaction(self.link.uuid)
-            self.link.change(lambda store: store.install(profile, tx.id if tx else None))
+            self.link.change(lambda store: store.install(
+                profile, tx.id if tx else None, v.rejects_duplicate_profiles))
         except RequestError as exc:
             LOG.warning("EVSE %s: SetChargingProfile rejected: %s", self.link.uuid, exc)
             return v.call_result.SetChargingProfile(

@@ -64,9 +64,11 @@ WebSocketUrl = Annotated[str, AfterValidator(_websocket_url)]
 
 def reason_fields(version: OcppVersion, exc: Exception, code: str = "InvalidValue"
                   ) -> dict[str, Any]:
-    """StatusInfo for a 2.0.1 response; 1.6 has no field for a reason."""
+    """StatusInfo for a 2.0.1 response (an error's own ``reason_code`` wins over ``code``);
+    1.6 has no field for a reason."""
     if not version.status_info:
         return {}
+    code = getattr(exc, "reason_code", code)
     return {"status_info": {"reason_code": code, "additional_info": str(exc)[:512]}}
 
 # what ends a session and leads to a reconnect: network, timeouts, the peer's protocol errors
@@ -211,7 +213,15 @@ async def boot(cp: Any, version: OcppVersion, vendor: str, model: str) -> float:
 
 
 async def every(period_s: float, action: Callable[[], Awaitable[None]]) -> None:
-    """``action`` every ``period_s`` [s], the first time after one period."""
+    """``action`` every ``period_s`` [s], the first time after one period.
+
+    A cancellation that meets an answer inside the ``ocpp`` library's ``wait_for`` can be
+    swallowed on Python 3.11; the task group that cancelled us would then wait for ever (a
+    short meter interval makes that likely), so a pending cancellation ends the loop here.
+    """
+    task = asyncio.current_task()
     while True:
         await asyncio.sleep(period_s)
         await action()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError

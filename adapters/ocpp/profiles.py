@@ -28,6 +28,7 @@ __all__ = [
     "ChargingProfile",
     "ChargingSchedule",
     "ClearCriteria",
+    "DuplicateProfileError",
     "Kind",
     "ProfileRules",
     "ProfileStore",
@@ -331,6 +332,12 @@ class _StoreFile(_Model):
     profiles: tuple[ChargingProfile, ...]
 
 
+class DuplicateProfileError(RequestError):
+    """2.0.1 K01.FR.06: the purpose and stack level are taken by another profile id."""
+
+    reason_code = "DuplicateProfile"  # StatusInfo reasonCode of the Rejected answer
+
+
 class ProfileStore:
     """The profiles installed on one charge point, kept under OCPP's replace rules.
 
@@ -349,18 +356,27 @@ class ProfileStore:
         return tuple(self._profiles)
 
     def install(
-        self, profile: ChargingProfile, active_transaction_id: str | None = None
+        self, profile: ChargingProfile, active_transaction_id: str | None = None,
+        reject_duplicates: bool = False,
     ) -> ChargingProfile:
         """Validate and install ``profile``; raise RequestError and change nothing if invalid.
 
-        A profile replaces one with the same id (K01.FR.05) and one with the same purpose,
-        stack level, connector and transaction (1.6 §5.16: "same combination of stackLevel /
-        ChargingProfilePurpose ... SHALL replace"). A local ChargingStationExternalConstraints
-        profile is never replaced by another purpose.
+        A profile replaces one with the same id (K01.FR.05). One with the same purpose, stack
+        level, connector and transaction but another id is replaced too (1.6 §5.16: "same
+        combination of stackLevel / ChargingProfilePurpose ... SHALL replace"), or, with
+        ``reject_duplicates`` (2.0.1 K01.FR.06), refused with DuplicateProfileError if their
+        validity periods overlap. A local ChargingStationExternalConstraints profile is never
+        replaced by another purpose.
         """
         profile = validate_profile(profile, self.rules, active_transaction_id)
         if any(_external_clash(old, profile) for old in self._profiles):
             raise RequestError(f"profile id {profile.id} belongs to an external constraint")
+        if reject_duplicates:
+            for old in self._profiles:
+                if _same_slot(old, profile) and old.id != profile.id and _overlap(old, profile):
+                    raise DuplicateProfileError(
+                        f"profile {old.id} already has purpose {profile.purpose} and stack "
+                        f"level {profile.stack_level} here; clear it or use another level")
         kept = [p for p in self._profiles if not _replaced_by(p, profile)]
         if len(kept) >= self.rules.max_profiles:
             raise RequestError(f"already {len(kept)} profiles installed (the maximum)")
@@ -420,9 +436,17 @@ def _external_clash(old: ChargingProfile, new: ChargingProfile) -> bool:
 
 
 def _replaced_by(old: ChargingProfile, new: ChargingProfile) -> bool:
-    return old.id == new.id or (
-        old.purpose is new.purpose
-        and old.stack_level == new.stack_level
-        and old.connector_id == new.connector_id
-        and old.transaction_id == new.transaction_id
-    )
+    return old.id == new.id or _same_slot(old, new)
+
+
+def _same_slot(old: ChargingProfile, new: ChargingProfile) -> bool:
+    """Same purpose, stack level, connector and transaction: only one of them can apply."""
+    return (old.purpose is new.purpose and old.stack_level == new.stack_level
+            and old.connector_id == new.connector_id
+            and old.transaction_id == new.transaction_id)
+
+
+def _overlap(a: ChargingProfile, b: ChargingProfile) -> bool:
+    """Do the validity periods meet? A missing bound is open."""
+    return ((a.valid_to is None or b.valid_from is None or b.valid_from < a.valid_to)
+            and (b.valid_to is None or a.valid_from is None or a.valid_from < b.valid_to))

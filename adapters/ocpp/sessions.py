@@ -16,6 +16,13 @@ energy register is known; it ends when the EVSE is
 unplugged or disabled, or on ``Stopped`` (remote/local stop) — then a new session needs a
 re-plug or a new authorisation. Energy is register(stop) − register(start); the average power
 is that energy over the duration.
+
+Energy never goes backwards within a session. A reading below the last one means the meter's
+register was reset (a restarted or replaced meter): it starts a new baseline, and the session's
+register carries on from where it was (``meter_offset_wh`` is added to the meter's readings).
+Every Wh counted goes to exactly one tariff, so the per-tariff split adds up to the total, and
+the readings announced to listeners (the meter values mirrored upstream) are the session's
+register, monotonic within a transaction.
 """
 
 from __future__ import annotations
@@ -109,6 +116,7 @@ class Session:
     tariff_wh: dict[str, float] = field(default_factory=dict)  # energy [Wh] per TARIF value
     stop: datetime | None = None
     stop_reason: str | None = None
+    meter_offset_wh: float = 0.0  # added to the meter's readings since its last reset
 
     @property
     def energy_wh(self) -> float:
@@ -174,10 +182,11 @@ CREATE TABLE IF NOT EXISTS sessions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, uid TEXT NOT NULL UNIQUE, evse TEXT NOT NULL,
     id_tag TEXT, start TEXT NOT NULL, meter_start_wh REAL NOT NULL, meter_last_wh REAL NOT NULL,
     last_at TEXT NOT NULL, max_power_w REAL NOT NULL, tariff REAL, tariff_wh TEXT NOT NULL,
-    stop TEXT, stop_reason TEXT)
+    stop TEXT, stop_reason TEXT, meter_offset_wh REAL NOT NULL DEFAULT 0)
 """
+_OFFSET_COLUMN = "ALTER TABLE sessions ADD COLUMN meter_offset_wh REAL NOT NULL DEFAULT 0"
 _COLUMNS = ("uid", "evse", "id_tag", "start", "meter_start_wh", "meter_last_wh", "last_at",
-            "max_power_w", "tariff", "tariff_wh", "stop", "stop_reason")
+            "max_power_w", "tariff", "tariff_wh", "stop", "stop_reason", "meter_offset_wh")
 CSV_HEADER = ("session", "evse", "id_tag", "start", "stop", "meter_start_wh", "meter_stop_wh",
               "energy_wh", "max_power_w", "avg_power_w", "tariff", "energy_wh_by_tariff",
               "stop_reason")
@@ -186,7 +195,7 @@ CSV_HEADER = ("session", "evse", "id_tag", "start", "stop", "meter_start_wh", "m
 def _row(s: Session) -> tuple[object, ...]:
     return (s.uid, s.evse, s.id_tag, s.start.isoformat(), s.meter_start_wh, s.meter_last_wh,
             s.last_at.isoformat(), s.max_power_w, s.tariff, json.dumps(s.tariff_wh),
-            None if s.stop is None else s.stop.isoformat(), s.stop_reason)
+            None if s.stop is None else s.stop.isoformat(), s.stop_reason, s.meter_offset_wh)
 
 
 def _session(r: sqlite3.Row) -> Session:
@@ -196,7 +205,7 @@ def _session(r: sqlite3.Row) -> Session:
         meter_last_wh=r["meter_last_wh"], last_at=datetime.fromisoformat(r["last_at"]),
         max_power_w=r["max_power_w"], tariff=r["tariff"], tariff_wh=json.loads(r["tariff_wh"]),
         stop=None if r["stop"] is None else datetime.fromisoformat(r["stop"]),
-        stop_reason=r["stop_reason"])
+        stop_reason=r["stop_reason"], meter_offset_wh=r["meter_offset_wh"])
 
 
 class SessionLog:
@@ -206,6 +215,9 @@ class SessionLog:
         self.db = db
         with db.transaction() as conn:
             conn.execute(_SCHEMA)
+            columns = {row["name"] for row in conn.execute("PRAGMA table_info(sessions)")}
+            if "meter_offset_wh" not in columns:  # a log written before register resets counted
+                conn.execute(_OFFSET_COLUMN)
 
     def create(self, session: Session) -> Session:
         """Insert ``session`` (its ``id`` is ignored) and return it with the new id."""
@@ -279,7 +291,7 @@ class SessionTracker:
         self.on_change = on_change
         self._evses: dict[str, _Evse] = {}
         for s in log.open_sessions():  # a restart continues the running sessions
-            reading = MeterReading(s.evse, s.meter_last_wh, 0.0, s.last_at)
+            reading = MeterReading(s.evse, s.meter_last_wh - s.meter_offset_wh, 0.0, s.last_at)
             self._evses[s.evse] = _Evse(EvseState.Charging, reading, session=s)
 
     def active(self, evse: str) -> Session | None:
@@ -341,14 +353,18 @@ class SessionTracker:
         session = slot.session
         if session is None or event.at < session.last_at:
             return  # late readings of another session, or buffered ones, are not billed
+        offset = session.meter_offset_wh
+        if event.energy_wh + offset < session.meter_last_wh:  # the register was reset
+            offset = session.meter_last_wh - event.energy_wh
+        register = event.energy_wh + offset
         key = _tariff_key(self.tariff())
         tariff_wh = dict(session.tariff_wh)
-        tariff_wh[key] = tariff_wh.get(key, 0.0) + max(0.0, event.energy_wh - session.meter_last_wh)
-        session = replace(session, meter_last_wh=event.energy_wh, last_at=event.at,
+        tariff_wh[key] = tariff_wh.get(key, 0.0) + register - session.meter_last_wh
+        session = replace(session, meter_last_wh=register, last_at=event.at,
                           max_power_w=max(session.max_power_w, event.power_w),
-                          tariff_wh=tariff_wh)
+                          tariff_wh=tariff_wh, meter_offset_wh=offset)
         self._save(slot, session)
-        self._announce(SessionChange("meter", session, event))
+        self._announce(SessionChange("meter", session, replace(event, energy_wh=register)))
 
     def _open(self, slot: _Evse, evse: str, at: datetime) -> None:
         if slot.session is not None:

@@ -100,9 +100,8 @@ class GridReading:
 
 
 ProfilesChanged = Callable[[ProfileStore], Awaitable[None] | None]
-MeterReader = Callable[[], Awaitable[GridReading | None]]
-
-
+# A plain function or a coroutine function: the service reads a cached value, others await I/O.
+MeterReader = Callable[[], Awaitable[GridReading | None] | GridReading | None]
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
@@ -129,7 +128,8 @@ class SiteChargePoint(ChargePoint):  # type: ignore[misc]
         v = self.version
         try:
             profile = parse_set_request(v, payload, SITE_CONNECTORS)
-            await self.client.change(lambda store: store.install(profile))
+            await self.client.change(lambda store: store.install(
+                profile, reject_duplicates=v.rejects_duplicate_profiles))
         except RequestError as exc:
             LOG.warning("%s: SetChargingProfile rejected: %s", self.id, exc)
             return v.call_result.SetChargingProfile(
@@ -309,7 +309,9 @@ class UpstreamClient:
 
     async def _meter(self, cp: SiteChargePoint) -> None:
         assert self.read_meter is not None
-        reading = await self.read_meter()
+        reading = self.read_meter()
+        if inspect.isawaitable(reading):
+            reading = await reading
         if reading is not None:  # a silent meter sends nothing rather than stale values
             call = self.version.meter_values(0, _iso(self.now()), reading.samples())
             await cp.call(call, suppress=False)

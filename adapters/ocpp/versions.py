@@ -60,6 +60,7 @@ class OcppVersion:
     status_notification: Callable[[int, str], Any]  # (connector, ISO time) -> call payload
     meter_values: Callable[[int, str, list[Sample]], Any]  # (connector, ISO time, samples)
     station_statuses: tuple[int, ...]  # connectors that report a status: 1.6 also reports 0
+    rejects_duplicate_profiles: bool  # same purpose + stack level, other id: 2.0.1 K01.FR.06
 
     def purpose_to_wire(self, neutral: str) -> str:
         """The wire name of a neutral purpose; raise KeyError if the version lacks it."""
@@ -155,6 +156,7 @@ V16 = OcppVersion(
     status_notification=_status_16,
     meter_values=_meter_values_16,
     station_statuses=(0, 1),
+    rejects_duplicate_profiles=False,
 )
 
 V201 = OcppVersion(
@@ -189,6 +191,7 @@ V201 = OcppVersion(
     status_notification=_status_201,
     meter_values=_meter_values_201,
     station_statuses=(1,),
+    rejects_duplicate_profiles=True,
 )
 
 BY_NAME: MappingProxyType[str, OcppVersion] = MappingProxyType({"1.6": V16, "2.0.1": V201})

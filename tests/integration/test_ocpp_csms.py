@@ -111,9 +111,12 @@ class ChargerSim(ChargePoint):
         if self.version.name == "1.6":
             return await self.send(call.StartTransaction(
                 connector_id=connector, id_tag="TAG", meter_start=meter_wh, timestamp=iso()))
+        begin = self.version.meter_values(
+            connector, iso(), [Sample(meter_wh, "Energy.Active.Import.Register", "Wh")])
         return await self.send(self._event("Started", "Authorized", connector,
                                            {"transaction_id": "tx-1", "charging_state": "Charging"},
-                                           id_token={"id_token": "TAG", "type": "ISO14443"}))
+                                           id_token={"id_token": "TAG", "type": "ISO14443"},
+                                           meter_value=begin.meter_value))
 
     def _event(self, kind: str, trigger: str, connector: int, info: dict[str, Any],
                **extra: Any) -> Any:
@@ -370,3 +373,107 @@ async def test_restart_pins_chargers_that_have_not_come_back(
     async with CsmsServer(config, manager, clock):
         pin = manager.leases.leases[offline_source("A-1")]
         assert pin.limits.schedule_import[0].limits_to_root.ac_min_current_A == 16.0
+
+
+# ---- links that survive the network: reconnects, restarts, idle disconnects -----------------
+
+
+async def resume(cp: ChargerSim, tx: int | str, register_wh: float) -> None:
+    """What a charger says first when it reconnects mid-transaction without rebooting:
+    its status, then a meter value of the running transaction (2.0.1: without ``evse``,
+    E01.FR.16)."""
+    v = cp.version
+    energy = [Sample(register_wh, "Energy.Active.Import.Register", "Wh")]
+    if v.name == "1.6":
+        await cp.status(1, "Charging")
+        values = v.meter_values(1, iso(), energy)
+        await cp.send(v.call.MeterValues(connector_id=1, transaction_id=tx,
+                                         meter_value=values.meter_value))
+        return
+    await cp.status(1, "Occupied")
+    cp.seq += 1
+    values = v.meter_values(1, iso(), energy).meter_value
+    await cp.send(v.call.TransactionEvent(
+        event_type="Updated", timestamp=iso(), trigger_reason="MeterValuePeriodic",
+        seq_no=cp.seq, transaction_info={"transaction_id": tx}, meter_value=values))
+
+
+def register_of(manager: EnergyManager, uuid: str) -> float | None:
+    meter = evse_request(manager, uuid).energy_usage_root
+    return None if meter is None or meter.energy_Wh_import is None \
+        else meter.energy_Wh_import.total
+
+
+async def limit_reaches(cp: ChargerSim, amps: float) -> None:
+    while (await cp.next_profile()).schedule.periods[0].limit != amps:
+        pass  # earlier limits (0 A before the state was applied) may come first
+
+
+@WIRES
+async def test_reconnect_mid_transaction_resumes_at_the_first_message(
+    server: CsmsServer, manager: EnergyManager, wire: CsmsWire, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(csms, "BOOT_GRACE_S", 3600.0)  # only its first message may wake it
+    async with charger(server, "A", wire, password="secret-a") as cp:
+        await cp.boot()
+        started = await cp.start_transaction(1)
+        await limit_reaches(cp, 16.0)
+    tx = started.transaction_id if wire is CSMS16 else "tx-1"
+    await until(lambda: "A-1" in server.offline)
+    assert evse_request(manager, "A-1").evse_state in (  # as it was: offline is not a state
+        EvseState.PrepareCharging, EvseState.Charging)
+
+    async with charger(server, "A", wire, password="secret-a") as cp:
+        await resume(cp, tx, register_wh=2500)
+        await limit_reaches(cp, 16.0)  # its limit again, no boot and no grace time needed
+        assert evse_request(manager, "A-1").evse_state == EvseState.Charging  # not WaitForAuth
+        assert await until(lambda: register_of(manager, "A-1") == 2500)
+        assert "A-1" not in server.offline
+        assert offline_source("A-1") not in manager.leases.leases
+
+
+@WIRES
+async def test_an_idle_charger_that_disconnects_is_offline_not_charging(
+    server: CsmsServer, manager: EnergyManager, wire: CsmsWire
+) -> None:
+    async with charger(server, "B", wire) as cp:
+        await cp.boot()
+        await cp.status(1, "Available")
+        await limit_reaches(cp, 0.0)
+    await until(lambda: "garage" in server.offline)
+    await publications(manager, 2)
+    assert evse_request(manager, "garage").evse_state == EvseState.Unplugged
+    assert offline_source("garage") not in manager.leases.leases  # nothing reserved
+    assert enforced_a(manager, "garage") == 0.0
+
+
+@WIRES
+async def test_restart_mid_transaction_resumes(
+    clock: ManualClock, wire: CsmsWire, tmp_path: Path
+) -> None:
+    """energytree restarts (a new manager and CSMS) while a charger charges: the EVSE is
+    active and pinned at once, and the charger's next message without ``evse`` is its."""
+    config = CONFIG.model_copy(update={"state_path": tmp_path / "chargers.json"})
+    options = ManagerOptions(tick_s=0.05)
+    async with EnergyManager(site_request(site(), NOW), planner=instant_plan, clock=clock,
+                             options=options) as manager, \
+            CsmsServer(config, manager, clock) as server, \
+            charger(server, "A", wire, password="secret-a") as cp:
+        await cp.boot()
+        started = await cp.start_transaction(1)
+        await limit_reaches(cp, 16.0)
+        await until(lambda: server.pushed["A-1"].grant.current_a == 16.0)  # its answer is in
+    tx = started.transaction_id if wire is CSMS16 else "tx-1"
+
+    async with EnergyManager(site_request(site(), NOW), planner=instant_plan, clock=clock,
+                             options=options) as manager, \
+            CsmsServer(config, manager, clock) as server:
+        assert manager.evse_state("A-1") in (EvseState.PrepareCharging, EvseState.Charging)
+        pin = manager.leases.leases[offline_source("A-1")]
+        assert pin.limits.schedule_import[0].limits_to_root.ac_min_current_A == 16.0
+        async with charger(server, "A", wire, password="secret-a") as cp:
+            await resume(cp, tx, register_wh=3000)
+            await limit_reaches(cp, 16.0)
+            assert await until(lambda: register_of(manager, "A-1") == 3000)
+            assert manager.evse_state("A-1") == EvseState.Charging
+            assert server.memory.transactions_of("A") == {str(tx): 1}

@@ -339,3 +339,25 @@ async def test_basic_auth_header(csms: Csms, tmp_path: Path) -> None:
     async with running(client):
         await csms.next_session()
     assert csms.auth == ["Basic " + base64.b64encode(b"SITE1:s3cret").decode()]
+
+
+async def test_same_purpose_and_stack_level_with_another_id(
+    csms: Csms, version: OcppVersion, tmp_path: Path
+) -> None:
+    """1.6 replaces the older profile (§5.16); 2.0.1 refuses the newer one (K01.FR.06) with
+    a reason code, and keeps the older one."""
+    v = version
+    async with running(make_client(csms, v, tmp_path, [])) as client:
+        session = await csms.next_session()
+        first = await session.send(set_profile(v, 1, [(0, 20.0)]))
+        second = await session.send(set_profile(v, 2, [(0, 10.0)]))
+        assert first.status == "Accepted"
+        if v.name == "1.6":
+            assert second.status == "Accepted"
+            assert [p.id for p in client.store.profiles] == [2]
+        else:
+            assert second.status == "Rejected"
+            assert second.status_info["reason_code"] == "DuplicateProfile"
+            assert [p.id for p in client.store.profiles] == [1]
+        other_level = await session.send(set_profile(v, 3, [(0, 16.0)], stack=1))
+        assert other_level.status == "Accepted"

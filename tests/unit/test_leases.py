@@ -111,3 +111,23 @@ def test_dump_and_load_round_trip() -> None:
     again = LeaseBook.load(book.dump())
     assert again == book
     assert isinstance(again.leases["dso"], Lease)
+
+
+def test_the_applied_value_its_unit_and_until_when() -> None:
+    steps = ExternalLimits(schedule_import=[entry(NOW, 20), entry(NOW + timedelta(hours=1), 10)])
+    book = LeaseBook.empty()
+    lease = book.set("dso", "grid", steps, NOW, ttl_s=7200, failsafe=watts(4200))
+    applied = lease.applied(NOW + timedelta(minutes=1))
+    assert applied == leases.AppliedLimit(20, "A", NOW + timedelta(hours=1))
+    assert lease.applied(NOW + timedelta(minutes=61)) == leases.AppliedLimit(
+        10, "A", NOW + timedelta(hours=2))  # the lease ends before any further step
+    expired = NOW + timedelta(hours=3)
+    assert lease.applied(expired) == leases.AppliedLimit(4200, "W", None)
+    assert lease.in_failsafe(expired) and not lease.in_failsafe(NOW)
+    assert lease.applied(NOW - timedelta(seconds=1)) is None  # not started yet
+
+
+def test_a_source_may_say_it_applies_its_own_failsafe() -> None:
+    lease = LeaseBook.empty().set("ocpp", "grid", watts(9000), NOW, own_failsafe=True)
+    assert lease.in_failsafe(NOW) and not lease.expired(NOW)
+    assert LeaseBook.load(LeaseBook({"ocpp": lease}).dump()).leases["ocpp"].own_failsafe

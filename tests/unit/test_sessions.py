@@ -177,3 +177,48 @@ def test_a_plugged_car_starts_when_authorised(db: Database) -> None:
     assert seen.kinds == []
     tracker.feed(Authorized(E, "REMOTE", at(1)))
     assert seen.kinds == ["started"] and seen.changes[0].session.id_tag == "REMOTE"
+
+
+def test_a_register_reset_starts_a_new_baseline(db: Database) -> None:
+    """39.9 Wh, then the meter restarts at 3.1 Wh: the session counts on from 39.9 Wh."""
+    seen = Recorder()
+    tariffs = iter([0.0, 0.0, 1.0, 1.0, 1.0])
+    tracker = SessionTracker(SessionLog(db), tariff=lambda: next(tariffs), on_change=seen)
+    tracker.feed(MeterReading(E, 10.0, 0.0, at(0)))
+    tracker.feed(StateChanged(E, EvseState.Charging, at(0)))
+    for minute, register in ((1, 39.9), (2, 3.1), (3, 10.1), (4, 2.0)):
+        tracker.feed(MeterReading(E, register, 1000.0, at(minute)))
+    (s,) = SessionLog(db).sessions()
+    assert s.energy_wh == pytest.approx(29.9 + 7.0)  # 10 → 39.9, then 3.1 → 10.1, then reset
+    assert sum(s.tariff_wh.values()) == pytest.approx(s.energy_wh)
+    mirrored = [c.reading.energy_wh for c in seen.changes if c.reading is not None]
+    assert mirrored == sorted(mirrored) == pytest.approx([39.9, 39.9, 46.9, 46.9])
+
+
+def test_a_restart_keeps_the_baseline_of_a_reset_register(db: Database) -> None:
+    tracker = SessionTracker(SessionLog(db))
+    tracker.feed(MeterReading(E, 500.0, 0.0, at(0)))
+    tracker.feed(StateChanged(E, EvseState.Charging, at(0)))
+    tracker.feed(MeterReading(E, 5.0, 0.0, at(1)))  # reset: the session stays at 500 Wh
+    restarted = SessionTracker(SessionLog(db))
+    restarted.feed(MeterReading(E, 105.0, 0.0, at(2)))  # 100 Wh more, not 100 Wh less
+    session = restarted.active(E)
+    assert session is not None and session.energy_wh == pytest.approx(100.0)
+
+
+def test_a_log_without_the_offset_column_is_upgraded(tmp_path: Path) -> None:
+    old = Database(tmp_path / "old.sqlite")
+    old.conn.execute(
+        "CREATE TABLE sessions (id INTEGER PRIMARY KEY AUTOINCREMENT, uid TEXT NOT NULL UNIQUE,"
+        " evse TEXT NOT NULL, id_tag TEXT, start TEXT NOT NULL, meter_start_wh REAL NOT NULL,"
+        " meter_last_wh REAL NOT NULL, last_at TEXT NOT NULL, max_power_w REAL NOT NULL,"
+        " tariff REAL, tariff_wh TEXT NOT NULL, stop TEXT, stop_reason TEXT)")
+    old.conn.execute(
+        "INSERT INTO sessions (uid, evse, start, meter_start_wh, meter_last_wh, last_at,"
+        " max_power_w, tariff_wh) VALUES ('u', 'evse-1', ?, 1, 2, ?, 0, '{}')",
+        (at(0).isoformat(), at(1).isoformat()))
+    try:
+        (s,) = SessionLog(old).sessions()
+        assert (s.energy_wh, s.meter_offset_wh) == (1.0, 0.0)
+    finally:
+        old.close()

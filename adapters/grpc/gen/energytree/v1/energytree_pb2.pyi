@@ -352,18 +352,24 @@ class EvseStatus(_message.Message):
     def __init__(self, uuid: _Optional[str] = ..., state: _Optional[str] = ..., current_a: _Optional[float] = ..., phases: _Optional[int] = ..., power_w: _Optional[float] = ..., reason: _Optional[str] = ..., target: _Optional[_Union[OptimizerTarget, _Mapping]] = ..., planned_kwh: _Optional[float] = ..., shortfall_kwh: _Optional[float] = ..., drawn_phases: _Optional[int] = ..., drawn_w: _Optional[float] = ...) -> None: ...
 
 class SourceStatus(_message.Message):
-    __slots__ = ("source", "node_uuid", "expires_at", "in_failsafe", "binding")
+    __slots__ = ("source", "node_uuid", "expires_at", "in_failsafe", "binding", "value", "unit", "valid_until")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     NODE_UUID_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     IN_FAILSAFE_FIELD_NUMBER: _ClassVar[int]
     BINDING_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    VALID_UNTIL_FIELD_NUMBER: _ClassVar[int]
     source: str
     node_uuid: str
     expires_at: _timestamp_pb2.Timestamp
     in_failsafe: bool
     binding: bool
-    def __init__(self, source: _Optional[str] = ..., node_uuid: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., in_failsafe: _Optional[bool] = ..., binding: _Optional[bool] = ...) -> None: ...
+    value: float
+    unit: str
+    valid_until: _timestamp_pb2.Timestamp
+    def __init__(self, source: _Optional[str] = ..., node_uuid: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., in_failsafe: _Optional[bool] = ..., binding: _Optional[bool] = ..., value: _Optional[float] = ..., unit: _Optional[str] = ..., valid_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GridMeter(_message.Message):
     __slots__ = ("current_a", "power_w", "state")
