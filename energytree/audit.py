@@ -2,7 +2,8 @@
 
 Each command is one record (source, start, end, value, unit, grid power at the start). A new
 command from the same source ends the previous one. Records live in SQLite, so they survive
-restarts and crashes, and export as CSV.
+restarts and crashes, and export as CSV. A log in a file is written by a ``BatchWriter``: each
+command is committed at once, but on the writer's thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
+from energytree.batchwrite import BatchWriter, Statement
+from energytree.sqlitefile import open_database
 from energytree.types import format_timestamp
 
 __all__ = ["AuditLog"]
@@ -30,40 +33,47 @@ CREATE TABLE IF NOT EXISTS commands (
 )
 """
 COLUMNS = ("source", "start", "end", "value", "unit", "grid_power_w", "detail")
+_END = "UPDATE commands SET end = ? WHERE source = ? AND end IS NULL"
+_INSERT = ("INSERT INTO commands (source, start, value, unit, grid_power_w, detail) "
+           "VALUES (?, ?, ?, ?, ?, ?)")
 
 
 class AuditLog:
     """An append-only log of operator commands in a SQLite file (or in memory)."""
 
     def __init__(self, path: Path | str = ":memory:") -> None:
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL" if str(path) != ":memory:" else "SELECT 1")
+        if str(path) == ":memory:":
+            self._db = sqlite3.connect(":memory:", isolation_level=None)
+            self._writer: BatchWriter | None = None
+        else:
+            self._db = open_database(Path(path), "audit log")
+            self._writer = BatchWriter(Path(path), "audit log")
         self._db.execute(SCHEMA)
 
     def record(self, source: str, at: datetime, value: float | None, unit: str,
                grid_power_w: float | None, detail: str = "") -> None:
         """A command from ``source`` took effect at ``at``; it ends the previous one."""
         stamp = format_timestamp(at)
-        with self._db:  # autocommit connection: BEGIN makes "end the old, add the new" atomic
-            self._db.execute("BEGIN")
-            self._db.execute(
-                "UPDATE commands SET end = ? WHERE source = ? AND end IS NULL", (stamp, source)
-            )
-            self._db.execute(
-                "INSERT INTO commands (source, start, value, unit, grid_power_w, detail) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (source, stamp, value, unit, grid_power_w, detail),
-            )
+        self._write((_END, (stamp, source)),
+                    (_INSERT, (source, stamp, value, unit, grid_power_w, detail)))
 
     def end(self, source: str, at: datetime) -> None:
         """The command of ``source`` was withdrawn."""
-        with self._db:
-            self._db.execute(
-                "UPDATE commands SET end = ? WHERE source = ? AND end IS NULL",
-                (format_timestamp(at), source),
-            )
+        self._write((_END, (format_timestamp(at), source)))
+
+    def _write(self, *statements: Statement) -> None:
+        """One transaction: "end the old, add the new" is atomic."""
+        if self._writer is not None:
+            self._writer.submit(*statements, urgent=True)
+            return
+        with self._db:  # autocommit connection: BEGIN makes the statements one transaction
+            self._db.execute("BEGIN")
+            for sql, params in statements:
+                self._db.execute(sql, params)
 
     def rows(self) -> list[dict[str, object]]:
+        if self._writer is not None:
+            self._writer.flush()
         cursor = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM commands ORDER BY id")
         return [dict(zip(COLUMNS, row, strict=True)) for row in cursor]
 
@@ -75,4 +85,6 @@ class AuditLog:
         return out.getvalue()
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
         self._db.close()

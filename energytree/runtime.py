@@ -38,6 +38,7 @@ from adapters.ocpp.upstream import GridReading, UpstreamClient
 from adapters.ripple import RippleLevel, RippleReceiver
 from adapters.sunspec import MeterValues, Parameters, SetPercent, SunSpecServer, SunSpecValues
 from energytree.audit import AuditLog
+from energytree.batchwrite import BatchWriter
 from energytree.errors import ConfigError, EnergyTreeError, RequestError
 from energytree.formula import Formula
 from energytree.formulaenv import EvseFacts, LiveFacts, SiteEnvironment, facts_to_names
@@ -50,6 +51,7 @@ from energytree.problem import ExternalSource, PlanOptions, Problem
 from energytree.service import ServiceConfig, default_cars
 from energytree.simulation import SimulatedEvse
 from energytree.site import FuseConfig, GridConfig, evse_configs, site_request
+from energytree.startup import listening
 from energytree.statusview import render_status
 from energytree.tasks import cancel_and_wait
 from energytree.types import EnforcedLimits, ExternalLimits, LimitsReq, ScheduleReqEntry
@@ -231,17 +233,19 @@ class Service:
             await self._start_simulation()
         elif self.config.meter:
             await self._start_meter(self.config.meter.host, self.config.meter.port)
-        if self.config.http_api:
-            api = HttpApi(self.config.http_api, self.variables, self.environment)
-            port = await api.start()
-            log.info("HTTP variables API on %s:%d", self.config.http_api.host, port)
+        if http := self.config.http_api:
+            api = HttpApi(http, self.variables, self.environment)
             self._stoppers.append(api.stop)
+            with listening("http_api", http.host, http.port):
+                port = await api.start()
+            log.info("HTTP variables API on %s:%d", http.host, port)
         if self.config.grpc:
             server = GrpcServer(self.config.grpc, self.manager, self.variables,
                                 self.environment)
-            port = await server.start()
-            log.info("gRPC API on %s:%d", self.config.grpc.host, port)
             self._stoppers.append(server.stop)
+            with listening("grpc", self.config.grpc.host, self.config.grpc.port):
+                port = await server.start()
+            log.info("gRPC API on %s:%d", self.config.grpc.host, port)
         if self.config.sunspec:
             await self._start_sunspec()
         if self.config.ripple:
@@ -253,9 +257,10 @@ class Service:
         if self.config.csms:
             csms = self._csms = CsmsServer(self.config.csms, self.manager,
                                            clock=self.manager.clock)
-            await csms.start()
-            log.info("OCPP CSMS for chargers on %s:%d", self.config.csms.host, csms.port)
             self._stoppers.append(csms.stop)
+            with listening("csms", self.config.csms.host, self.config.csms.port):
+                await csms.start()
+            log.info("OCPP CSMS for chargers on %s:%d", self.config.csms.host, csms.port)
         await self._start_sessions()
         if not self.simulate:
             self._tasks.append(asyncio.create_task(self._session_loop(), name="et-sessions"))
@@ -283,8 +288,9 @@ class Service:
             self.sessions = gateway
         else:
             db = Database(self._state_dir / "sessions.sqlite")
-            self.sessions = SessionTracker(SessionLog(db), self._tariff)
-            self._stoppers.append(_closer(db))
+            writer = BatchWriter(db.path, "session log", self.config.session_log_interval_s)
+            self._stoppers.append(_closer(db, writer))
+            self.sessions = SessionTracker(SessionLog(db, writer), self._tariff)
         self._feed = SimulatedFeed(self.sessions)
         if self._csms is not None:  # id tags of OCPP chargers' sessions
             self._csms.event_sink = self.sessions
@@ -340,7 +346,8 @@ class Service:
             if watts is not None:
                 self._percent = round(100.0 * watts / self.connection_power_w(), 3)
         server = SunSpecServer(self.config.sunspec, self._sunspec_values, self._on_sunspec)
-        port = await server.start()
+        with listening("sunspec", self.config.sunspec.host, self.config.sunspec.port):
+            port = await server.start()
         log.info("SunSpec Modbus server on %s:%d", self.config.sunspec.host, port)
         self._stoppers.append(server.stop)
 
@@ -455,8 +462,9 @@ class Service:
             await asyncio.sleep(self.config.status_interval_s)
 
 
-def _closer(db: Database) -> Callable[[], Awaitable[None]]:
+def _closer(db: Database, writer: BatchWriter) -> Callable[[], Awaitable[None]]:
     async def close() -> None:
+        await asyncio.to_thread(writer.close)  # the last batch and a checkpoint
         db.close()
 
     return close

@@ -22,7 +22,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+)
 
 from energytree.errors import ConfigError
 from energytree.types import (
@@ -36,7 +44,14 @@ from energytree.types import (
 
 __all__ = ["EvseConfig", "FuseConfig", "GridConfig", "SiteConfig", "site_request"]
 
-Limit = Annotated[float | str, Field(union_mode="left_to_right")]
+def _not_negative(value: float | str) -> float | str:
+    """A limit of a negative number makes no sense (a formula is checked when evaluated)."""
+    if isinstance(value, float | int) and value < 0:
+        raise ValueError(f"must not be negative (got {value:g}); 0 blocks the node")
+    return value
+
+
+Limit = Annotated[float | str, Field(union_mode="left_to_right"), AfterValidator(_not_negative)]
 Resolver = Callable[[str], float | None]
 PhaseRotation = Literal["L1L2L3", "L2L3L1", "L3L1L2", "L1L3L2", "L3L2L1", "L2L1L3"]
 
