@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 from energytree.errors import ConfigError, EnergyTreeError, RequestError
 from energytree.inputs import load_prices, load_request
+from energytree.logs import tame_library_loggers
 from energytree.plan import Plan
 from energytree.problem import PlanOptions, Problem, build_problem
 from energytree.types import (
@@ -395,6 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    tame_library_loggers(args.verbose)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
