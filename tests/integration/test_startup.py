@@ -160,3 +160,20 @@ async def test_limits_watch_ends_quietly_on_a_closed_pipe(tmp_path: Path) -> Non
     assert out.startswith(b"[") and out.count(b"\n") == 1
     assert err == b""
     assert status == 0
+
+
+def test_a_silent_meter_is_one_warning_not_a_line_per_poll(tmp_path: Path) -> None:
+    """pymodbus would print "No response received" on every poll, with hex dumps."""
+    site = tmp_path / "site.yaml"
+    with taken_port() as port:  # accepts connections (the backlog), never answers
+        meter = {"register_map": "socomec-countis-e27", "host": "127.0.0.1", "port": port,
+                 "timeout_s": 0.3, "poll_interval_s": 0.2, "reconnect_max_s": 0.5}
+        site.write_text(yaml.safe_dump({**HOME, "meter": meter}), encoding="utf-8")
+        result = subprocess.run(
+            [sys.executable, "-m", "energytree", "serve", str(site), "--duration", "4",
+             "--state-dir", str(tmp_path / "state")],
+            capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "WARNING adapters.meter.client: Communication warning for modbus unit" in lines[0]
