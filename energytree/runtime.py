@@ -62,6 +62,7 @@ __all__ = ["Service"]
 
 log = logging.getLogger(__name__)
 FORMULA = "formula"
+_SECTION_NAMES = {"sunspec": "sunspec", "ripple": "ripple", "ocpp": "ocpp_upstream"}
 
 
 class Service:
@@ -100,6 +101,7 @@ class Service:
         )
         if config.prices:
             self.manager.set_prices(load_prices(config.prices))
+        self._forget_unconfigured(state_dir / "manager.json")
         self.variables.subscribe(self._on_variables)
         self._parts: list[tuple[str, Awaitable[None] | None]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -109,6 +111,20 @@ class Service:
         self.sessions: SessionTracker | Gateway | None = None
         self._csms: CsmsServer | None = None
         self._upstream: UpstreamClient | None = None
+
+    def _forget_unconfigured(self, state_file: Path) -> None:
+        """What the site file no longer configures is not used from old state (and is said)."""
+        if not self.config.prices and self.manager.prices:
+            log.warning("%s: dropping %d saved prices: the site file has no prices line",
+                        state_file, len(self.manager.prices))
+            self.manager.set_prices([])
+        sections = {"sunspec": self.config.sunspec, "ripple": self.config.ripple,
+                    "ocpp": self.config.ocpp_upstream}
+        for source, section in sections.items():
+            if section is None and self.manager.clear_external_limits(source):
+                log.warning("%s: dropping the saved %s limit: the site file has no %s section",
+                            state_file, source, _SECTION_NAMES[source])
+                self.audit.end(source, self.manager_now())
 
     # ---- §14a and the operator channels ------------------------------------------------
 
