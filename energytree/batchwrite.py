@@ -28,12 +28,18 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 from energytree.sqlitefile import open_database
 
-__all__ = ["CHECKPOINT_PAGES", "WAL_LIMIT_BYTES", "BatchWriter", "Statement"]
+__all__ = [
+    "CHECKPOINT_PAGES",
+    "WAL_LIMIT_BYTES",
+    "BatchWriter",
+    "Statement",
+    "thread_bytes_written",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +54,10 @@ Batch = dict[Hashable, tuple[Statement, ...]]
 class BatchWriter:
     """One write connection to a SQLite file, used only by its worker thread (see module)."""
 
-    def __init__(self, path: Path, what: str, interval_s: float = 300.0) -> None:
+    def __init__(self, path: Path, what: str, interval_s: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
+        self._clock = clock
         self.interval_s = interval_s
         self.batches = 0  # committed transactions, for benchmarks and tests
         self.bytes_written: int | None = None  # what the worker wrote to files (Linux)
@@ -66,7 +74,7 @@ class BatchWriter:
         self._submitted = 0  # submissions so far; ``_committed`` catches up after each batch
         self._committed = 0
         self._failures = 0
-        self._last_commit = time.monotonic()
+        self._last_commit = clock()
         self._thread = threading.Thread(target=self._run, name=f"write {path.name}", daemon=True)
         self._thread.start()
 
@@ -80,7 +88,8 @@ class BatchWriter:
             self._submitted += 1
             if urgent:
                 self._urgent = True
-            self._cond.notify()
+            if urgent or self._clock() - self._last_commit >= self.interval_s:
+                self._cond.notify()  # otherwise the worker sleeps until the interval is up
 
     def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> bool:
         """Wait until everything submitted so far is committed (False on timeout)."""
@@ -118,6 +127,7 @@ class BatchWriter:
                 if not self._due():
                     continue
                 batch, self._pending = self._pending, {}
+                self._last_commit = self._clock()  # the interval counts from this batch
                 seen, self._urgent, closing = self._submitted, False, self._closing
             if batch:
                 self._commit(batch, seen)
@@ -132,12 +142,12 @@ class BatchWriter:
             return True
         if self._urgent and not self._pending:  # a flush with nothing pending
             self._urgent = False
-        return bool(self._pending) and time.monotonic() - self._last_commit >= self.interval_s
+        return bool(self._pending) and self._clock() - self._last_commit >= self.interval_s
 
     def _wait_s(self) -> float | None:
         if not self._pending:
             return None
-        return max(0.0, self.interval_s - (time.monotonic() - self._last_commit))
+        return max(0.0, self.interval_s - (self._clock() - self._last_commit))
 
     def _commit(self, batch: Batch, seen: int) -> None:
         try:
@@ -158,9 +168,8 @@ class BatchWriter:
                         self.path, self._failures)
             self._failures = 0
         self.batches += 1
-        self.bytes_written = _thread_bytes_written()
+        self.bytes_written = thread_bytes_written()
         with self._cond:
-            self._last_commit = time.monotonic()
             self._committed = max(self._committed, seen)
             self._cond.notify_all()
 
@@ -173,13 +182,13 @@ class BatchWriter:
         with self._cond:
             batch.update(self._pending)
             self._pending = batch
-            self._last_commit = time.monotonic()
+            self._last_commit = self._clock()
             if self._closing:  # nothing more will come: give up on what cannot be written
                 log.error("%s: %d changes were not written", self.path, len(self._pending))
                 self._pending = {}
 
 
-def _thread_bytes_written() -> int | None:
+def thread_bytes_written() -> int | None:
     """Bytes this thread has handed to write calls (Linux ``/proc/thread-self/io``)."""
     try:
         with open("/proc/thread-self/io", "rb") as io:
