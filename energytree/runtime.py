@@ -71,7 +71,11 @@ class Service:
     def __init__(self, config: ServiceConfig, state_dir: Path, simulate: bool = False) -> None:
         self.config = config
         self.simulate = simulate
-        state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{state_dir}: cannot use as the state directory: "
+                              f"{exc.strerror} (check --state-dir)") from exc
         self.zone = ZoneInfo(config.timezone)
         self.variables = VariableStore(state_dir / "variables.json")
         self.variables.load()

@@ -109,6 +109,17 @@ def test_a_corrupt_state_file_is_named(tmp_path: Path,
     assert str(state / "manager.json") in line and "invalid JSON" in line
 
 
+def test_a_state_directory_that_is_a_file_is_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(HOME), encoding="utf-8")
+    status = main(["serve", str(site), "--state-dir", str(site / "state")])
+    assert status == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"energytree serve: {site / 'state'}: cannot use as the state "
+                           "directory: Not a directory")
+
+
 def test_negative_currents_are_reported_by_line_for_every_field(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     site = tmp_path / "site.yaml"
