@@ -17,8 +17,8 @@ Usage::
     writer.flush()   # readers that must see everything wait for the worker
     writer.close()   # writes what is left, checkpoints the WAL
 
-The WAL is checkpointed every ``CHECKPOINT_PAGES`` pages and truncated to ``WAL_LIMIT_BYTES``,
-so it neither grows without bound nor is rewritten on every commit.
+The WAL is checkpointed every ``CHECKPOINT_PAGES`` pages and truncated to ``WAL_LIMIT_BYTES``
+(``open_database``), so it neither grows without bound nor is copied on every commit.
 """
 
 from __future__ import annotations
@@ -34,8 +34,6 @@ from pathlib import Path
 from energytree.sqlitefile import open_database
 
 __all__ = [
-    "CHECKPOINT_PAGES",
-    "WAL_LIMIT_BYTES",
     "BatchWriter",
     "Statement",
     "thread_bytes_written",
@@ -43,8 +41,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_PAGES = 256  # 1 MiB of 4 KiB pages between WAL checkpoints
-WAL_LIMIT_BYTES = 1 << 20
 FLUSH_TIMEOUT_S = 30.0
 
 Statement = tuple[str, tuple[object, ...]]
@@ -63,8 +59,6 @@ class BatchWriter:
         self.bytes_written: int | None = None  # what the worker wrote to files (Linux)
         self._conn = open_database(path, what, check_same_thread=False)
         self._conn.execute("PRAGMA synchronous=FULL")  # one fsync per batch, not per event
-        self._conn.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
-        self._conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._pending: Batch = {}
         self._unique = itertools.count()

@@ -15,16 +15,19 @@ from pathlib import Path
 
 from energytree.errors import ConfigError
 
-__all__ = ["open_database"]
+__all__ = ["CHECKPOINT_PAGES", "WAL_LIMIT_BYTES", "open_database"]
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_PAGES = 256  # 1 MiB of 4 KiB pages between WAL checkpoints
+WAL_LIMIT_BYTES = 1 << 20  # the WAL is truncated to this after a checkpoint
 WAL_HEADER_BYTES = 32
 WAL_FRAME_HEADER_BYTES = 24
 
 
 def open_database(path: Path, what: str, *, check_same_thread: bool = True) -> sqlite3.Connection:
-    """An autocommit connection to ``path`` in WAL mode; ConfigError if the file is damaged."""
+    """An autocommit connection to ``path`` in WAL mode with bounded checkpoints;
+    ConfigError if the file is damaged."""
     _report_torn_wal(path, what)
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread)
@@ -32,6 +35,8 @@ def open_database(path: Path, what: str, *, check_same_thread: bool = True) -> s
         raise ConfigError(f"{path}: cannot open the {what}: {exc}") from exc
     try:
         conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
     except sqlite3.Error as exc:
         conn.close()

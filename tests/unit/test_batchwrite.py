@@ -21,6 +21,7 @@ from adapters.ocpp.sessions import (
 from energytree.audit import AuditLog
 from energytree.batchwrite import BatchWriter
 from energytree.errors import ConfigError
+from energytree.sqlitefile import open_database
 from energytree.types import EvseState
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -168,3 +169,21 @@ def test_a_file_that_is_not_a_database_is_refused_and_kept(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match=r"audit\.sqlite: the audit log is damaged"):
         AuditLog(path)
     assert path.read_bytes() == b"x" * 4096
+
+
+def test_a_wal_cut_short_is_reported_and_the_log_continues(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    live = tmp_path / "live.sqlite"
+    writer = BatchWriter(live, "session log", interval_s=HOUR_S)
+    writer.submit(("CREATE TABLE t (k INTEGER PRIMARY KEY)", ()),
+                  ("INSERT INTO t VALUES (1)", ()), urgent=True)
+    assert writer.flush()
+    copy = tmp_path / "copy.sqlite"  # what a power cut in the middle of a frame leaves
+    copy.write_bytes(live.read_bytes())
+    Path(f"{copy}-wal").write_bytes(Path(f"{live}-wal").read_bytes() + b"\x00" * 100)
+    writer.close()
+    conn = open_database(copy, "session log")
+    assert conn.execute("SELECT k FROM t").fetchall() == [(1,)]
+    conn.close()
+    assert any("last write was cut short" in r.getMessage() and r.levelname == "WARNING"
+               for r in caplog.records)
