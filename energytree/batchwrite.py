@@ -78,12 +78,13 @@ class BatchWriter:
         with self._cond:
             if self._closing:
                 raise RuntimeError(f"{self.path}: the writer is closed")
+            first = not self._pending
             self._pending[("unique", next(self._unique)) if key is None else key] = statements
             self._submitted += 1
             if urgent:
                 self._urgent = True
-            if urgent or self._clock() - self._last_commit >= self.interval_s:
-                self._cond.notify()  # otherwise the worker sleeps until the interval is up
+            if urgent or first or self._clock() - self._last_commit >= self.interval_s:
+                self._cond.notify()  # else the worker already sleeps until the interval is up
 
     def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> bool:
         """Wait until everything submitted so far is committed (False on timeout)."""
@@ -117,9 +118,8 @@ class BatchWriter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(self._due, self._wait_s())
-                if not self._due():
-                    continue
+                while not self._due():
+                    self._cond.wait(self._wait_s())  # recomputed after every wake
                 batch, self._pending = self._pending, {}
                 self._last_commit = self._clock()  # the interval counts from this batch
                 seen, self._urgent, closing = self._submitted, False, self._closing

@@ -187,3 +187,10 @@ def test_a_wal_cut_short_is_reported_and_the_log_continues(
     conn.close()
     assert any("last write was cut short" in r.getMessage() and r.levelname == "WARNING"
                for r in caplog.records)
+
+
+def test_a_lone_change_is_written_when_its_interval_is_up(table: Path) -> None:
+    writer = BatchWriter(table, "test log", interval_s=0.2)
+    writer.submit(("INSERT INTO t VALUES (4, 4)", ()))  # not urgent, and nothing follows
+    assert eventually(lambda: rows(table, "SELECT k FROM t") == [(4,)])
+    writer.close()
