@@ -187,7 +187,10 @@ class Service:
         for node, field, formula in self._formulas:
             try:
                 value = max(0.0, formula.evaluate(env))
-                self._formula_failed.discard(f"{node}.{field}")
+                if f"{node}.{field}" in self._formula_failed:  # the fault ends: say so once
+                    self._formula_failed.discard(f"{node}.{field}")
+                    log.warning("formula %s of %s works again (recovered): %g",
+                                field, node, value)
             except EnergyTreeError as exc:
                 if f"{node}.{field}" not in self._formula_failed:
                     log.warning("formula %s of %s failed (%s); using 0", field, node, exc)
