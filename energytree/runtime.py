@@ -79,7 +79,6 @@ class Service:
         self.zone = ZoneInfo(config.timezone)
         self.variables = VariableStore(state_dir / "variables.json")
         self.variables.load()
-        self.audit = AuditLog(state_dir / "audit.sqlite")
         self._formulas = _site_formulas(config)
         self._formula_failed: set[str] = set()
         self._meter_reading: MeterReading | None = None
@@ -103,9 +102,14 @@ class Service:
             live_sources=self._formula_sources,
             has_meter=config.meter is not None,
         )
-        if config.prices:
-            self.manager.set_prices(load_prices(config.prices))
-        self._forget_unconfigured(state_dir / "manager.json")
+        self.audit = AuditLog(state_dir / "audit.sqlite")
+        try:
+            if config.prices:
+                self.manager.set_prices(load_prices(config.prices))
+            self._forget_unconfigured(state_dir / "manager.json")
+        except BaseException:
+            self.audit.close()  # its writer thread and file
+            raise
         self.variables.subscribe(self._on_variables)
         self._parts: list[tuple[str, Awaitable[None] | None]] = []
         self._tasks: list[asyncio.Task[None]] = []

@@ -3,7 +3,9 @@
 A scanner or a broken client can send thousands of requests a second. What it sends is
 refused before any handler, parser buffer or log line grows with it:
 
-- at most ``MAX_CONNECTIONS`` connections per listener; more are closed at once;
+- at most ``MAX_CONNECTIONS`` connections per listener and ``MAX_ACCEPTS_PER_S`` new ones a
+  second (a burst of ``MAX_CONNECTIONS``); more are closed at once, before a byte is read, so
+  the event loop spends on a flood a bounded share of its time;
 - a body larger than the application's limit (``Content-Length``) is refused with 413 without
   reading it, and a connection whose request was refused is closed, not drained;
 - more than ``MAX_HEADER_BYTES`` of request line and headers → 431 (a single line beyond
@@ -44,6 +46,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 64  # per listener: operators, gateways and a dashboard need a handful
+MAX_ACCEPTS_PER_S = 100.0  # new connections per listener and second, on average
 MAX_HEADER_BYTES = 8192  # request line and headers together → 431 beyond
 PARSER_LINE_BYTES = 16384  # one line beyond this is refused by aiohttp's parser (400)
 MAX_HEADER_COUNT = 64
@@ -118,7 +121,8 @@ class _Refused(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
-        CLIENT_ERRORS.note("connections refused (too many open)", str(peer and peer[0]))
+        CLIENT_ERRORS.note("connections refused (too many, or too fast)",
+                           str(peer and peer[0]))
         transport.close()
 
 
@@ -136,22 +140,42 @@ class Listener:
         await self.server.wait_closed()
 
 
+class _AcceptBudget:
+    """A token bucket: ``rate`` new connections a second, bursts of ``burst``."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
+        self.rate, self.burst, self._clock = rate, float(burst), clock
+        self._tokens, self._at = float(burst), clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
 async def serve_app(app: web.Application, host: str, port: int, tls: ssl.SSLContext | None,
-                    max_connections: int = MAX_CONNECTIONS) -> Listener:
-    """Listen on ``host:port`` (0: a free port) with the door's connection bound."""
+                    max_connections: int = MAX_CONNECTIONS,
+                    max_accepts_per_s: float = MAX_ACCEPTS_PER_S) -> Listener:
+    """Listen on ``host:port`` (0: a free port) behind the door's connection bounds."""
     logging.getLogger("aiohttp.server").addFilter(_FILTER)  # a filter is added only once
     runner = web.AppRunner(app, shutdown_timeout=5.0, access_log=None, **HANDLER_ARGS)
     await runner.setup()
     handlers = runner.server
     assert handlers is not None
+    loop = asyncio.get_running_loop()
+    budget = _AcceptBudget(max_accepts_per_s, max_connections, loop.time)
 
     def protocol() -> asyncio.Protocol:
-        if len(handlers.connections) >= max_connections:
+        if len(handlers.connections) >= max_connections or not budget.take():
             return _Refused()
         return handlers()
 
     try:
-        server = await asyncio.get_running_loop().create_server(
+        server = await loop.create_server(
             protocol, host, port, ssl=tls, backlog=max_connections)
     except BaseException:
         await runner.cleanup()

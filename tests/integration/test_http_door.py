@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapters.http import HttpApi, HttpApiConfig, door
+from adapters.http import HttpApi, HttpApiConfig, build_app, door
 from energytree.formula import MappingEnvironment
 from energytree.logs import RateLimitedLog
 from energytree.runtime import Service
@@ -133,3 +133,20 @@ async def test_connections_beyond_the_bound_are_closed_at_once(api: HttpApi) -> 
             except httpx.TransportError:
                 await asyncio.sleep(0.05)
         assert response.status_code == 200
+
+
+async def test_connections_beyond_the_accept_rate_are_closed(tmp_path: Path) -> None:
+    store = VariableStore(tmp_path / "variables.json")
+    app = build_app(store, lambda: MappingEnvironment({}), credentials=None)
+    listener = await door.serve_app(app, "127.0.0.1", 0, None, max_connections=4,
+                                    max_accepts_per_s=0.001)  # a burst of 4, then ~nothing
+    try:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            url = f"http://127.0.0.1:{listener.port}/cnf"
+            for _ in range(4):
+                response = await client.get(url, params={"cmd": "get_cm_vars"})
+                assert response.status_code == 200
+            with pytest.raises(httpx.TransportError):
+                await client.get(url, params={"cmd": "get_cm_vars"})
+    finally:
+        await listener.stop()
