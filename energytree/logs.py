@@ -10,6 +10,7 @@ every malformed request a scanner sends; ``tame_library_loggers`` sets them to o
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,12 @@ LIBRARY_LEVELS = {
 
 
 def tame_library_loggers(verbose: bool = False) -> None:
-    """Set the libraries' loggers to our levels (``verbose`` lets their warnings through)."""
+    """Set the libraries' loggers to our levels (``verbose`` lets their warnings through).
+
+    gRPC's C core writes to stderr itself ("E… add_port.cc … Failed to add port"): its level
+    comes from ``GRPC_VERBOSITY``, read when grpc is first imported, so call this before.
+    """
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR" if verbose else "NONE")
     for name, level in LIBRARY_LEVELS.items():
         logging.getLogger(name).setLevel(min(level, logging.WARNING) if verbose else level)
 

@@ -188,3 +188,18 @@ def test_a_silent_meter_is_one_warning_not_a_line_per_poll(tmp_path: Path) -> No
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert "WARNING adapters.meter.client: Communication warning for modbus unit" in lines[0]
+
+
+def test_grpc_core_adds_nothing_to_the_one_line(tmp_path: Path) -> None:
+    """gRPC's C core writes its own "Failed to add port" line to stderr unless told not to."""
+    site = tmp_path / "site.yaml"
+    with taken_port() as port:
+        site.write_text(yaml.safe_dump({**HOME, "grpc": {"port": port}}), encoding="utf-8")
+        result = subprocess.run(
+            [sys.executable, "-m", "energytree", "serve", str(site),
+             "--state-dir", str(tmp_path / "state")],
+            capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"energytree serve: grpc: cannot listen on 127.0.0.1:{port}, probably in use: stop the "
+        f"program that uses port {port} or set another grpc.port in the site file"]
