@@ -42,12 +42,12 @@ class AuditLog:
     """An append-only log of operator commands in a SQLite file (or in memory)."""
 
     def __init__(self, path: Path | str = ":memory:") -> None:
-        if str(path) == ":memory:":
+        self._path = None if str(path) == ":memory:" else Path(path)
+        self._writer: BatchWriter | None = None  # started by the first write (not for exports)
+        if self._path is None:
             self._db = sqlite3.connect(":memory:", isolation_level=None)
-            self._writer: BatchWriter | None = None
         else:
-            self._db = open_database(Path(path), "audit log")
-            self._writer = BatchWriter(Path(path), "audit log")
+            self._db = open_database(self._path, "audit log")
         self._db.execute(SCHEMA)
 
     def record(self, source: str, at: datetime, value: float | None, unit: str,
@@ -63,7 +63,9 @@ class AuditLog:
 
     def _write(self, *statements: Statement) -> None:
         """One transaction: "end the old, add the new" is atomic."""
-        if self._writer is not None:
+        if self._path is not None:
+            if self._writer is None:
+                self._writer = BatchWriter(self._path, "audit log")
             self._writer.submit(*statements, urgent=True)
             return
         with self._db:  # autocommit connection: BEGIN makes the statements one transaction
