@@ -135,7 +135,7 @@ class RippleReceiver:
         self.level = level_for(None, config)
         self._on_change = on_change
         self._client: AsyncModbusTcpClient | None = None
-        self._failing = False
+        self._failing = 0  # failed reads in a row
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -170,10 +170,12 @@ class RippleReceiver:
             if not self._failing:
                 log.warning("Ripple-control receiver %s: read failed (%s); using failsafe level",
                             self.where, exc)
+            self._failing += 1
         else:
             if self._failing:
-                log.info("Ripple-control receiver %s: contacts readable again", self.where)
-        self._failing = inputs is None
+                log.warning("Ripple-control receiver %s: contacts readable again: recovered "
+                            "after %d failed reads", self.where, self._failing)
+            self._failing = 0
         self._apply(inputs)
         return self.level
 

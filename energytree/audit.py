@@ -3,8 +3,9 @@
 Each command is one record (source, start, end, value, unit, grid power at the start, and the
 channel and identity it came through: ``http``/``admin``, ``grpc``/``operator@ipv4:…``,
 ``sunspec``/the Modbus master's address). A new command from the same source ends the
-previous one. Records live in SQLite, so they survive
-restarts and crashes, and export as CSV.
+previous one. Records live in SQLite, so they survive restarts and crashes, and export as CSV.
+A log in a file is written by a ``BatchWriter``: each command is committed at once, but on the
+writer's thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
+from energytree.batchwrite import BatchWriter, Statement
+from energytree.sqlitefile import open_database
 from energytree.types import format_timestamp
 
 __all__ = ["AuditLog"]
@@ -36,14 +39,21 @@ CREATE TABLE IF NOT EXISTS commands (
 COLUMNS = ("source", "start", "end", "value", "unit", "grid_power_w", "detail", "channel",
            "identity")
 ADDED_COLUMNS = ("channel", "identity")  # files written before they existed lack them
+_END = "UPDATE commands SET end = ? WHERE source = ? AND end IS NULL"
+_INSERT = (f"INSERT INTO commands ({', '.join(COLUMNS[:2] + COLUMNS[3:])}) "
+           f"VALUES ({', '.join('?' * (len(COLUMNS) - 1))})")
 
 
 class AuditLog:
     """An append-only log of operator commands in a SQLite file (or in memory)."""
 
     def __init__(self, path: Path | str = ":memory:") -> None:
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL" if str(path) != ":memory:" else "SELECT 1")
+        self._path = None if str(path) == ":memory:" else Path(path)
+        self._writer: BatchWriter | None = None  # started by the first write (not for exports)
+        if self._path is None:
+            self._db = sqlite3.connect(":memory:", isolation_level=None)
+        else:
+            self._db = open_database(self._path, "audit log")
         self._db.execute(SCHEMA)
         present = {row[1] for row in self._db.execute("PRAGMA table_info(commands)")}
         for column in ADDED_COLUMNS:
@@ -56,26 +66,29 @@ class AuditLog:
                identity: str = "") -> None:
         """A command from ``source`` took effect at ``at``; it ends the previous one."""
         stamp = format_timestamp(at)
-        with self._db:  # autocommit connection: BEGIN makes "end the old, add the new" atomic
-            self._db.execute("BEGIN")
-            self._db.execute(
-                "UPDATE commands SET end = ? WHERE source = ? AND end IS NULL", (stamp, source)
-            )
-            self._db.execute(
-                "INSERT INTO commands (source, start, value, unit, grid_power_w, detail, "
-                "channel, identity) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (source, stamp, value, unit, grid_power_w, detail, channel, identity),
-            )
+        self._write((_END, (stamp, source)),
+                    (_INSERT, (source, stamp, value, unit, grid_power_w, detail, channel,
+                               identity)))
 
     def end(self, source: str, at: datetime) -> None:
         """The command of ``source`` was withdrawn."""
-        with self._db:
-            self._db.execute(
-                "UPDATE commands SET end = ? WHERE source = ? AND end IS NULL",
-                (format_timestamp(at), source),
-            )
+        self._write((_END, (format_timestamp(at), source)))
+
+    def _write(self, *statements: Statement) -> None:
+        """One transaction: "end the old, add the new" is atomic."""
+        if self._path is not None:
+            if self._writer is None:
+                self._writer = BatchWriter(self._path, "audit log")
+            self._writer.submit(*statements, urgent=True)
+            return
+        with self._db:  # autocommit connection: BEGIN makes the statements one transaction
+            self._db.execute("BEGIN")
+            for sql, params in statements:
+                self._db.execute(sql, params)
 
     def rows(self) -> list[dict[str, object]]:
+        if self._writer is not None:
+            self._writer.flush()
         cursor = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM commands ORDER BY id")
         return [dict(zip(COLUMNS, row, strict=True)) for row in cursor]
 
@@ -87,4 +100,6 @@ class AuditLog:
         return out.getvalue()
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
         self._db.close()

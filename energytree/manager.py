@@ -604,6 +604,15 @@ class EnergyManager:
         if loaded is not None:
             self._leases, self._live.targets, self._live.prices = loaded
             self._drop_orphan_leases()
+            self._drop_orphan_targets()
+
+    def _drop_orphan_targets(self) -> None:
+        """A target of an EVSE the site no longer has is not kept for a namesake later."""
+        known = {node.uuid for node in Tree.from_request(self._tree_source(self._clock.now()))}
+        for uuid in [uuid for uuid in self._live.targets if uuid not in known]:
+            log.warning("%s: dropping the target of EVSE %r: the tree has no such EVSE",
+                        self._state_path, uuid)
+            del self._live.targets[uuid]
 
     def _drop_orphan_leases(self) -> None:
         """A lease on a node the (changed) site no longer has could only stop every plan."""

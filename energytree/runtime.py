@@ -40,6 +40,7 @@ from adapters.ocpp.upstream import GridReading, UpstreamClient
 from adapters.ripple import RippleLevel, RippleReceiver
 from adapters.sunspec import MeterValues, Parameters, SetPercent, SunSpecServer, SunSpecValues
 from energytree.audit import AuditLog
+from energytree.batchwrite import BatchWriter
 from energytree.errors import ConfigError, EnergyTreeError, RequestError
 from energytree.formula import Formula
 from energytree.formulaenv import EvseFacts, LiveFacts, SiteEnvironment, facts_to_names
@@ -53,6 +54,7 @@ from energytree.service import ServiceConfig
 from energytree.simservice import SiteSimulation
 from energytree.simulation import SimulatedEvse
 from energytree.site import FuseConfig, GridConfig, evse_configs, site_request
+from energytree.startup import listening
 from energytree.statusview import render_status
 from energytree.tasks import cancel_and_wait
 from energytree.types import ExternalLimits, LimitsReq, ScheduleReqEntry
@@ -70,6 +72,7 @@ SUNSPEC_FILE = "sunspec.json"  # the percentage last written to 40968
 PERCENT_VARIABLE = "_max_total_current_prc"  # cFos's writable percentage of the connection
 RIPPLE = Origin("ripple", "contacts")
 SUNSPEC = Origin("sunspec", "Modbus master")  # Modbus TCP carries no identity
+_SECTION_NAMES = {"sunspec": "sunspec", "ripple": "ripple", "ocpp": "ocpp_upstream"}
 
 
 class Service:
@@ -78,15 +81,19 @@ class Service:
     def __init__(self, config: ServiceConfig, state_dir: Path, simulate: bool = False) -> None:
         self.config = config
         self.simulate = simulate
-        state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{state_dir}: cannot use as the state directory: "
+                              f"{exc.strerror} (check --state-dir)") from exc
         self.zone = ZoneInfo(config.timezone)
         self.variables = VariableStore(state_dir / "variables.json")
         self.variables.load()
-        self.audit = AuditLog(state_dir / "audit.sqlite")
         self._formulas = _site_formulas(config)
         self._percent_formula = Formula.parse(
             f"{self.percent_base_w()!r} * CM.{PERCENT_VARIABLE} / 100")
-        self._formula_failed: set[str] = set()
+        self._formula_failed: set[str] = set()  # failing now: its recovery is logged
+        self._formula_told: set[str] = set()  # failing and logged since the last change
         self._meter_reading: MeterReading | None = None
         self._inputs: tuple[float | None, float | None] = (None, None)
         self._percent: float | None = None
@@ -111,8 +118,14 @@ class Service:
             live_sources=self._formula_sources,
             has_meter=config.meter is not None,
         )
-        if config.prices:
-            self.manager.set_prices(load_prices(config.prices))
+        self.audit = AuditLog(state_dir / "audit.sqlite")
+        try:
+            if config.prices:
+                self.manager.set_prices(load_prices(config.prices))
+            self._forget_unconfigured(state_dir / "manager.json")
+        except BaseException:
+            self.audit.close()  # its writer thread and file
+            raise
         self.variables.subscribe(self._on_variables)
         self._parts: list[tuple[str, Awaitable[None] | None]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -123,6 +136,20 @@ class Service:
         self.sessions: SessionTracker | Gateway | None = None
         self._csms: CsmsServer | None = None
         self._upstream: UpstreamClient | None = None
+
+    def _forget_unconfigured(self, state_file: Path) -> None:
+        """What the site file no longer configures is not used from old state (and is said)."""
+        if not self.config.prices and self.manager.prices:
+            log.warning("%s: dropping %d saved prices: the site file has no prices line",
+                        state_file, len(self.manager.prices))
+            self.manager.set_prices([])
+        sections = {"sunspec": self.config.sunspec, "ripple": self.config.ripple,
+                    "ocpp": self.config.ocpp_upstream}
+        for source, section in sections.items():
+            if section is None and self.manager.clear_external_limits(source):
+                log.warning("%s: dropping the saved %s limit: the site file has no %s section",
+                            state_file, source, _SECTION_NAMES[source])
+                self.audit.end(source, self.manager_now())
 
     # ---- §14a and the operator channels ------------------------------------------------
 
@@ -164,7 +191,7 @@ class Service:
 
     def _on_variables(self, names: frozenset[str], origin: Origin) -> None:
         """Variables changed (``set_cm_vars``): formulas apply them at once; the audit logs them."""
-        self._formula_failed.clear()  # a failing formula is logged again once after a change
+        self._formula_told.clear()  # a failing formula is logged again once after a change
         self.manager.notify()
         now = self.manager_now()
         views = {view.name.casefold(): view for view in self.variables.get_all(self.environment())}
@@ -211,11 +238,15 @@ class Service:
         key = f"{node}.{field} = {formula.source}"
         try:
             value = max(0.0, formula.evaluate(env))
-            self._formula_failed.discard(key)
+            if key in self._formula_failed:  # the fault ends: say so once
+                self._formula_failed.discard(key)
+                self._formula_told.discard(key)
+                log.warning("formula %s of %s works again (recovered): %g", field, node, value)
         except EnergyTreeError as exc:
-            if key not in self._formula_failed:
-                log.warning("formula %s failed, using 0: %s", key, exc)
-                self._formula_failed.add(key)
+            self._formula_failed.add(key)
+            if key not in self._formula_told:
+                log.warning("formula %s of %s failed (%s); using 0", field, node, exc)
+                self._formula_told.add(key)
             value = 0.0
         return value
 
@@ -264,17 +295,19 @@ class Service:
             await self._start_simulation()
         elif self.config.meter:
             await self._start_meter(self.config.meter.host, self.config.meter.port)
-        if self.config.http_api:
-            api = HttpApi(self.config.http_api, self.variables, self.environment)
-            port = await api.start()
-            log.info("HTTP variables API on %s:%d", self.config.http_api.host, port)
+        if http := self.config.http_api:
+            api = HttpApi(http, self.variables, self.environment)
             self._stoppers.append(api.stop)
+            with listening("http_api", http.host, http.port):
+                port = await api.start()
+            log.info("HTTP variables API on %s:%d", http.host, port)
         if self.config.grpc:
             server = GrpcServer(self.config.grpc, self.manager, self.variables,
                                 self.environment, self.audit)
-            port = await server.start()
-            log.info("gRPC API on %s:%d", self.config.grpc.host, port)
             self._stoppers.append(server.stop)
+            with listening("grpc", self.config.grpc.host, self.config.grpc.port):
+                port = await server.start()
+            log.info("gRPC API on %s:%d", self.config.grpc.host, port)
         if self.config.sunspec:
             await self._start_sunspec()
         if self.config.ripple:
@@ -287,9 +320,10 @@ class Service:
             csms = self._csms = CsmsServer(_under(self.config.csms, "state_path",
                                                   self._state_dir / "csms.json"),
                                            self.manager, clock=self.manager.clock)
-            await csms.start()
-            log.info("OCPP CSMS for chargers on %s:%d", self.config.csms.host, csms.port)
             self._stoppers.append(csms.stop)
+            with listening("csms", self.config.csms.host, self.config.csms.port):
+                await csms.start()
+            log.info("OCPP CSMS for chargers on %s:%d", self.config.csms.host, csms.port)
         await self._start_sessions()
         if not self.simulate:
             self._tasks.append(asyncio.create_task(self._session_loop(), name="et-sessions"))
@@ -317,8 +351,9 @@ class Service:
             self.sessions = gateway
         else:
             db = Database(self._state_dir / "sessions.sqlite")
-            self.sessions = SessionTracker(SessionLog(db), self._tariff)
-            self._stoppers.append(_closer(db))
+            writer = BatchWriter(db.path, "session log", self.config.session_log_interval_s)
+            self._stoppers.append(_closer(db, writer))
+            self.sessions = SessionTracker(SessionLog(db, writer), self._tariff)
         self._feed = SimulatedFeed(self.sessions)
         if self._csms is not None:  # id tags of OCPP chargers' sessions
             self._csms.event_sink = self.sessions
@@ -381,7 +416,8 @@ class Service:
             if isinstance(percent, int | float) and not isinstance(percent, bool):
                 self._percent = float(percent)
         server = SunSpecServer(self.config.sunspec, self._sunspec_values, self._on_sunspec)
-        port = await server.start()
+        with listening("sunspec", self.config.sunspec.host, self.config.sunspec.port):
+            port = await server.start()
         log.info("SunSpec Modbus server on %s:%d", self.config.sunspec.host, port)
         self._stoppers.append(server.stop)
 
@@ -506,8 +542,9 @@ def _under(section: SectionT, field: str, default: Path) -> SectionT:
     return section.model_copy(update={field: default})
 
 
-def _closer(db: Database) -> Callable[[], Awaitable[None]]:
+def _closer(db: Database, writer: BatchWriter) -> Callable[[], Awaitable[None]]:
     async def close() -> None:
+        await asyncio.to_thread(writer.close)  # the last batch and a checkpoint
         db.close()
 
     return close

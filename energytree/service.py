@@ -117,6 +117,11 @@ class ServiceConfig(SiteConfig):
     plan_budget_s: float = Field(2.0, gt=0, le=60)
     status_interval_s: float = Field(5.0, gt=0)
     prices: str | None = Field(None, description="price file (JSON or CSV)")
+    session_log_interval_s: float = Field(
+        300.0, ge=1, le=3600,
+        description="a running session's counters reach the disk at most this often "
+        "(starts and stops at once)",
+    )
     meter: MeterSection | None = None
     fourteen_a: FourteenASection = Field(default_factory=FourteenASection)
     http_api: HttpApiConfig | None = None
@@ -187,8 +192,8 @@ async def _serve(service: Service, duration: float | None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await service.start()
-    try:
+    try:  # a start that fails half-way stops what already runs
+        await service.start()
         if duration is None:
             await stop.wait()
         else:

@@ -67,9 +67,17 @@ def _number_or_formula(value: object) -> object:
     return value
 
 
+def _not_negative(value: float | str) -> float | str:
+    """A limit of a negative number makes no sense (a formula is checked when evaluated)."""
+    if isinstance(value, float | int) and value < 0:
+        raise ValueError(f"must not be negative (got {value:g}); 0 blocks the node")
+    return value
+
+
 FormulaText = Annotated[str, AfterValidator(_formula_text)]
-Limit = Annotated[
-    float | str, Field(union_mode="left_to_right"), BeforeValidator(_number_or_formula)]
+Limit = Annotated[float | str, Field(union_mode="left_to_right"),
+                  BeforeValidator(_number_or_formula), AfterValidator(_not_negative)]
+
 Resolver = Callable[[str], float | None]
 PhaseRotation = Literal["L1L2L3", "L2L3L1", "L3L1L2", "L1L3L2", "L3L2L1", "L2L1L3"]
 

@@ -44,7 +44,8 @@ def _describe(exc: ValidationError, root: yaml.Node | None, name: str) -> str:
         where = ".".join(str(p) for p in loc if not str(p).startswith("function-"))
         line = _line_of(root, loc)
         prefix = f"{name}:{line}" if line else name
-        lines.append(f"{prefix}: {where or '(top level)'}: {error['msg']}")
+        message = error["msg"].removeprefix("Value error, ")  # our own validators' messages
+        lines.append(f"{prefix}: {where or '(top level)'}: {message}")
     return "\n".join(lines)
 
 

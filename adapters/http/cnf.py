@@ -33,6 +33,7 @@ from typing import Self
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from adapters.http.door import Listener, door_middleware, serve_app
 from energytree.errors import ConfigError, FormulaError, RequestError
 from energytree.formula import FormulaEnvironment
 from energytree.variables import Origin, VariableStore, VariableView, items_from_json
@@ -258,7 +259,7 @@ def build_app(
     credentials: tuple[str, str] | None,
 ) -> web.Application:
     """The ``/cnf`` application; `credentials` None means the TLS layer authenticates."""
-    middlewares = [error_middleware]
+    middlewares = [door_middleware(MAX_BODY_BYTES), error_middleware]
     if credentials is not None:
         middlewares.append(basic_auth_middleware(*credentials))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
@@ -304,7 +305,7 @@ class HttpApi:
         self.environment = environment
         self.port: int | None = None
         self.smgw_port: int | None = None
-        self._runners: list[web.AppRunner] = []
+        self._listeners: list[Listener] = []
 
     async def start(self) -> int:
         """Start listening; returns the main listener's port."""
@@ -330,17 +331,15 @@ class HttpApi:
 
     async def stop(self) -> None:
         """Close the listeners and their connections."""
-        while self._runners:
-            await self._runners.pop().cleanup()
+        while self._listeners:
+            await self._listeners.pop().stop()
 
     async def _serve(
         self, app: web.Application, host: str, port: int, tls: ssl.SSLContext | None
     ) -> int:
-        runner = web.AppRunner(app, shutdown_timeout=5.0)
-        await runner.setup()
-        self._runners.append(runner)
-        await web.TCPSite(runner, host, port, ssl_context=tls).start()
-        return int(runner.addresses[-1][1])
+        listener = await serve_app(app, host, port, tls)
+        self._listeners.append(listener)
+        return listener.port
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -136,6 +136,8 @@ class GridMeterClient:
         self.last_error: str | None = None
         self._started_at = clock()
         self._last_good_at: float | None = None
+        self._failed_polls = 0  # since the fault began: the "recovered" line reports them
+        self._fault_since = self._started_at
         self._client: AsyncModbusTcpClient | None = None
         self._backoff_s = config.reconnect_min_s
         self._next_connect_at = self._started_at
@@ -258,6 +260,9 @@ class GridMeterClient:
 
     def _failed(self, reason: str) -> None:
         self.last_error = reason
+        if self._failed_polls == 0:
+            self._fault_since = self._clock()
+        self._failed_polls += 1
         since = self._started_at if self._last_good_at is None else self._last_good_at
         silent_s = self._clock() - since
         self._set_state(next_state(self.state, ok=False, silent_s=silent_s,
@@ -268,7 +273,12 @@ class GridMeterClient:
             return
         self.state = new
         prefix = f"modbus unit {self.unit} ({self.where})"
-        if new is MeterState.NORMAL:
+        if new is MeterState.NORMAL and self._failed_polls:  # the end of a fault
+            log.warning("TCP MODBUS unit %s connected via %s again: recovered after %d failed "
+                        "polls in %.0f s", self.unit, self.where, self._failed_polls,
+                        self._clock() - self._fault_since)
+            self._failed_polls = 0
+        elif new is MeterState.NORMAL:
             log.info("TCP MODBUS unit %s connected via %s", self.unit, self.where)
         elif new is MeterState.WARNING:
             log.warning("Communication warning for %s: %s", prefix, self.last_error)

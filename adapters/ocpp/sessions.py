@@ -2,7 +2,8 @@
 
 A ``SessionTracker`` turns events of the charger side (state changes, meter readings with the
 energy register, authorisations, explicit stops) into sessions and writes every change to a
-``SessionLog`` (SQLite, WAL, one transaction per change). It runs whether or not a supplier
+``SessionLog`` (SQLite, WAL; from a worker thread in batches when given a ``BatchWriter``,
+else one transaction per change). It runs whether or not a supplier
 backend is configured; the gateway listens to its changes. Usage::
 
     db = Database(Path("gateway.sqlite"))
@@ -38,6 +39,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, TextIO
 
+from energytree.batchwrite import BatchWriter
+from energytree.sqlitefile import open_database
 from energytree.types import EvseState
 
 __all__ = [
@@ -145,9 +148,8 @@ class Database:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn = open_database(path, "session log")
         self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")  # a queued message survives a power cut
         self.conn.execute("PRAGMA busy_timeout=5000")
         self._depth = 0
@@ -208,45 +210,88 @@ def _session(r: sqlite3.Row) -> Session:
         stop_reason=r["stop_reason"], meter_offset_wh=r["meter_offset_wh"])
 
 
-class SessionLog:
-    """The sessions table; every method is one transaction (or joins the caller's)."""
+_INSERT = (f"INSERT INTO sessions (id, {', '.join(_COLUMNS)}) "
+           f"VALUES (?, {', '.join('?' * len(_COLUMNS))})")
+_UPDATE = f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in _COLUMNS)} WHERE id = ?"
 
-    def __init__(self, db: Database) -> None:
+
+def _counters_only(old: Session, new: Session) -> bool:
+    """Only the running counters changed: steady state, not an event worth a write of its own."""
+    return replace(old, meter_last_wh=new.meter_last_wh, last_at=new.last_at,
+                   max_power_w=new.max_power_w, tariff_wh=new.tariff_wh) == new
+
+
+class SessionLog:
+    """The sessions table.
+
+    Without a ``writer`` every method is one transaction (or joins the caller's, as the
+    supplier gateway's outbox needs). With a ``BatchWriter`` the writes leave the event loop:
+    a start, stop or authorisation is committed at once, a running session's counters at
+    most every ``writer.interval_s`` (the EVSE's energy register is cumulative, so what a power
+    cut loses is caught up by the next reading). Readers see every change either way.
+    """
+
+    def __init__(self, db: Database, writer: BatchWriter | None = None) -> None:
         self.db = db
+        self.writer = writer
+        self._written: dict[int, Session] = {}  # open sessions as last handed to the writer
         with db.transaction() as conn:
             conn.execute(_SCHEMA)
             columns = {row["name"] for row in conn.execute("PRAGMA table_info(sessions)")}
             if "meter_offset_wh" not in columns:  # a log written before register resets counted
                 conn.execute(_OFFSET_COLUMN)
+            self._next_id = 1 + conn.execute("SELECT COALESCE(MAX(id), 0) FROM sessions"
+                                             ).fetchone()[0]
 
     def create(self, session: Session) -> Session:
         """Insert ``session`` (its ``id`` is ignored) and return it with the new id."""
-        marks = ", ".join("?" * len(_COLUMNS))
-        with self.db.transaction() as conn:
-            cur = conn.execute(f"INSERT INTO sessions ({', '.join(_COLUMNS)}) VALUES ({marks})",
-                               _row(session))
-        assert cur.lastrowid is not None
-        return replace(session, id=cur.lastrowid)
+        if self.writer is None:
+            with self.db.transaction() as conn:
+                cur = conn.execute(_INSERT, (None, *_row(session)))
+            assert cur.lastrowid is not None
+            return replace(session, id=cur.lastrowid)
+        session = replace(session, id=self._next_id)
+        self._next_id += 1
+        self.writer.submit((_INSERT, (session.id, *_row(session))), urgent=True)
+        self._written[session.id] = session
+        return session
 
     def update(self, session: Session) -> None:
-        sets = ", ".join(f"{c} = ?" for c in _COLUMNS)
-        with self.db.transaction() as conn:
-            conn.execute(f"UPDATE sessions SET {sets} WHERE id = ?", (*_row(session), session.id))
+        statement = (_UPDATE, (*_row(session), session.id))
+        if self.writer is None:
+            with self.db.transaction() as conn:
+                conn.execute(*statement)
+            return
+        old = self._written.get(session.id)
+        urgent = old is None or not _counters_only(old, session)
+        self.writer.submit(statement, key=("row", session.id), urgent=urgent)
+        if session.stop is None:
+            self._written[session.id] = session
+        else:
+            self._written.pop(session.id, None)
 
     def get(self, session_id: int) -> Session | None:
+        self._catch_up()
         row = self.db.conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
         return None if row is None else _session(row)
 
     def open_sessions(self) -> list[Session]:
         """Sessions without a stop: what was running when the process ended."""
+        self._catch_up()
         rows = self.db.conn.execute("SELECT * FROM sessions WHERE stop IS NULL ORDER BY id")
         return [_session(r) for r in rows]
 
     def sessions(self, since: datetime | None = None) -> list[Session]:
         """All sessions in start order, or those that started at or after ``since``."""
+        self._catch_up()
         rows = self.db.conn.execute("SELECT * FROM sessions ORDER BY id")
         found = [_session(r) for r in rows]
         return [s for s in found if since is None or s.start >= since]
+
+    def _catch_up(self) -> None:
+        """Reads see what the writer still holds (a rare wait: exports, gateway look-ups)."""
+        if self.writer is not None:
+            self.writer.flush()
 
     def write_csv(self, out: TextIO, since: datetime | None = None) -> int:
         """Write the sessions as CSV (RFC 4180, header first); return how many."""

@@ -1,7 +1,8 @@
 """Grid-meter client against a real pymodbus server (the simulator) on 127.0.0.1.
 
 The timeline is Alfen's §4.1: meter lost → WARNING at once (safe current), 2 minutes without
-valid data → ERROR logged once, meter back → NORMAL and "connected via host:port".
+valid data → ERROR logged once, meter back → NORMAL and "connected via host:port again",
+a warning with the count of failed polls.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ async def test_alfen_timeline_warning_error_recovery(
         assert await client.poll_once() is not None
         assert client.state is MeterState.NORMAL
         assert client_messages(caplog)[-1] == (
-            logging.INFO, f"TCP MODBUS unit 5 connected via {where}")
+            logging.WARNING, f"TCP MODBUS unit 5 connected via {where} again: recovered after "
+            "4 failed polls in 182 s")
         assert states == [MeterState.NORMAL, MeterState.WARNING, MeterState.ERROR,
                           MeterState.NORMAL]
     finally:

@@ -182,7 +182,8 @@ async def test_formulas_that_can_never_work_are_refused_at_the_door(
 
 
 def grid_formula_failures(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if "house.max_power_W" in r.getMessage()]
+    return [r.getMessage() for r in caplog.records
+            if "max_power_W of house failed" in r.getMessage()]
 
 
 async def test_a_formula_failing_on_its_names_is_shown_logged_once_and_falls_back(
