@@ -1,0 +1,176 @@
+"""The live site as plain JSON-ready data: what the page shows and ``/metrics`` exports.
+
+Everything is read through the manager's public status and getters, once per refresh, so the
+page, the live feed and the metrics agree. Infinite caps ("no limit") become ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+
+import numpy as np
+
+from energytree.manager import EnergyManager
+from energytree.problem import Problem, phase_usage
+from energytree.schedule import value_at
+from energytree.status import EvseStatus, SourceStatus, Status
+from energytree.types import OptimizerTarget, PhaseValues, Powermeter, format_timestamp
+from energytree.variables import VariableView
+
+__all__ = ["PHASE_NAMES", "SiteFeed", "finite", "live_snapshot", "node_rows"]
+
+PHASE_NAMES = ("L1", "L2", "L3")
+DRAW_A = 0.5  # a measured phase carrying more than this counts as in use [A]
+
+
+@dataclass(frozen=True)
+class SiteFeed:
+    """What the dashboard reads from the running service (callables: always the latest)."""
+
+    name: str
+    zone: tzinfo
+    manager: EnergyManager
+    variables: Callable[[], list[VariableView]]
+    connections: Callable[[], Mapping[str, bool]]
+
+
+def finite(value: float | None, digits: int = 3) -> float | None:
+    """A number for JSON: rounded, and None for "no limit" (inf) or unknown (NaN)."""
+    if value is None or not math.isfinite(value):
+        return None
+    return round(float(value), digits)
+
+
+def _stamp(moment: datetime | None) -> str | None:
+    return None if moment is None else format_timestamp(moment)
+
+
+def _phases(values: PhaseValues | None) -> list[float | None]:
+    if values is None:
+        return [None, None, None]
+    return [finite(getattr(values, name)) for name in PHASE_NAMES]
+
+
+def _target(target: OptimizerTarget | None) -> dict[str, object] | None:
+    if target is None:
+        return None
+    return {"energy_kwh": target.energy_amount_needed, "soc_percent": target.charge_to_max_percent,
+            "leave_time": _stamp(target.leave_time)}
+
+
+def _measured(meter: Powermeter | None) -> dict[str, object]:
+    """Measured draw per phase [A] and power [W]; what a status field offers wins."""
+    if meter is None:
+        return {"current_a": [None, None, None], "power_w": None, "phases": None}
+    amps = _phases(meter.current_A)
+    used = sum(1 for a in amps if a is not None and abs(a) > DRAW_A)
+    power = meter.power_W.total if meter.power_W else None
+    return {"current_a": amps, "power_w": finite(power),
+            "phases": used if meter.current_A else None}
+
+
+def _evse(evse: EvseStatus, meter: Powermeter | None) -> dict[str, object]:
+    measured = _measured(meter)
+    for name in ("measured_current_a", "measured_phases"):  # newer status fields, if present
+        value = getattr(evse, name, None)
+        if value is not None:
+            measured[name.removeprefix("measured_")] = (
+                [finite(a) for a in value] if isinstance(value, tuple | list) else value)
+    return {
+        "uuid": evse.uuid, "state": evse.state, "current_a": finite(evse.current_a, 2),
+        "phases": evse.phases, "power_w": finite(evse.power_w, 1), "reason": evse.reason,
+        "target": _target(evse.target), "planned_kwh": finite(evse.planned_kwh),
+        "shortfall_kwh": finite(evse.shortfall_kwh), "measured": measured,
+    }
+
+
+def _source(source: SourceStatus, manager: EnergyManager, now: datetime) -> dict[str, object]:
+    """One external limit source with the value it imposes now (W and/or A)."""
+    row: dict[str, object] = {
+        "name": source.name, "node": source.node_uuid, "valid_until": _stamp(source.expires_at),
+        "failsafe": source.in_failsafe, "binding": source.binding,
+        "channel": getattr(source, "channel", None) or source.name,
+        "value": getattr(source, "value", None), "unit": getattr(source, "unit", None),
+    }
+    lease = manager.leases.leases.get(source.name)
+    limits = lease.in_force(now) if lease is not None else None
+    entry = value_at(limits.schedule_import, now) if limits is not None else None
+    if row["value"] is None and entry is not None:
+        cap = entry.limits_to_root
+        if cap.total_power_W is not None:
+            row["value"], row["unit"] = finite(cap.total_power_W, 1), "W"
+        elif cap.ac_max_current_A is not None:
+            row["value"], row["unit"] = finite(cap.ac_max_current_A, 2), "A"
+    elif row["value"] is None and limits is not None:
+        row["value"], row["unit"] = 0.0, "W"  # an empty import schedule allows nothing
+    return row
+
+
+def node_rows(problem: Problem, evses: Mapping[str, EvseStatus], now: datetime
+              ) -> list[dict[str, object]]:
+    """Every node of the tree: per-phase draw of the EVSEs below it against its caps now.
+
+    ``binding`` is the phase with the least headroom (None without any current cap).
+    """
+    slot = problem.grid.index_at(now)
+    amps = np.array([max(evses[u].current_a, 0.0) if u in evses else 0.0
+                     for u in problem.evse_uuids])
+    phases = np.array([evses[u].phases if u in evses else 0 for u in problem.evse_uuids])
+    watts = np.array([max(evses[u].power_w, 0.0) if u in evses else 0.0
+                      for u in problem.evse_uuids])
+    per_phase = amps[:, None] * phase_usage(problem.phase_map, phases)
+    load_a = np.vstack([np.zeros(3), per_phase.cumsum(axis=0)])
+    load_w = np.concatenate([[0.0], watts.cumsum()])
+    rows = []
+    for node in problem.tree.nodes:
+        limits = problem.imp[node.index]
+        drawn = load_a[node.evse_hi] - load_a[node.evse_lo]
+        cap = limits.current_a[slot]
+        headroom = cap - drawn
+        binding = int(np.argmin(headroom)) if np.isfinite(cap).any() else None
+        rows.append({
+            "uuid": node.uuid, "depth": node.depth, "evse": node.is_evse,
+            "current_a": [finite(a, 2) for a in drawn],
+            "limit_a": [finite(a, 2) for a in cap],
+            "headroom_a": [finite(a, 2) for a in headroom],
+            "binding_phase": binding,
+            "limit_source": None if binding is None else str(limits.current_source[slot, binding]),
+            "power_w": finite(load_w[node.evse_hi] - load_w[node.evse_lo], 1),
+            "limit_w": finite(limits.power_w[slot], 1),
+            "power_source": str(limits.power_source[slot]),
+        })
+    return rows
+
+
+def _meter(status: Status) -> dict[str, object] | None:
+    meter = status.meter
+    if meter is None:
+        return None
+    amps = [None, None, None] if meter.current_a is None else [finite(a, 2)
+                                                                for a in meter.current_a]
+    return {"state": meter.state, "current_a": amps, "power_w": finite(meter.power_w, 1)}
+
+
+def live_snapshot(feed: SiteFeed) -> dict[str, object]:
+    """The whole live page as data (one status read)."""
+    manager = feed.manager
+    status = manager.status()
+    by_uuid = {e.uuid: e for e in status.evses}
+    plan = manager.plan
+    return {
+        "site": feed.name,
+        "now": _stamp(status.now),
+        "zone": str(feed.zone),
+        "plan": {"method": status.plan_method, "planned_at": _stamp(status.planned_at),
+                 "notes": list(status.plan_notes)},
+        "tree": [] if plan is None else node_rows(plan.problem, by_uuid, status.now),
+        "evses": [_evse(e, manager.measurement(e.uuid)) for e in status.evses],
+        "meter": _meter(status),
+        "sources": [_source(s, manager, status.now) for s in status.sources],
+        "variables": [{"name": v.name, "expr": v.expr, "value": finite(v.value, 6),
+                       "error": v.error} for v in feed.variables()],
+        "connections": dict(feed.connections()),
+    }
