@@ -113,6 +113,7 @@ class Service:
         self.sessions: SessionTracker | Gateway | None = None
         self._csms: CsmsServer | None = None
         self._upstream: UpstreamClient | None = None
+        self.dashboard: Dashboard | None = None
 
     # ---- §14a and the operator channels ------------------------------------------------
 
@@ -290,7 +291,7 @@ class Service:
         site = DashboardSite(feed, self.metrics, self.variables, self.audit,
                              lambda: getattr(self.sessions, "log", None), self._car_facts,
                              operator)
-        dashboard = Dashboard(config, site)
+        dashboard = self.dashboard = Dashboard(config, site)
         port = await dashboard.start()
         self.metrics.watch(dashboard.snapshot)
         scheme = "https" if config.tls_cert else "http"

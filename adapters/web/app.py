@@ -72,7 +72,7 @@ class DashboardSite:
 
 SITE = web.AppKey("site", DashboardSite)
 HUB = web.AppKey("hub", LiveHub)
-ROLE = "energytree_role"
+ROLE = web.RequestKey("role", str)
 
 
 def _static(name: str) -> bytes:
