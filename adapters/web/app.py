@@ -42,7 +42,7 @@ from adapters.web.metrics import CONTENT_TYPE, SiteMetrics
 from adapters.web.plandata import plan_chart
 from adapters.web.snapshot import SiteFeed, live_snapshot
 from energytree.audit import AuditLog
-from energytree.errors import ConfigError, NotFoundError
+from energytree.errors import ConfigError, FormulaError, NotFoundError, RequestError
 from energytree.variables import VariableStore
 
 __all__ = ["Dashboard", "DashboardSite", "build_app"]
@@ -158,6 +158,8 @@ async def set_variable(request: web.Request) -> web.Response:
         changed = request.app[SITE].variables.set_many([(name, expr)])
     except FormError as exc:
         return _form_errors(exc)
+    except (RequestError, FormulaError) as exc:  # the store names what is wrong
+        return _form_errors(FormError({"expr": str(exc)}))
     return web.json_response({"changed": sorted(changed)})
 
 

@@ -110,8 +110,8 @@ function phaseCell(node, k) {
 
 function renderTree(nodes) {
   fillTable("tree", nodes.map((n) => {
-    const name = el("span", { style: `padding-left:${n.depth * 0.8}em` },
-                    (n.evse ? "⚡ " : "▸ ") + n.uuid);
+    const name = el("span", {}, (n.evse ? "⚡ " : "▸ ") + n.uuid);
+    name.style.paddingLeft = `${n.depth * 0.8}em`;  // CSSOM: allowed by the page's CSP
     const power = `${num(n.power_w / 1000, 2)} / ${n.limit_w === null ? "∞" : num(n.limit_w / 1000, 2)}`;
     return [name, phaseCell(n, 0), phaseCell(n, 1), phaseCell(n, 2), power];
   }));
@@ -240,7 +240,9 @@ function drawPlan() {
   svg.append(svgEl("text", { x: 2, y: box.h - box.b }, "0"));
   $("#plan-legend").replaceChildren(...legend.map(([c, label]) => {
     const item = el("span");
-    item.append(el("i", { style: `background:${c}` }), label);
+    const swatch = el("i");
+    swatch.style.background = c;
+    item.append(swatch, label);
     return item;
   }));
 }
