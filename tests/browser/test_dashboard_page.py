@@ -20,6 +20,7 @@ import httpx
 from playwright.async_api import Error as PlaywrightError
 
 from energytree.runtime import Service
+from energytree.types import OptimizerTarget, PricePerKwh
 from tests.browser.chromium import browser
 from tests.dashboard_site import OPERATOR, VIEWER, http_api_url, running_demo
 
@@ -32,6 +33,14 @@ async def until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
     async with asyncio.timeout(timeout_s):
         while not condition():
             await asyncio.sleep(0.05)
+
+
+def day_prices(now: datetime) -> list[PricePerKwh]:
+    """A day of hourly prices: cheap at night, dear in the evening [EUR/kWh]."""
+    start = now.replace(minute=0, second=0, microsecond=0)
+    return [PricePerKwh(timestamp=start + timedelta(hours=h),
+                        value=0.18 + 0.2 * ((start.hour + h) % 24 in range(17, 21)))
+            for h in range(25)]
 
 
 def granted_text(service: Service) -> dict[str, str]:
@@ -66,6 +75,13 @@ async def test_page_shows_the_live_site(tmp_path: Path) -> None:
         assert tree == ["house", "garage", "carport"]
         await page.wait_for_selector("#plan-chart path")
         assert await page.locator("#tree .binding").count() >= 1  # the binding phase is marked
+        leave = service.manager_now() + timedelta(hours=7)
+        service.manager.set_prices(day_prices(service.manager_now()))
+        service.manager.set_target("garage", OptimizerTarget(energy_amount_needed=90,
+                                                             leave_time=leave))
+        await page.wait_for_selector("#plan-chart .price", timeout=20_000)
+        await page.wait_for_selector("#plan-chart .departure", state="attached")
+        await page.wait_for_selector("#plan-chart .shortfall")  # 90 kWh do not fit in 7 h
         assert await page.text_content("#meter") != "no grid meter"
         assert await page.is_hidden("#variable-form")  # a viewer reads variables only
         shot = tmp_path / "dashboard.png"

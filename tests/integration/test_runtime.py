@@ -408,6 +408,7 @@ def test_serve_simulated_home_runs_and_stops(tmp_path: Path) -> None:
     assert any(line.startswith("── energytree ") for line in lines), result.stdout
     assert any(line.startswith("garage ") for line in lines)
     assert any(line.startswith("carport ") for line in lines)
+    assert any(line.startswith("dashboard: http://127.0.0.1:") for line in lines)
     assert (tmp_path / "state" / "audit.sqlite").exists()
 
 

@@ -163,10 +163,12 @@ function axisTicks(svg, x, t0, t1, top, bottom) {
     const d = new Date(t * 1000);
     const day = new Intl.DateTimeFormat("en-GB", { timeZone: zone, weekday: "short",
                                                   day: "numeric", month: "short" }).format(d);
-    const label = localTime(d.toISOString()) + (day !== lastDay ? ` ${day}` : "");
-    lastDay = day;
     svg.append(svgEl("line", { x1: x(t), x2: x(t), y1: top, y2: bottom, stroke: "#0002" }));
-    svg.append(svgEl("text", { x: x(t) + 2, y: bottom + 14 }, label));
+    svg.append(svgEl("text", { x: x(t) + 2, y: bottom + 13 }, localTime(d.toISOString())));
+    if (day !== lastDay) {  // the date under the first tick of each day
+      svg.append(svgEl("text", { x: x(t) + 2, y: bottom + 26, "font-weight": "bold" }, day));
+    }
+    lastDay = day;
   }
 }
 
@@ -181,7 +183,7 @@ function stepPath(starts, end, values, x, y) {
 }
 
 function frame(svg, height) {
-  const box = { l: 46, r: 50, t: 14, b: 34, w: 800, h: height };
+  const box = { l: 46, r: 50, t: 14, b: 32, w: 800, h: height };
   svg.replaceChildren();
   const t0 = plan.starts[0], t1 = plan.end;
   const x = (t) => box.l + ((t - t0) / (t1 - t0)) * (box.w - box.l - box.r);
@@ -221,19 +223,20 @@ function drawPlan() {
     const lo = Math.min(...prices), hi = Math.max(...prices) + 1e-9;
     const py = (v) => box.h - box.b - ((v - lo) / (hi - lo)) * (box.h - box.t - box.b) * 0.9;
     svg.append(svgEl("path", { d: stepPath(plan.starts, t1, plan.price, x, py), fill: "none",
-                               stroke: "#c00", "stroke-width": 1.5 }));
+                               stroke: "#c00", "stroke-width": 1.5, class: "price" }));
     svg.append(svgEl("text", { x: box.w - box.r + 4, y: py(hi), fill: "#c00" }, num(hi, 3)));
     svg.append(svgEl("text", { x: box.w - box.r + 4, y: py(lo), fill: "#c00" }, num(lo, 3)));
     legend.push(["#c00", "price per kWh (right)"]);
   }
   for (const dep of plan.departures) {
     svg.append(svgEl("line", { x1: x(dep.at), x2: x(dep.at), y1: box.t, y2: box.h - box.b,
-                               stroke: "#555", "stroke-dasharray": "2 3" }));
+                               stroke: "#555", "stroke-dasharray": "2 3", class: "departure" }));
     svg.append(svgEl("text", { x: x(dep.at) + 2, y: box.t + 10 }, `⏏ ${dep.uuids.join(", ")}`));
   }
   for (const s of plan.shortfalls) {
     svg.append(svgEl("text", { x: x(s.at) - 2, y: box.t + 24, "text-anchor": "end",
-                               fill: "#a40e26" }, `▼ ${s.uuid} short ${num(s.kwh)} kWh`));
+                               fill: "#a40e26", class: "shortfall" },
+                     `▼ ${s.uuid} short ${num(s.kwh)} kWh`));
   }
   axisTicks(svg, x, t0, t1, box.t, box.h - box.b);
   svg.append(svgEl("text", { x: 2, y: box.t + 4 }, `${num(top, 0)} kW`));
