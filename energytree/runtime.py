@@ -286,7 +286,8 @@ class Service:
         assert config is not None
         api = self.config.http_api
         feed = SiteFeed(self.config.name, self.zone, self.manager,
-                        lambda: self.variables.get_all(self.environment()), self._connections)
+                        lambda: self.variables.get_all(self.environment()), self._connections,
+                        self._formula_sources)
         operator = None if api is None else (api.username, api.password.get_secret_value())
         site = DashboardSite(feed, self.metrics, self.variables, self.audit,
                              lambda: getattr(self.sessions, "log", None), self._car_facts,

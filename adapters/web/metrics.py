@@ -3,6 +3,7 @@ read from the live snapshot at scrape time (so a scrape always sees one consiste
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -136,17 +137,24 @@ def _node_gauges(snap: Snapshot) -> Iterator[GaugeMetricFamily]:
 
 
 def _source_gauges(snap: Snapshot) -> Iterator[GaugeMetricFamily]:
-    limit = GaugeMetricFamily("energytree_external_limit", "External limit in force, by source",
-                              labels=["source", "node", "unit"])
-    failsafe = GaugeMetricFamily("energytree_external_limit_failsafe",
-                                 "1 while the source's failsafe applies", labels=["source"])
+    """One sample per label set: two caps of one kind on one node export the tighter one."""
+    values: dict[tuple[str, str, str], float] = {}
+    failsafe: dict[str, bool] = {}
     for source in snap["sources"]:
         if source["value"] is not None:
-            limit.add_metric([source["name"], source["node"], source["unit"] or ""],
-                             source["value"])
-        failsafe.add_metric([source["name"]], 1.0 if source["failsafe"] else 0.0)
+            key = (source["name"], source["node"], source["unit"] or "")
+            values[key] = min(source["value"], values.get(key, math.inf))
+        failsafe[source["name"]] = failsafe.get(source["name"], False) or source["failsafe"]
+    limit = GaugeMetricFamily("energytree_external_limit", "External limit in force, by source",
+                              labels=["source", "node", "unit"])
+    for key, value in sorted(values.items()):
+        limit.add_metric(list(key), value)
     yield limit
-    yield failsafe
+    flag = GaugeMetricFamily("energytree_external_limit_failsafe",
+                             "1 while the source's failsafe applies", labels=["source"])
+    for name, on in sorted(failsafe.items()):
+        flag.add_metric([name], 1.0 if on else 0.0)
+    yield flag
 
 
 def _meter_gauges(snap: Snapshot) -> Iterator[GaugeMetricFamily]:

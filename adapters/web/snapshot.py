@@ -7,17 +7,23 @@ page, the live feed and the metrics agree. Infinite caps ("no limit") become ``N
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 import numpy as np
 
 from energytree.manager import EnergyManager
-from energytree.problem import Problem, phase_usage
+from energytree.problem import ExternalSource, Problem, phase_usage
 from energytree.schedule import value_at
 from energytree.status import EvseStatus, SourceStatus, Status
-from energytree.types import OptimizerTarget, PhaseValues, Powermeter, format_timestamp
+from energytree.types import (
+    ExternalLimits,
+    OptimizerTarget,
+    PhaseValues,
+    Powermeter,
+    format_timestamp,
+)
 from energytree.variables import VariableView
 
 __all__ = ["PHASE_NAMES", "SiteFeed", "finite", "live_snapshot", "node_rows"]
@@ -35,6 +41,7 @@ class SiteFeed:
     manager: EnergyManager
     variables: Callable[[], list[VariableView]]
     connections: Callable[[], Mapping[str, bool]]
+    formula_sources: Callable[[datetime], Sequence[ExternalSource]] = lambda _now: ()
 
 
 def finite(value: float | None, digits: int = 3) -> float | None:
@@ -96,17 +103,35 @@ def _source(source: SourceStatus, manager: EnergyManager, now: datetime) -> dict
         "value": getattr(source, "value", None), "unit": getattr(source, "unit", None),
     }
     lease = manager.leases.leases.get(source.name)
-    limits = lease.in_force(now) if lease is not None else None
-    entry = value_at(limits.schedule_import, now) if limits is not None else None
-    if row["value"] is None and entry is not None:
-        cap = entry.limits_to_root
-        if cap.total_power_W is not None:
-            row["value"], row["unit"] = finite(cap.total_power_W, 1), "W"
-        elif cap.ac_max_current_A is not None:
-            row["value"], row["unit"] = finite(cap.ac_max_current_A, 2), "A"
-    elif row["value"] is None and limits is not None:
-        row["value"], row["unit"] = 0.0, "W"  # an empty import schedule allows nothing
+    if row["value"] is None and lease is not None:
+        row["value"], row["unit"] = _value_now(lease.in_force(now), now)
     return row
+
+
+def _value_now(limits: ExternalLimits | None, now: datetime) -> tuple[float | None, str | None]:
+    """What external limits impose at ``now``: a power [W] if they cap it, else a current [A]."""
+    if limits is None:
+        return None, None
+    entry = value_at(limits.schedule_import, now)
+    if entry is None:
+        return 0.0, "W"  # an empty import schedule allows nothing
+    cap = entry.limits_to_root
+    if cap.total_power_W is not None:
+        return finite(cap.total_power_W, 1), "W"
+    if cap.ac_max_current_A is not None:
+        return finite(cap.ac_max_current_A, 2), "A"
+    return None, None
+
+
+def _formula_rows(feed: SiteFeed, reasons: str, now: datetime) -> list[dict[str, object]]:
+    """Site limits written as formulas (e.g. over the variable AVAIL), as they evaluate now."""
+    rows = []
+    for source in feed.formula_sources(now):
+        value, unit = _value_now(source.limits, now)
+        rows.append({"name": source.name, "node": source.node_uuid, "valid_until": None,
+                     "failsafe": False, "binding": f"{source.node_uuid}/{source.name}" in reasons,
+                     "channel": "site formula", "value": value, "unit": unit})
+    return rows
 
 
 def node_rows(problem: Problem, evses: Mapping[str, EvseStatus], now: datetime
@@ -169,7 +194,8 @@ def live_snapshot(feed: SiteFeed) -> dict[str, object]:
         "tree": [] if plan is None else node_rows(plan.problem, by_uuid, status.now),
         "evses": [_evse(e, manager.measurement(e.uuid)) for e in status.evses],
         "meter": _meter(status),
-        "sources": [_source(s, manager, status.now) for s in status.sources],
+        "sources": [*(_source(s, manager, status.now) for s in status.sources),
+                    *_formula_rows(feed, " ".join(e.reason for e in status.evses), status.now)],
         "variables": [{"name": v.name, "expr": v.expr, "value": finite(v.value, 6),
                        "error": v.error} for v in feed.variables()],
         "connections": dict(feed.connections()),

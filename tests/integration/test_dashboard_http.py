@@ -81,8 +81,8 @@ async def test_metrics_in_prometheus_format(demo: tuple[Service, str]) -> None:
     assert "energytree_plan_gap_ratio" in found
 
 
-async def test_external_limit_shows_in_metrics_and_live(demo: tuple[Service, str]) -> None:
-    """A SunSpec-style operator limit appears with its value, unit and channel."""
+async def test_external_limits_show_in_metrics_and_live(demo: tuple[Service, str]) -> None:
+    """An operator's limit and the site's formulas appear with value, unit and channel."""
     service, base = demo
     service._operator_limit("sunspec", 9000.0, "test")
     async with httpx.AsyncClient(base_url=base, auth=VIEWER) as client:
@@ -90,8 +90,14 @@ async def test_external_limit_shows_in_metrics_and_live(demo: tuple[Service, str
         found = samples((await client.get("/metrics")).text)
     source = next(s for s in live["sources"] if s["name"] == "sunspec")
     assert (source["value"], source["unit"], source["node"]) == (9000.0, "W", "house")
-    assert found["energytree_external_limit"] == [
-        ({"source": "sunspec", "node": "house", "unit": "W"}, 9000.0)]
+    formula = {(s["node"], s["channel"], s["value"], s["unit"])
+               for s in live["sources"] if s["name"] == "formula"}
+    assert formula == {("house", "site formula", 22000.0, "W"),  # 22000 × AVAIL (unset) %
+                       ("carport", "site formula", 10.0, "A")}  # the charging rule, 10000 mA
+    assert sorted(found["energytree_external_limit"], key=lambda s: s[1]) == [
+        ({"source": "formula", "node": "carport", "unit": "A"}, 10.0),
+        ({"source": "sunspec", "node": "house", "unit": "W"}, 9000.0),
+        ({"source": "formula", "node": "house", "unit": "W"}, 22000.0)]
 
 
 async def test_target_form_sets_clears_and_rejects(demo: tuple[Service, str]) -> None:
