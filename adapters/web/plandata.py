@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from adapters.web.snapshot import finite
+from adapters.web.snapshot import finite, numbers
 from energytree.plan import Plan
 from energytree.render import SHORTFALL_KWH, departures, site_limit_w
 
 __all__ = ["MAX_PHASE_NODES", "plan_chart"]
 
 MAX_PHASE_NODES = 8  # per-phase panels for the root and the first fuses below it
-
-
-def _numbers(values: np.ndarray, digits: int = 3) -> list[float | None]:
-    return [finite(float(v), digits) for v in values]
 
 
 def planned_phase_load_a(plan: Plan) -> np.ndarray:
@@ -40,8 +36,8 @@ def _phase_panels(plan: Plan) -> list[dict[str, object]]:
         headroom = np.where(np.isfinite(cap), cap - load[node.index], np.inf)
         panels.append({
             "uuid": node.uuid,
-            "load_a": [_numbers(load[node.index][:, k], 2) for k in range(3)],
-            "limit_a": [_numbers(cap[:, k], 2) for k in range(3)],
+            "load_a": [numbers(load[node.index][:, k], 2) for k in range(3)],
+            "limit_a": [numbers(cap[:, k], 2) for k in range(3)],
             "binding_phase": [None if not np.isfinite(h).any() else int(np.argmin(h))
                               for h in headroom],
         })
@@ -58,11 +54,11 @@ def plan_chart(plan: Plan) -> dict[str, object]:
         "method": plan.method,
         "starts": [float(s) for s in p.grid.starts],
         "end": float(p.grid.ends[-1]),
-        "evses": [{"uuid": node.uuid, "kw": _numbers(kw[e]),
+        "evses": [{"uuid": node.uuid, "kw": numbers(kw[e]),
                    "kwh": finite(float((kw[e] * p.grid.hours).sum()))}
                   for e, node in enumerate(p.tree.evses)],
-        "site_limit_kw": _numbers(site_limit_w(plan) / 1000.0),
-        "price": _numbers(p.price_import, 4),
+        "site_limit_kw": numbers(site_limit_w(plan) / 1000.0),
+        "price": numbers(p.price_import, 4),
         "phases": _phase_panels(plan),
         "departures": [{"at": at, "uuids": uuids} for at, uuids in departures(plan)],
         "shortfalls": [{"uuid": node.uuid, "kwh": finite(float(short[e]), 2),

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from functools import lru_cache
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from energytree.types import (
 )
 from energytree.variables import VariableView
 
-__all__ = ["PHASE_NAMES", "SiteFeed", "finite", "live_snapshot", "node_rows"]
+__all__ = ["PHASE_NAMES", "SiteFeed", "finite", "live_snapshot", "node_rows", "numbers"]
 
 PHASE_NAMES = ("L1", "L2", "L3")
 DRAW_A = 0.5  # a measured phase carrying more than this counts as in use [A]
@@ -51,6 +52,7 @@ def finite(value: float | None, digits: int = 3) -> float | None:
     return round(float(value), digits)
 
 
+@lru_cache(maxsize=4096)  # the same leave times come back every refresh
 def _stamp(moment: datetime | None) -> str | None:
     return None if moment is None else format_timestamp(moment)
 
@@ -134,40 +136,54 @@ def _formula_rows(feed: SiteFeed, reasons: str, now: datetime) -> list[dict[str,
     return rows
 
 
+def numbers(values: np.ndarray, digits: int = 3) -> list:
+    """An array as (nested) JSON lists: rounded, "no limit" (inf) and NaN as None."""
+    finite_values = np.isfinite(values)
+    rounded = np.where(finite_values, np.round(np.where(finite_values, values, 0.0), digits),
+                       np.nan)
+    return _none_for_nan(rounded.tolist())
+
+
+def _none_for_nan(items: list) -> list:
+    return [_none_for_nan(x) if isinstance(x, list) else (None if x != x else x) for x in items]
+
+
 def node_rows(problem: Problem, evses: Mapping[str, EvseStatus], now: datetime
               ) -> list[dict[str, object]]:
     """Every node of the tree: per-phase draw of the EVSEs below it against its caps now.
 
-    ``binding`` is the phase with the least headroom (None without any current cap).
+    ``binding`` is the phase with the least headroom (None without any current cap). Built
+    with whole-tree arrays: a depot has thousands of nodes and this runs every refresh.
     """
     slot = problem.grid.index_at(now)
-    amps = np.array([max(evses[u].current_a, 0.0) if u in evses else 0.0
-                     for u in problem.evse_uuids])
-    phases = np.array([evses[u].phases if u in evses else 0 for u in problem.evse_uuids])
-    watts = np.array([max(evses[u].power_w, 0.0) if u in evses else 0.0
-                      for u in problem.evse_uuids])
+    rows_of = [evses.get(u) for u in problem.evse_uuids]
+    amps = np.array([max(e.current_a, 0.0) if e else 0.0 for e in rows_of])
+    phases = np.array([e.phases if e else 0 for e in rows_of], dtype=np.int64)
+    watts = np.array([max(e.power_w, 0.0) if e else 0.0 for e in rows_of])
+    nodes = problem.tree.nodes
+    lo = np.array([n.evse_lo for n in nodes], dtype=np.int64)
+    hi = np.array([n.evse_hi for n in nodes], dtype=np.int64)
     per_phase = amps[:, None] * phase_usage(problem.phase_map, phases)
     load_a = np.vstack([np.zeros(3), per_phase.cumsum(axis=0)])
     load_w = np.concatenate([[0.0], watts.cumsum()])
-    rows = []
-    for node in problem.tree.nodes:
-        limits = problem.imp[node.index]
-        drawn = load_a[node.evse_hi] - load_a[node.evse_lo]
-        cap = limits.current_a[slot]
-        headroom = cap - drawn
-        binding = int(np.argmin(headroom)) if np.isfinite(cap).any() else None
-        rows.append({
-            "uuid": node.uuid, "depth": node.depth, "evse": node.is_evse,
-            "current_a": [finite(a, 2) for a in drawn],
-            "limit_a": [finite(a, 2) for a in cap],
-            "headroom_a": [finite(a, 2) for a in headroom],
-            "binding_phase": binding,
-            "limit_source": None if binding is None else str(limits.current_source[slot, binding]),
-            "power_w": finite(load_w[node.evse_hi] - load_w[node.evse_lo], 1),
-            "limit_w": finite(limits.power_w[slot], 1),
-            "power_source": str(limits.power_source[slot]),
-        })
-    return rows
+    drawn = load_a[hi] - load_a[lo]
+    power = load_w[hi] - load_w[lo]
+    limits = [problem.imp[n.index] for n in nodes]
+    cap = np.array([x.current_a[slot] for x in limits]).reshape(len(nodes), 3)
+    cap_w = np.array([x.power_w[slot] for x in limits])
+    headroom = cap - drawn
+    capped = np.isfinite(cap).any(axis=1)
+    binding = np.where(capped, np.argmin(np.where(np.isfinite(cap), headroom, np.inf), axis=1),
+                       -1).tolist()
+    columns = zip(numbers(drawn, 2), numbers(cap, 2), numbers(headroom, 2), numbers(power, 1),
+                  numbers(cap_w, 1), binding, strict=True)
+    return [{
+        "uuid": node.uuid, "depth": node.depth, "evse": node.is_evse,
+        "current_a": a, "limit_a": c, "headroom_a": h,
+        "binding_phase": None if b < 0 else b,
+        "limit_source": None if b < 0 else str(x.current_source[slot, b]),
+        "power_w": p, "limit_w": w, "power_source": str(x.power_source[slot]),
+    } for node, x, (a, c, h, p, w, b) in zip(nodes, limits, columns, strict=True)]
 
 
 def _meter(status: Status) -> dict[str, object] | None:
