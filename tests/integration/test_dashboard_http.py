@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import ssl
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+import trustme
 from prometheus_client.parser import text_string_to_metric_families
 
 from energytree.runtime import Service
@@ -177,3 +179,24 @@ async def test_live_feed_follows_an_avail_write(demo: tuple[Service, str]) -> No
                 if line.startswith("data: ") and '"name": "AVAIL"' in line:
                     assert '"value": 40.0' in line
                     break
+
+
+async def test_dashboard_over_tls(tmp_path: Path) -> None:
+    """The same TLS options as the variables API; a plain-HTTP client gets nowhere."""
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    server.private_key_pem.write_to_path(tmp_path / "server.key")
+    for blob in server.cert_chain_pems:
+        blob.write_to_path(tmp_path / "server.pem", append=True)
+    section = {"port": 0, "username": VIEWER[0], "password": VIEWER[1],
+               "tls_cert": str(tmp_path / "server.pem"), "tls_key": str(tmp_path / "server.key")}
+    async with running_demo(tmp_path / "state", dashboard=section) as (_service, base):
+        secure = base.replace("http://", "https://")
+        with ca.cert_pem.tempfile() as ca_file:
+            context = ssl.create_default_context(cafile=ca_file)
+            async with httpx.AsyncClient(verify=context, auth=VIEWER) as client:
+                answer = await client.get(f"{secure}/api/live")
+        assert answer.status_code == 200 and answer.json()["evses"]
+        async with httpx.AsyncClient(auth=VIEWER) as plain:
+            with pytest.raises(httpx.HTTPError):
+                await plain.get(f"{base}/api/live")

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapters.web.forms import CarFacts, FormError, parse_target_form, parse_variable_form
 
@@ -89,3 +91,41 @@ def test_bad_variable_forms(form: dict[str, object]) -> None:
 
 def test_variable_form() -> None:
     assert parse_variable_form({"name": " AVAIL ", "expr": 50}) == ("AVAIL", "50")
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                 max_size=3),
+    max_leaves=6)
+FIELDS = st.sampled_from(["uuid", "clear", "energy_kwh", "soc_percent", "current_soc_percent",
+                          "leave_time", "other"])
+
+
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(st.dictionaries(FIELDS, JSON | st.sampled_from(EVSES), max_size=7))
+def test_any_json_form_parses_or_names_its_fields(form: dict[str, object]) -> None:
+    """Arbitrary JSON: a valid target, or a FormError whose every field is a form field."""
+    try:
+        parsed = parse(form)
+    except FormError as exc:
+        assert exc.fields and set(exc.fields) <= {"uuid", "energy_kwh", "soc_percent",
+                                                  "current_soc_percent", "leave_time"}
+        return
+    assert parsed.uuid in EVSES
+    if parsed.target is not None:
+        assert parsed.target.leave_time is None or parsed.target.leave_time > NOW
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(["name", "expr", "x"]), JSON, max_size=3))
+def test_any_json_variable_form_parses_or_names_its_fields(form: dict[str, object]) -> None:
+    try:
+        name, expr = parse_variable_form(form)
+    except FormError as exc:
+        assert set(exc.fields) <= {"name", "expr"}
+        return
+    assert name and expr
