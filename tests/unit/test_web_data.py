@@ -7,9 +7,10 @@ import json
 import numpy as np
 
 from adapters.web.metrics import plan_gap
-from adapters.web.plandata import plan_chart, planned_phase_load_a
+from adapters.web.plandata import plan_chart
 from adapters.web.snapshot import finite, node_rows
 from energytree.plan import instant_plan
+from energytree.render import planned_phase_load_a
 from energytree.status import EvseStatus
 from tests.builders import NOW, at, evse, node, problem
 
