@@ -97,15 +97,16 @@ async def events(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-store"})
     await response.prepare(request)
-    queue = hub.join()
+    mailbox = hub.join()
     try:
         await response.write(sse_frame("hello", {"role": request[ROLE]}))
-        while (frame := await queue.get()) is not None:
-            await response.write(frame)
-    except (ConnectionResetError, asyncio.CancelledError):
+        while (frames := await mailbox.take()) is not None:
+            for frame in frames:
+                await response.write(frame)
+    except ConnectionResetError:  # the page went away
         pass
     finally:
-        hub.leave(queue)
+        hub.leave(mailbox)
     return response
 
 
@@ -232,7 +233,7 @@ def build_app(config: DashboardConfig, site: DashboardSite) -> web.Application:
                           client_max_size=16 * 1024)
     app[SITE] = site
     feed = site.feed
-    app[HUB] = LiveHub(lambda: live_snapshot(feed), lambda: id(feed.manager.plan),
+    app[HUB] = LiveHub(lambda: live_snapshot(feed), lambda: feed.manager.plan,
                        lambda: None if feed.manager.plan is None else plan_chart(
                            feed.manager.plan), config.refresh_s)
     routes = [("/", page), ("/static/{name}", static_file), ("/api/events", events),

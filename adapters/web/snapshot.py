@@ -71,7 +71,7 @@ def _target(target: OptimizerTarget | None) -> dict[str, object] | None:
 
 
 def _measured(meter: Powermeter | None) -> dict[str, object]:
-    """Measured draw per phase [A] and power [W]; what a status field offers wins."""
+    """Measured draw per phase [A], how many phases draw, and power [W]."""
     if meter is None:
         return {"current_a": [None, None, None], "power_w": None, "phases": None}
     amps = _phases(meter.current_A)
@@ -82,6 +82,7 @@ def _measured(meter: Powermeter | None) -> dict[str, object]:
 
 
 def _evse(evse: EvseStatus, meter: Powermeter | None) -> dict[str, object]:
+    """One EVSE's card; measured fields of the status, where it has them, win over the meter."""
     measured = _measured(meter)
     for name in ("measured_current_a", "measured_phases"):  # newer status fields, if present
         value = getattr(evse, name, None)
@@ -97,7 +98,7 @@ def _evse(evse: EvseStatus, meter: Powermeter | None) -> dict[str, object]:
 
 
 def _source(source: SourceStatus, manager: EnergyManager, now: datetime) -> dict[str, object]:
-    """One external limit source with the value it imposes now (W and/or A)."""
+    """One external limit source with the value it imposes now (in W, or in A)."""
     row: dict[str, object] = {
         "name": source.name, "node": source.node_uuid, "valid_until": _stamp(source.expires_at),
         "failsafe": source.in_failsafe, "binding": source.binding,
