@@ -29,6 +29,7 @@ function svgEl(tag, attrs = {}, text = null) {
 
 const num = (v, digits = 1) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
 const limit = (v, digits = 1) => (v === null || v === undefined ? "∞" : Number(v).toFixed(digits));
+const kw = (watts) => (watts === null || watts === undefined ? "–" : num(watts / 1000, 2));
 
 function localTime(iso, withDate = false) {
   if (!iso) return "–";
@@ -72,7 +73,7 @@ function renderEvses(evses) {
     ].filter(Boolean).join(" ") || "set";
     const items = [
       ["state", e.state || "–", "state"],
-      ["granted", `${num(e.current_a)} A × ${e.phases} ph (${num(e.power_w / 1000, 2)} kW)`,
+      ["granted", `${num(e.current_a)} A × ${e.phases} ph (${kw(e.power_w)} kW)`,
        "granted"],
       ["measured", measured, "measured"],
       ["why", e.reason || "–", "reason"],
@@ -112,7 +113,7 @@ function renderTree(nodes) {
   fillTable("tree", nodes.map((n) => {
     const name = el("span", {}, (n.evse ? "⚡ " : "▸ ") + n.uuid);
     name.style.paddingLeft = `${n.depth * 0.8}em`;  // CSSOM: allowed by the page's CSP
-    const power = `${num(n.power_w / 1000, 2)} / ${n.limit_w === null ? "∞" : num(n.limit_w / 1000, 2)}`;
+    const power = `${kw(n.power_w)} / ${n.limit_w === null ? "∞" : kw(n.limit_w)}`;
     return [name, phaseCell(n, 0), phaseCell(n, 1), phaseCell(n, 2), power];
   }));
   $("#tree").querySelectorAll("tbody tr").forEach((tr, i) => {
@@ -123,7 +124,7 @@ function renderTree(nodes) {
 function renderGrid(meter, sources) {
   $("#meter").textContent = !meter ? "no grid meter" :
     `grid meter: ${meter.state} · L1/L2/L3 ` +
-    `${meter.current_a.map((a) => num(a)).join(" / ")} A · ${num(meter.power_w / 1000, 2)} kW`;
+    `${meter.current_a.map((a) => num(a)).join(" / ")} A · ${kw(meter.power_w)} kW`;
   fillTable("sources", sources.map((s) => [
     `${s.name} (${s.channel}) on ${s.node}`,
     s.value === null ? "–" : `${s.value} ${s.unit || ""}`,
