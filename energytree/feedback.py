@@ -118,14 +118,19 @@ class Feedback:
 
     def granted(self, problem: Problem, slot: int, alloc: SlotAllocation,
                 live: Sequence[LiveCap], last: SlotAllocation | None, now_s: float,
-                with_meter: bool) -> None:
+                with_meter: bool, car_paused: np.ndarray) -> None:
         """Finish a tick's allocation (lending reasons, rises held back to the room now) and
-        remember what was offered."""
+        remember what was offered. A car that says it pauses by itself (``car_paused``:
+        EVerest's PausedEV, OCPP's SuspendedEV) draws nothing of its grant: the meter loop
+        must not take its grant for part of our draw, or the household looks that much
+        smaller than it is."""
         self.lending.explain(problem, alloc, self.drawn)
         self.ramps.limit(problem, slot, alloc, live, self.drawn, self.fresh_since(now_s),
                          now_s)
         if with_meter:
-            self.loop.granted(granted_per_phase(problem, alloc), now_s)
+            drawing = granted_per_phase(problem, alloc)
+            drawing[car_paused] = 0.0
+            self.loop.granted(drawing, now_s)
         offered = np.where(alloc.current_a > 0, alloc.phases, 0).tolist()
         for e, phases in enumerate(offered):
             if self._offered.get(e, (0, 0.0))[0] != phases:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from energytree import strictjson
 from energytree.errors import RequestError
 from energytree.types import EnergyFlowRequest, OptimizerTarget, PricePerKwh
 
@@ -50,18 +50,15 @@ def _read(path: str | Path) -> str:
         raise RequestError(f"{path}: not UTF-8 text") from exc
 
 
-def _reject_constant(token: str) -> Any:
-    raise ValueError(f"{token} is not a number")
-
-
 def parse_json(text: str, name: str) -> Any:
     """Strict JSON: NaN and Infinity are rejected, errors give line and column."""
     try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise RequestError(f"{name}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from exc
-    except ValueError as exc:
-        raise RequestError(f"{name}: invalid JSON: {exc}") from exc
+        return strictjson.loads(text)
+    except strictjson.JsonProblem as exc:
+        if exc.line is not None:
+            raise RequestError(f"{name}:{exc.line}:{exc.column}: invalid JSON: {exc.reason}"
+                               ) from exc
+        raise RequestError(f"{name}: {exc}") from exc
 
 
 def parse_request(text: str, name: str = "<request>") -> EnergyFlowRequest:

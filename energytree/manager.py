@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,6 +46,7 @@ from energytree.problem import (
 from energytree.publisher import Publisher
 from energytree.statefile import load_state, save_state
 from energytree.status import EvseStatus, MeterFeed, SourceStatus, Status
+from energytree.targets import has_goal
 from energytree.tasks import cancel_and_wait
 from energytree.tree import Tree
 from energytree.types import (
@@ -106,6 +108,7 @@ class EnergyManager:
         state_path: Path | None = None,
         live_sources: LiveSources | None = None,
         has_meter: bool = False,
+        tick_observer: Callable[[float], None] | None = None,
     ) -> None:
         self._tree_source: TreeSource = tree if callable(tree) else (lambda _now: tree)
         self._planner = planner
@@ -113,6 +116,7 @@ class EnergyManager:
         self.options = options or ManagerOptions()
         self._state_path = state_path
         self._live_sources = live_sources or (lambda _now: [])
+        self._tick_observer = tick_observer  # told each loop tick's duration [s] (metrics)
         self._leases = LeaseBook.empty()
         self._live = _Live()
         self._meter: MeterFeed | None = MeterFeed(None, None, "INITIALIZING") if has_meter else None
@@ -328,12 +332,12 @@ class EnergyManager:
             for e, node in enumerate(problem.tree.evses):
                 state = self._live.states.get(node.uuid, node.request.evse_state)
                 phases, drawn_w = self._feedback.drawn_status(node.uuid, problem.voltage_v)
+                target = node.request.optimizer_target  # without a goal it only bounds the plan
                 evses.append(EvseStatus(
                     node.uuid, None if state is None else str(state), float(alloc.current_a[e]),
                     int(alloc.phases[e]), float(alloc.power_w[e]), alloc.reasons[e],
-                    node.request.optimizer_target,
-                    float(planned[e]), float(short[e]), phases,
-                    drawn_w))
+                    target if has_goal(target) else None,
+                    float(planned[e]), float(short[e]), phases, drawn_w))
         reasons = " ".join(x.reason for x in evses)
         sources = [_source_status(x, now, reasons) for x in self._leases.leases.values()]
         return Status(now, evses, sources, self._meter, plan.method if plan else "none",
@@ -432,8 +436,10 @@ class EnergyManager:
         if plan is not None:
             alloc.reasons[:] = [plan.reasons[e][slot] if r.startswith("plan:") else r
                                 for e, r in enumerate(alloc.reasons)]
+        car_paused = np.array([self._live.states.get(uuid) == EvseState.PausedEV
+                               for uuid in problem.evse_uuids], dtype=bool)
         self._feedback.granted(problem, slot, alloc, live, self._last_alloc, now_s,
-                               self._meter is not None)
+                               self._meter is not None, car_paused)
         self._explain_holds(alloc, now)
         self._last_alloc, self._alloc_problem = alloc, problem
         self._publisher.publish(now, problem.evse_uuids, alloc, self._schedules, slot,
@@ -554,10 +560,13 @@ class EnergyManager:
 
     async def _tick_loop(self) -> None:
         while True:
+            started = time.perf_counter()
             try:
                 self.tick()
             except Exception:
                 log.exception("tick failed; the EVSEs fall back when their limits expire")
+            if self._tick_observer is not None:
+                self._tick_observer(time.perf_counter() - started)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.options.tick_s):

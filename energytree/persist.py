@@ -13,6 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from energytree import strictjson
 from energytree.errors import ConfigError
 
 __all__ = ["read_json", "write_json_atomic"]
@@ -58,15 +59,6 @@ def read_json(path: Path) -> object | None:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno} (char {exc.pos})"
-        raise ConfigError(f"{path}: invalid JSON at {where}: {exc.msg}") from exc
-    except ValueError as exc:
+        return strictjson.loads(data)
+    except strictjson.JsonProblem as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-
-
-def _reject_constant(text: str) -> object:
-    raise ValueError(f"{text} is not allowed (numbers must be finite)")

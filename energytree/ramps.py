@@ -68,32 +68,41 @@ class RampLimiter:
     def _hold_back(self, problem: Problem, slot: int, alloc: SlotAllocation,
                    live: Sequence[LiveCap], may_draw: np.ndarray, new: np.ndarray,
                    rising: np.ndarray) -> None:
-        load = subtree_sums(np.maximum(may_draw, np.where(
-            np.isin(np.arange(len(new)), rising)[:, None], 0.0, new)),
-            problem.inner_lo, problem.inner_hi)
-        caps = _node_caps(problem, slot, live)
+        volts = problem.voltage_v
+        base = np.maximum(may_draw, np.where(
+            np.isin(np.arange(len(new)), rising)[:, None], 0.0, new))
+        load = subtree_sums(base, problem.inner_lo, problem.inner_hi)
+        load_w = load.sum(axis=1) * volts
+        caps_a, caps_w = _node_caps(problem, slot, live)
         usage = phase_usage(problem.phase_map, np.maximum(alloc.phases, 1))
         for e in rising:
             path, phases = problem.inner_paths[e], usage[e] > 0
             now_a = may_draw[e][phases].max(initial=0.0)
-            room = (caps[path][:, phases] - load[path][:, phases]).min(initial=np.inf)
+            room_a = (caps_a[path][:, phases] - load[path][:, phases]).min(initial=np.inf)
+            room_w = (caps_w[path] - load_w[path]).min(initial=np.inf)
+            room = min(room_a, room_w / (volts * max(int(phases.sum()), 1)))
             allowed = now_a + max(room, 0.0)
             if allowed < problem.min_current_a[e, slot] - EPS:
                 allowed = min(problem.min_current_a[e, slot], alloc.current_a[e]) \
                     if now_a > EPS else 0.0
             if allowed < alloc.current_a[e] - EPS:
                 alloc.current_a[e] = allowed
-                alloc.power_w[e] = allowed * alloc.phases[e] * problem.voltage_v
+                alloc.power_w[e] = allowed * alloc.phases[e] * volts
                 alloc.reasons[e] = f"{WAITING} ({allowed:.1f} A for now)"
-            load[path] += (alloc.current_a[e] * usage[e] - may_draw[e])[None, :].clip(0.0)
+            added = (alloc.current_a[e] * usage[e] - may_draw[e]).clip(0.0)
+            load[path] += added[None, :]
+            load_w[path] += added.sum() * volts
 
 
-def _node_caps(problem: Problem, slot: int, live: Sequence[LiveCap]) -> np.ndarray:
-    """[K, 3] every inner node's current cap now, live caps (the grid meter's) included."""
-    caps = problem.node_cap_a[0][:, slot].copy()
+def _node_caps(problem: Problem, slot: int, live: Sequence[LiveCap]
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Every inner node's caps now, live caps (the grid meter's) included: [K, 3] A, [K] W."""
+    caps_a = problem.node_cap_a[0][:, slot].copy()
+    caps_w = problem.node_cap_w[0][:, slot].copy()
     position = {node.index: k for k, node in enumerate(problem.inner)}
     for cap in live:
         k = position.get(cap.node_index)
         if k is not None:
-            caps[k] = np.minimum(caps[k], cap.current_a)
-    return caps
+            caps_a[k] = np.minimum(caps_a[k], cap.current_a)
+            caps_w[k] = min(caps_w[k], cap.power_w)
+    return caps_a, caps_w

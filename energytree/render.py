@@ -19,8 +19,9 @@ from energytree.plan import Plan
 from energytree.types import OptimizerTarget
 
 __all__ = [
-    "View", "chart_series", "delivered_kwh", "departure_label", "departures", "render_chart",
-    "render_evse", "render_meta", "render_preview", "shown_slots", "site_limit_w",
+    "View", "binding_phase", "chart_series", "delivered_kwh", "departure_label", "departures",
+    "planned_phase_load_a", "render_chart", "render_evse", "render_feeders", "render_meta",
+    "render_preview", "shortfalls", "shown_slots", "site_limit_w",
 ]
 
 SYMBOLS = "█▓▒░#=+:"
@@ -29,6 +30,7 @@ CHART_ROWS = 10
 MARGIN = 9  # y-axis labels and the axis character
 SHORTFALL_KWH = 0.05  # less than this is rounding, not a missed target
 MAX_DEPARTURE_LABELS = 6
+FEEDER_SUMMARY_EVSES = 12  # bigger sites get a summary per feeder before the EVSE tables
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,38 @@ def site_limit_w(plan: Plan) -> np.ndarray:
     phases = np.arange(amps.shape[1])[None, :] < lim.max_phases[:, None]
     from_amps = np.where(phases, amps, 0.0).sum(axis=1) * p.voltage_v
     return np.minimum(lim.power_w, from_amps)
+
+
+def planned_phase_load_a(plan: Plan) -> np.ndarray:
+    """Planned import current per node, slot and grid phase [A], ``[node, slot, phase]``."""
+    p = plan.problem
+    n, t = plan.current_a.shape
+    per_phase = np.zeros((n, t, 3))
+    amps = plan.current_a.clip(min=0)
+    rows, cols = np.arange(n)[:, None], np.arange(t)[None, :]
+    for k in range(3):  # an EVSE's k-th phase lands on grid phase phase_map[e, k]
+        per_phase[rows, cols, p.phase_map[:, k][:, None]] += amps * (plan.phases > k)
+    prefix = np.concatenate([np.zeros((1, t, 3)), per_phase.cumsum(axis=0)])
+    return np.stack([prefix[node.evse_hi] - prefix[node.evse_lo] for node in p.tree.nodes])
+
+
+def binding_phase(cap_a: np.ndarray, load_a: np.ndarray) -> np.ndarray:
+    """Per slot, the grid phase with the least headroom under its cap (-1: no current cap).
+
+    ``cap_a`` and ``load_a`` are ``[slot, phase]`` [A].
+    """
+    finite = np.isfinite(cap_a)
+    headroom = np.where(finite, cap_a - load_a, np.inf)
+    return np.where(finite.any(axis=1), headroom.argmin(axis=1), -1)
+
+
+def shortfalls(plan: Plan) -> list[tuple[float, str, float]]:
+    """Targets missed at leave time: (leave time or horizon end [epoch s], uuid, kWh short)."""
+    p = plan.problem
+    short, deadlines = plan.shortfall_kwh(), plan.deadlines()
+    ends = np.append(p.grid.starts, p.grid.ends[-1])
+    return [(float(ends[min(int(deadlines[e]), p.slots)]), node.uuid, float(short[e]))
+            for e, node in enumerate(p.tree.evses) if short[e] >= SHORTFALL_KWH]
 
 
 def delivered_kwh(plan: Plan) -> np.ndarray:
@@ -379,6 +413,37 @@ def _departure_legend(plan: Plan, view: View) -> list[str]:
     return [f"{'leaves':>7}  " + " · ".join(shown) + more]
 
 
+# -- per feeder (big sites) ----------------------------------------------------------------
+
+
+def render_feeders(plan: Plan) -> list[str]:
+    """One line per feeder below the root: its EVSEs' energy and shortfall, its peak power
+    and the peak current on its busiest phase against the caps."""
+    p = plan.problem
+    feeders = [n for n in p.tree if n.parent == p.tree.root.index and not n.is_evse]
+    if not feeders:
+        return []
+    load = planned_phase_load_a(plan)
+    energy, short = plan.energy_kwh(), plan.shortfall_kwh()
+    kw = plan.power_w.clip(min=0) / 1000.0
+    lines = [f"{'feeder':<16} {'EVSEs':>5} {'planned':>10} {'short':>9} {'peak':>8} "
+             f"{'of':>8}  busiest phase at its peak"]
+    for node in feeders:
+        rows = slice(node.evse_lo, node.evse_hi)
+        power = kw[rows].sum(axis=0)
+        cap_w = p.imp[node.index].power_w / 1000.0
+        amps = load[node.index]  # [slot, phase]
+        slot, phase = np.unravel_index(int(amps.argmax()), amps.shape)
+        cap_a = p.imp[node.index].current_a[slot, phase]
+        of_a = "" if not np.isfinite(cap_a) else f" of {cap_a:.0f} A"
+        of_w = "–" if not np.isfinite(cap_w).any() else f"{np.nanmin(cap_w):.1f} kW"
+        lines.append(
+            f"{node.uuid:<16.16} {node.evse_hi - node.evse_lo:>5} "
+            f"{energy[rows].sum():6.1f} kWh {short[rows].sum():5.1f} kWh "
+            f"{power.max():5.1f} kW {of_w:>8}  L{phase + 1} {amps[slot, phase]:.1f} A{of_a}")
+    return lines
+
+
 # -- totals and the whole page ---------------------------------------------------------------
 
 
@@ -417,6 +482,8 @@ def render_preview(plan: Plan, view: View) -> str:
     symbol = {int(rows[0]): s for s, (_, rows) in zip(SYMBOLS, series, strict=False)
               if len(rows) == 1}
     lines = [_title(plan, view), ""]
+    if plan.problem.evse_count > FEEDER_SUMMARY_EVSES:
+        lines += [*render_feeders(plan), ""]
     for e in range(plan.problem.evse_count):
         lines += [*render_evse(plan, e, view, symbol.get(e, "■")), ""]
     lines += [*render_chart(plan, view), ""]

@@ -39,6 +39,7 @@ from adapters.ocpp.sessions import (
 from adapters.ocpp.upstream import GridReading, UpstreamClient
 from adapters.ripple import RippleLevel, RippleReceiver
 from adapters.sunspec import MeterValues, Parameters, SetPercent, SunSpecServer, SunSpecValues
+from adapters.web import CarFacts, Dashboard, DashboardSite, SiteFeed, SiteMetrics
 from energytree.audit import AuditLog
 from energytree.batchwrite import BatchWriter
 from energytree.errors import ConfigError, EnergyTreeError, RequestError
@@ -110,13 +111,16 @@ class Service:
                 "meter_period_s": config.meter.poll_interval_s} if config.meter else {}),
         )
         budget = config.plan_budget_s
+        self.metrics = SiteMetrics()
         self.manager = EnergyManager(
             lambda now: site_request(config, now, resolve=lambda _text: None),
-            planner=lambda problem, rotation=0: _plan(problem, budget, rotation),
+            planner=self.metrics.timed_plan(
+                lambda problem, rotation=0: _plan(problem, budget, rotation)),
             options=options,
             state_path=state_dir / "manager.json",
             live_sources=self._formula_sources,
             has_meter=config.meter is not None,
+            tick_observer=self.metrics.observe_tick,
         )
         self.audit = AuditLog(state_dir / "audit.sqlite")
         try:
@@ -136,6 +140,7 @@ class Service:
         self.sessions: SessionTracker | Gateway | None = None
         self._csms: CsmsServer | None = None
         self._upstream: UpstreamClient | None = None
+        self.dashboard: Dashboard | None = None
 
     def _forget_unconfigured(self, state_file: Path) -> None:
         """What the site file no longer configures is not used from old state (and is said)."""
@@ -301,6 +306,8 @@ class Service:
             with listening("http_api", http.host, http.port):
                 port = await api.start()
             log.info("HTTP variables API on %s:%d", http.host, port)
+        if self.config.dashboard:
+            await self._start_dashboard()
         if self.config.grpc:
             server = GrpcServer(self.config.grpc, self.manager, self.variables,
                                 self.environment, self.audit)
@@ -338,6 +345,50 @@ class Service:
                 await stopper()
         await self.manager.stop()
         self.audit.close()
+
+    async def _start_dashboard(self) -> None:
+        """The web page and ``/metrics``; the variables API's credentials are the operator's."""
+        config = self.config.dashboard
+        assert config is not None
+        api = self.config.http_api
+        feed = SiteFeed(self.config.name, self.zone, self.manager,
+                        lambda: self.variables.get_all(self.environment()), self._connections,
+                        self._formula_sources)
+        operator = None if api is None else (api.username, api.password.get_secret_value())
+        site = DashboardSite(feed, self.metrics, self.variables, self.audit,
+                             lambda: getattr(self.sessions, "log", None), self._car_facts,
+                             operator)
+        dashboard = self.dashboard = Dashboard(config, site)
+        port = await dashboard.start()
+        self.metrics.watch(dashboard.snapshot)
+        scheme = "https" if config.tls_cert else "http"
+        sys.stdout.write(f"dashboard: {scheme}://{config.host}:{port}/  (metrics: /metrics)\n")
+        sys.stdout.flush()
+        self._stoppers.append(dashboard.stop)
+
+    def _connections(self) -> dict[str, bool]:
+        """Protocol links and whether each is up now (for the page and ``/metrics``)."""
+        up: dict[str, bool] = {}
+        if self.config.meter is not None:
+            feed = self.manager.status().meter
+            up["grid_meter"] = feed is not None and feed.state == "NORMAL"
+        if self._upstream is not None:
+            up["ocpp_upstream"] = self._upstream.connected.is_set()
+        if self._csms is not None:
+            for charger in self._csms.chargers:
+                up[f"ocpp_charger/{charger}"] = charger in self._csms.sessions
+        if isinstance(self.sessions, Gateway):
+            for uuid, link in self.sessions.links.items():
+                up[f"ocpp_gateway/{uuid}"] = link.connected.is_set()
+        return up
+
+    def _car_facts(self, uuid: str) -> CarFacts:
+        """The car's state of charge and battery, as far as the site knows them."""
+        sim = self.simulated.get(uuid)
+        if sim is not None and sim.car is not None:
+            return CarFacts(sim.car.soc_percent, sim.car.battery_kwh)
+        battery = next((e.battery_kWh for e in evse_configs(self.config) if e.evse == uuid), None)
+        return CarFacts(None, battery)
 
     async def _start_sessions(self) -> None:
         """The session log always; the supplier gateway mirrors it upstream when configured."""

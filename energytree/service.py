@@ -27,6 +27,7 @@ from adapters.ocpp.gateway import GatewayConfig
 from adapters.ocpp.upstream import UpstreamConfig
 from adapters.ripple import RippleConfig
 from adapters.sunspec import SunSpecServerConfig
+from adapters.web import DashboardConfig
 from energytree.gridops import GZF
 from energytree.simulation import SimulatedCar
 from energytree.site import SiteConfig, evse_configs
@@ -131,6 +132,7 @@ class ServiceConfig(SiteConfig):
     grpc: GrpcServerConfig | None = None
     ocpp_gateway: GatewayConfig | None = None
     csms: CsmsConfig | None = None
+    dashboard: DashboardConfig | None = None
     simulation: SimulationSection = Field(default_factory=SimulationSection)
 
     @model_validator(mode="after")

@@ -91,7 +91,10 @@ class SimulatedEvse:
             return EvseState.Unplugged
         if self.car.soc_percent >= 100.0:
             return EvseState.Finished
-        return EvseState.Charging if self.current_a > 0 else EvseState.PausedEVSE
+        if self.current_a > 0:
+            return EvseState.Charging
+        offered = self._commands[-1].amps if self._commands else 0.0
+        return EvseState.PausedEV if offered > 0 else EvseState.PausedEVSE  # car or EVSE
 
     def plug(self, car: SimulatedCar | None) -> None:
         """A car arrives (or, with None, leaves); a new car follows limits from now on, late by

@@ -17,8 +17,8 @@ from energytree.errors import RequestError
 from energytree.plan import Plan
 from energytree.types import OptimizerTarget, format_timestamp
 
-__all__ = ["FieldViolation", "TargetAnswer", "TargetError", "accept_target", "plan_id",
-           "target_answer"]
+__all__ = ["FieldViolation", "TargetAnswer", "TargetError", "accept_target", "has_goal",
+           "plan_id", "target_answer"]
 
 MET_WITHIN_KWH = 1e-3  # a target short by less than 1 Wh counts as met
 
@@ -39,14 +39,21 @@ class TargetError(RequestError):
         self.violations = violations
 
 
+def has_goal(target: OptimizerTarget | None) -> bool:
+    """Whether ``target`` asks for anything; one that only knows the battery bounds the plan."""
+    return target is not None and (
+        target.energy_amount_needed is not None or target.car_battery_soc is not None
+        or target.charge_to_max_percent is not None or target.price_limit is not None
+        or bool(target.full_autonomy))
+
+
 def accept_target(target: OptimizerTarget, now: datetime, evse_uuid: str,
                   battery_kwh: float | None = None, path: str = "target") -> OptimizerTarget:
     """``target`` with the EVSE's ``battery_kwh`` filled in; TargetError if it is unusable."""
     problems: list[FieldViolation] = []
     wants_energy = target.energy_amount_needed is not None
     wants_soc = target.car_battery_soc is not None or target.charge_to_max_percent is not None
-    if not (wants_energy or wants_soc or target.price_limit is not None
-            or target.full_autonomy):
+    if not has_goal(target):
         problems.append(FieldViolation(
             path, "empty: set energy_amount_needed, car_battery_soc, price_limit or "
             "full_autonomy (ClearOptimizerTarget removes a target)"))

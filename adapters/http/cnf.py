@@ -19,10 +19,6 @@ authenticates the gateway by its TLS client certificate instead.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
-import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,6 +30,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from adapters.http.door import Listener, door_middleware, serve_app
+from adapters.http.incoming import credentials_match, json_body
 from energytree.errors import ConfigError, FormulaError, RequestError
 from energytree.formula import FormulaEnvironment
 from energytree.variables import Origin, VariableStore, VariableView, items_from_json
@@ -52,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 REALM = "energytree"
+VARS_SHAPE = '{"vars": [{"name": …, "expr": …}, …]}'
 
 EnvironmentProvider = Callable[[], FormulaEnvironment]
 
@@ -113,7 +111,7 @@ async def set_cm_vars(request: web.Request, api: _Api) -> dict[str, object]:
             'POST set_cm_vars needs a JSON body {"vars": [{"name": …, "expr": …}]} '
             "or name=…&val=… in the query")
     if request.method == "POST" and request.can_read_body:
-        items = items_from_json(await _json_body(request))
+        items = items_from_json(await json_body(request, VARS_SHAPE))
     else:
         items = [_query_item(request)]
     try:
@@ -182,27 +180,6 @@ def _flag(request: web.Request, name: str) -> bool:
     return text in ("1", "true")
 
 
-async def _json_body(request: web.Request) -> object:
-    """The body parsed as JSON; NaN and Infinity are refused."""
-    raw = await request.read()  # aiohttp raises 413 beyond client_max_size
-    try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as exc:
-        raise RequestError(f"the body is not UTF-8 text (byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno} (char {exc.pos})"
-        raise RequestError(f"malformed JSON body at {where}: {exc.msg}; expected "
-                           '{"vars": [{"name": …, "expr": …}, …]}') from None
-    except RecursionError:
-        raise RequestError("the JSON body is nested too deeply") from None
-    except ValueError as exc:  # e.g. an integer beyond Python's 4300-digit conversion limit
-        raise RequestError(f"invalid JSON body: {exc}") from None
-
-
-def _reject_constant(text: str) -> object:
-    raise RequestError(f"{text} is not allowed in the body: numbers must be finite")
-
-
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
 
@@ -230,26 +207,12 @@ def basic_auth_middleware(username: str, password: str) -> Callable:
 
     @web.middleware
     async def basic_auth(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
-        if not _credentials_match(request.headers.get("Authorization", ""), *expected):
+        if not credentials_match(request.headers.get("Authorization", ""), *expected):
             challenge = {"WWW-Authenticate": f'Basic realm="{REALM}"'}
             raise web.HTTPUnauthorized(headers=challenge, text="authentication required")
         return await handler(request)
 
     return basic_auth
-
-
-def _credentials_match(header: str, username: bytes, password: bytes) -> bool:
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
-        return False
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    user, _, given = decoded.partition(b":")
-    user_ok = hmac.compare_digest(user, username)
-    password_ok = hmac.compare_digest(given, password)
-    return user_ok & password_ok  # both compared, so timing does not tell which one failed
 
 
 def build_app(

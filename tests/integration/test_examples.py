@@ -86,3 +86,5 @@ def test_serve_simulated_runs_and_stops_for_every_site_file(tmp_path: Path) -> N
         first_evse = re.findall(r"evse: ([\w-]+)", site_text(name))[0]
         assert any(line.startswith(f"{first_evse} ") for line in lines), out
         assert (tmp_path / f"state-{files[name].stem}" / "audit.sqlite").exists(), name
+        if "dashboard:" in site_text(name):  # the page's address comes first
+            assert any(line.startswith("dashboard: http://127.0.0.1:") for line in lines), out

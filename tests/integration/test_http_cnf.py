@@ -128,7 +128,7 @@ async def test_get_cm_vars_shows_formulas_and_their_values(client):
         ("POST", "/cnf?cmd=set_cm_vars", '[1, 2]', 400, "expected an object"),
         ("POST", "/cnf?cmd=set_cm_vars", "[" * 60000, 400, "JSON"),
         ("POST", "/cnf?cmd=set_cm_vars", '{"vars":[{"name":"a","expr":' + "9" * 5000 + "}]}",
-         400, "invalid JSON body"),
+         400, "invalid JSON"),
         ("POST", "/cnf?cmd=set_cm_vars", '{"vars":[{"name":"a","expr":' + "9" * 400 + "}]}",
          400, "too large"),
         ("POST", "/cnf?cmd=set_cm_vars", b"\xff", 400, "UTF-8"),

@@ -198,7 +198,7 @@ def test_write_failure_changes_nothing(store, path, monkeypatch):
     [
         (b'{"vars": [', "invalid JSON at line 1 column 11"),
         (b"\xff\xfe", "not UTF-8"),
-        (b'{"vars": [{"name": "a", "expr": NaN}]}', "NaN is not allowed"),
+        (b'{"vars": [{"name": "a", "expr": NaN}]}', "NaN is not a number"),
         (b'{"vars": {}}', "expected an object"),
         (b'{"vars": [{"name": "a"}]}', "vars[0]"),
         (b'{"vars": [{"name": "1a", "expr": 1}]}', "invalid variable name"),
