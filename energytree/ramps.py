@@ -78,10 +78,11 @@ class RampLimiter:
         for e in rising:
             path, phases = problem.inner_paths[e], usage[e] > 0
             now_a = may_draw[e][phases].max(initial=0.0)
+            own_w = may_draw[e].sum() * volts  # replaced by the new grant, not added to it
             room_a = (caps_a[path][:, phases] - load[path][:, phases]).min(initial=np.inf)
-            room_w = (caps_w[path] - load_w[path]).min(initial=np.inf)
-            room = min(room_a, room_w / (volts * max(int(phases.sum()), 1)))
-            allowed = now_a + max(room, 0.0)
+            room_w = (caps_w[path] - load_w[path]).min(initial=np.inf) + own_w
+            allowed = min(now_a + max(room_a, 0.0),
+                          max(room_w, 0.0) / (volts * max(int(phases.sum()), 1)))
             if allowed < problem.min_current_a[e, slot] - EPS:
                 allowed = min(problem.min_current_a[e, slot], alloc.current_a[e]) \
                     if now_a > EPS else 0.0
@@ -89,9 +90,9 @@ class RampLimiter:
                 alloc.current_a[e] = allowed
                 alloc.power_w[e] = allowed * alloc.phases[e] * volts
                 alloc.reasons[e] = f"{WAITING} ({allowed:.1f} A for now)"
-            added = (alloc.current_a[e] * usage[e] - may_draw[e]).clip(0.0)
-            load[path] += added[None, :]
-            load_w[path] += added.sum() * volts
+            granted = alloc.current_a[e] * usage[e]
+            load[path] += (granted - may_draw[e]).clip(0.0)[None, :]
+            load_w[path] += max(granted.sum() * volts - own_w, 0.0)
 
 
 def _node_caps(problem: Problem, slot: int, live: Sequence[LiveCap]

@@ -28,6 +28,7 @@ __all__ = [
 ]
 
 Currents = tuple[float, float, float]
+IEC_MIN_A = 6.0  # IEC 61851: a lower limit is a pause by the EVSE, not an offer
 
 
 def grid_phases(rotation: str) -> tuple[int, int, int]:
@@ -83,6 +84,7 @@ class SimulatedEvse:
     phase_rotation: str = "L1L2L3"
     can_switch_phases: bool = True
     elapsed_s: float = 0.0
+    car_refuses: bool = False  # the car takes nothing of a limit it follows (below its minimum)
     _commands: deque[_Command] = field(default_factory=deque, repr=False)
 
     @property
@@ -93,13 +95,13 @@ class SimulatedEvse:
             return EvseState.Finished
         if self.current_a > 0:
             return EvseState.Charging
-        offered = self._commands[-1].amps if self._commands else 0.0
-        return EvseState.PausedEV if offered > 0 else EvseState.PausedEVSE  # car or EVSE
+        return EvseState.PausedEV if self.car_refuses else EvseState.PausedEVSE
 
     def plug(self, car: SimulatedCar | None) -> None:
         """A car arrives (or, with None, leaves); a new car follows limits from now on, late by
         its lag, and draws nothing until then."""
         self.car = car
+        self.car_refuses = False
         self._commands.clear()
         self.current_a, self.phases_used = 0.0, 0
 
@@ -121,6 +123,7 @@ class SimulatedEvse:
         energy_wh = 0.0
         for seg_start, seg_end, command in self._segments(start, end):
             amps, used = self._draw(command)
+            self.car_refuses = command is not None and command.amps >= IEC_MIN_A and amps == 0
             energy_wh += amps * used * self.voltage_v * (seg_end - seg_start) / 3600.0
             self.current_a, self.phases_used = amps, used
         self.import_wh += energy_wh

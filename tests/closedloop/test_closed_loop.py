@@ -60,19 +60,6 @@ def test_half_days_keep_every_node_within_its_limit_and_meet_promised_targets(
     assert_closed_loop_holds(run(scenario, optimised=True))
 
 
-# An open manager bug these tests find; only the overload check gives way to xfail for it.
-REALLOCATION_BUG = (
-    "open manager bug: capacity taken from one EVSE is granted to another in the same tick, "
-    "before the first car has followed its lower limit, so a fuse or W limit is exceeded "
-    "for up to that car's response time")
-
-
-def assert_no_overload_but_the_known_bug(record: Record) -> None:
-    found = overloads(record)
-    if found:
-        pytest.xfail(f"{REALLOCATION_BUG}: {found[0]}")
-
-
 @settings(RUN, max_examples=3)
 @given(scenarios(hours=1 / 6, tick_s=1))
 def test_the_meter_loop_settles_with_lagging_cars_at_the_one_second_tick(
@@ -80,7 +67,7 @@ def test_the_meter_loop_settles_with_lagging_cars_at_the_one_second_tick(
     record = run(scenario)
     assert oscillations(record) == []
     assert missed_targets(record) == []
-    assert_no_overload_but_the_known_bug(record)
+    assert overloads(record) == []
 
 
 def household_of(amps: float, on_at_s: float = 0.0) -> Household:
@@ -164,4 +151,4 @@ def test_an_arrival_waits_for_the_car_that_gives_way(lag_s: float) -> None:
         sessions=[Session("e1", 0, 3600, SimulatedCar(max_current_a=32.0, lag_s=lag_s)),
                   Session("e2", 60, 3600, SimulatedCar(max_current_a=32.0, lag_s=1.0))],
         household=household_of(2.0), evse_meters=frozenset({"e1", "e2"}))
-    assert_no_overload_but_the_known_bug(run(scenario))
+    assert overloads(run(scenario)) == []

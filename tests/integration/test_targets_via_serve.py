@@ -102,12 +102,13 @@ async def test_unusable_targets_are_refused_with_every_violation(service) -> Non
 
 
 async def test_cli_clock_times_are_the_sites_and_refusals_exit_2(service, capsys) -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    clock = (datetime.now(berlin) + timedelta(hours=3)).replace(second=0, microsecond=0)
     code, out, err = await run_cli(capsys, "target", "set", "garage", "--kwh", "5",
-                                   "--leave", "07:00", "--server", service.address)
+                                   "--leave", f"{clock:%H:%M}", "--server", service.address)
     assert code == 0, err
     target = next(x.target for x in service.manager.status().evses if x.uuid == "garage")
-    local = target.leave_time.astimezone(ZoneInfo("Europe/Berlin"))
-    assert (local.hour, local.minute) == (7, 0)
+    assert target.leave_time == clock  # the site's wall clock, 3 h ahead: time to charge
     assert '"reachable": true' in out
     code, out, err = await run_cli(capsys, "target", "set", "carport", "--soc", "40",
                                    "--server", service.address)
