@@ -5,8 +5,12 @@ The grid operator switches the contacts; each pattern maps to a power level from
 operator's signal is unknown", so the configured failsafe level applies until it reads again.
 The contact states are exposed too, so formulas can use them as ``PB.input1``/``PB.input2``::
 
+    def dim(level: RippleLevel, inputs: object) -> None:  # 100 % = a 22 kW connection
+        watts = level.limit_w(22_000.0)
+        manager.set_external_limits("ripple", "grid", power_limit(manager.clock.now(), watts))
+
     receiver = RippleReceiver(RippleConfig(input1=Contact(address=0), input2=Contact(address=1)),
-                              on_change=lambda level, inputs: manager.set_ripple_limit(level))
+                              on_change=dim)
     await receiver.start()
 """
 

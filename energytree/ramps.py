@@ -3,8 +3,9 @@
 The allocator shares the limits among the grants of *this* tick: when one EVSE is cut so
 that another may rise, both change at once, but the cut car follows seconds late. Until it
 has, the rising EVSE may only take the room the tree's limits (and the grid meter's budget)
-leave with what every EVSE may still be drawing: its fresh measurement, or else the most it
-was granted during the cars' response time (nothing, where its state says no car charges).
+leave with what every EVSE may still be drawing: its fresh measurement (or, while its car may
+still be following a rise, the rise), or else the most it was granted during the cars' response
+time (nothing, where its state says no car charges).
 Cuts apply at once; a rise waits at most that response time. A rising EVSE whose room is
 below its minimum current waits (0 A) unless it already charges, then it keeps the minimum.
 """
@@ -56,13 +57,17 @@ class RampLimiter:
         """[N, 3] what each EVSE may still draw per grid phase [A]."""
         n = problem.evse_count
         recent = [g for _, g in self._grants if g.shape == (n, 3)]
-        result = np.max(recent, axis=0) if recent else np.zeros((n, 3))
+        most = np.max(recent, axis=0) if recent else np.zeros((n, 3))
+        rose = most > recent[0] + EPS if recent else np.zeros((n, 3), dtype=bool)
+        result = most.copy()
         result[~problem.wants_power] = 0.0  # unplugged, finished, disabled: nothing flows
         for e, uuid in enumerate(problem.evse_uuids):
             seen = drawn.get(uuid)
             if seen is not None and seen.current_a is not None and seen.at_s >= fresh_since_s:
                 result[e] = 0.0
                 np.add.at(result[e], problem.wired_map[e], seen.current_a)
+                # a car still following a recent rise may draw up to it, whatever it drew
+                result[e] = np.where(rose[e], np.maximum(result[e], most[e]), result[e])
         return result
 
     def _hold_back(self, problem: Problem, slot: int, alloc: SlotAllocation,

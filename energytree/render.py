@@ -16,7 +16,7 @@ from datetime import UTC, datetime, tzinfo
 import numpy as np
 
 from energytree.plan import Plan
-from energytree.types import OptimizerTarget
+from energytree.types import OptimizerTarget, format_timestamp
 
 __all__ = [
     "View", "binding_phase", "chart_series", "delivered_kwh", "departure_label", "departures",
@@ -470,7 +470,7 @@ def _title(plan: Plan, view: View) -> str:
     grid = plan.problem.grid
     start = datetime.fromtimestamp(float(grid.starts[0]), view.tz)
     end = datetime.fromtimestamp(float(grid.ends[-1]), view.tz)
-    utc = datetime.fromtimestamp(float(grid.starts[0]), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = format_timestamp(datetime.fromtimestamp(float(grid.starts[0]), UTC), whole_seconds=True)
     return (f"{view.title}: plan for {_count(plan.problem.evse_count)}, {plan.problem.slots} slots "
             f"from {start:%a %d %b %Y %H:%M %Z} ({utc}) to {end:%a %d %b %H:%M %Z}"
             f"; times in {view.tz}")

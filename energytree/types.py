@@ -75,9 +75,12 @@ def to_utc(value: Any) -> Any:
     return value
 
 
-def format_timestamp(value: datetime) -> str:
-    """RFC 3339 in UTC with a ``Z`` suffix and no needless fraction."""
+def format_timestamp(value: datetime, *, whole_seconds: bool = False) -> str:
+    """RFC 3339 in UTC with a ``Z`` suffix and no needless fraction (none at all with
+    ``whole_seconds``, as OCPP backends expect)."""
     value = value.astimezone(UTC)
+    if whole_seconds:
+        value = value.replace(microsecond=0)
     spec = "milliseconds" if value.microsecond else "seconds"
     return value.isoformat(timespec=spec).replace("+00:00", "Z")
 

@@ -1,4 +1,4 @@
-"""The gRPC service ``energytree.v1.EnergyManager`` (DESIGN.md §4) on grpc.aio.
+"""The gRPC service ``energytree.v1.EnergyManager`` on grpc.aio (docs/architecture.md).
 
 One method per RPC, named as in the proto; each turns its request into a call on the live
 ``EnergyManager`` or the ``VariableStore`` and the answer back into messages
@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EnergyManager"].full_name
 HEALTH_PREFIX = f"/{health.SERVICE_NAME}/"
-# The grid operator's writes: variables and external limits (DESIGN.md §4, two roles).
+# The grid operator's writes: variables and external limits (two roles: docs/semantics.md).
 OPERATOR_RPCS = frozenset(
     f"/{SERVICE_NAME}/{name}"
     for name in ("SetVariables", "SetExternalLimits", "ClearExternalLimits"))

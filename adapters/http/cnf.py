@@ -1,4 +1,4 @@
-"""The cFos-compatible HTTP API for grid operators and energy suppliers (DESIGN.md §4).
+"""The cFos-compatible HTTP API for grid operators and energy suppliers (see docs/semantics.md).
 
 The ``cmd=`` grammar, as in cFos's "HTTP API for energy suppliers":
 

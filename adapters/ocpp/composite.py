@@ -40,6 +40,7 @@ from adapters.ocpp.profiles import (
     utc_whole_s,
 )
 from energytree.errors import RequestError
+from energytree.types import format_timestamp
 
 if TYPE_CHECKING:
     from adapters.ocpp.versions import OcppVersion
@@ -316,10 +317,6 @@ def _floor_01(value: float) -> float:
     return float(Decimal(repr(value)).quantize(Decimal("0.1"), rounding=ROUND_FLOOR))
 
 
-def _iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _wire_periods(
     composite: CompositeSchedule, default_limit: float | None
 ) -> list[dict[str, Any]]:
@@ -351,7 +348,7 @@ def composite_payload(
     schedule_start, charging_rate_unit, charging_schedule_period).
     """
     periods = _wire_periods(composite, default_limit)
-    start = _iso(composite.start)
+    start = format_timestamp(composite.start, whole_seconds=True)
     if version.composite_field == "schedule":
         schedule = {
             "evse_id": connector_id,

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
 from adapters.ocpp.sessions import MeterReading, Session
 from adapters.ocpp.versions import V16, V201, OcppVersion, Sample, meter_value
-from energytree.types import EvseState
+from energytree.types import EvseState, format_timestamp
 
 __all__ = ["CONNECTOR", "WIRE", "EvseWire", "iso", "samples"]
 
@@ -30,7 +30,7 @@ Call = tuple[str, dict[str, Any]]
 
 def iso(t: datetime) -> str:
     """RFC 3339 UTC with whole seconds and a Z, as OCPP backends expect."""
-    return t.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return format_timestamp(t, whole_seconds=True)
 
 
 def samples(energy_wh: float, power_w: float | None = None) -> list[Sample]:

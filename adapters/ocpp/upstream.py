@@ -5,8 +5,12 @@ grid reference meter, and limits the site with charging profiles. Every accepted
 persisted and handed to ``on_profiles_changed(store)``; the manager turns the composite
 schedule into an external-limit source on the site root. Usage::
 
+    def apply(_store: ProfileStore) -> None:
+        periods = client.limit_periods(manager.clock.now(), 86_400)
+        manager.set_external_limits("ocpp", "grid", external_from_periods(periods))
+
     client = UpstreamClient(UpstreamConfig(url="wss://dso.example/ocpp", charge_point_id="SITE1"),
-                            read_meter=meter.read, on_profiles_changed=manager.set_ocpp_limits)
+                            read_meter=meter.read, on_profiles_changed=apply)
     await client.run()   # reconnects with exponential backoff until cancelled
 """
 
@@ -53,6 +57,7 @@ from adapters.ocpp.profiles import (
 from adapters.ocpp.versions import BY_NAME, Sample
 from energytree.errors import RequestError
 from energytree.persist import read_json, write_json_atomic
+from energytree.types import format_timestamp
 
 __all__ = ["GridReading", "SiteChargePoint", "UpstreamClient", "UpstreamConfig"]
 
@@ -105,10 +110,6 @@ MeterReader = Callable[[], Awaitable[GridReading | None] | GridReading | None]
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class SiteChargePoint(ChargePoint):  # type: ignore[misc]
@@ -287,7 +288,7 @@ class UpstreamClient:
                 tasks.create_task(cp.start())
                 interval = await self._boot(cp)
                 for connector in self.version.station_statuses:
-                    call = self.version.status_notification(connector, _iso(self.now()))
+                    call = self.version.status_notification(connector, self._stamp())
                     await cp.call(call, suppress=False)
                 self.connected.set()
                 tasks.create_task(every(interval, lambda: self._heartbeat(cp)))
@@ -297,6 +298,10 @@ class UpstreamClient:
                     )
         finally:
             self.connected.clear()
+
+    def _stamp(self) -> str:
+        """Now, as OCPP messages carry it."""
+        return format_timestamp(self.now(), whole_seconds=True)
 
     async def _boot(self, cp: SiteChargePoint) -> float:
         """BootNotification until Accepted; return the heartbeat interval [s] it sets."""
@@ -313,5 +318,5 @@ class UpstreamClient:
         if inspect.isawaitable(reading):
             reading = await reading
         if reading is not None:  # a silent meter sends nothing rather than stale values
-            call = self.version.meter_values(0, _iso(self.now()), reading.samples())
+            call = self.version.meter_values(0, self._stamp(), reading.samples())
             await cp.call(call, suppress=False)
