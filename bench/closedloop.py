@@ -1,6 +1,6 @@
 """Closed-loop benchmark: ``python -m bench.closedloop``.
 
-Runs the real manager against simulated cars (``energytree.closedloop``) and prints:
+Runs the real manager against simulated cars (``energytree.app.closedloop``) and prints:
 
 1. **Stranded capacity.** An office site of 8 EVSEs (3-phase, 32 A) on 3 × 63 A, dimmed by the
    operator to 60 % of 43 kW; three 1-phase cars on 3-phase EVSEs (rotations spread), two cars
@@ -25,7 +25,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from energytree.closedloop import (
+from energytree.app.closedloop import (
     START,
     ClosedLoop,
     Dimming,
@@ -33,8 +33,8 @@ from energytree.closedloop import (
     Scenario,
     Session,
 )
-from energytree.loopchecks import oscillations, overloads, target_outcomes
-from energytree.simulation import ApplianceStep, Household, SimulatedCar
+from energytree.app.loopchecks import oscillations, overloads, target_outcomes
+from energytree.app.simulation import ApplianceStep, Household, SimulatedCar
 from energytree.site import SiteConfig
 from optimizer import optimise
 

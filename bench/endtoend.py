@@ -87,7 +87,7 @@ def _process(path: Path) -> dict[str, float]:
     process_s = time.perf_counter() - started
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import energytree.cli, optimizer"], check=True)
+    subprocess.run([sys.executable, "-c", "import energytree.app.cli, optimizer"], check=True)
     return {"process_s": process_s, "imports_s": time.perf_counter() - started,
             "peak_MB": peak_kb / 1024}
 

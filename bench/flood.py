@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from energytree.runtime import Service
-from energytree.service import ServiceConfig
+from energytree.app.runtime import Service
+from energytree.app.service import ServiceConfig
 
 HOST = "127.0.0.1"  # the load never leaves this machine
 CONCURRENCY = 200

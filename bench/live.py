@@ -20,8 +20,8 @@ import httpx
 
 from bench.instance import make_request
 from energytree.allocator import allocate_slot
+from energytree.app.service import ServiceConfig
 from energytree.manager import EnergyManager
-from energytree.service import ServiceConfig
 from optimizer import optimise
 
 ROUNDS = 200
@@ -69,7 +69,7 @@ def _site(n: int) -> ServiceConfig:
 
 async def command_latency(n: int) -> dict[str, float]:
     from adapters.http import HttpApi
-    from energytree.runtime import Service
+    from energytree.app.runtime import Service
 
     with tempfile.TemporaryDirectory() as state:
         config = _site(n)

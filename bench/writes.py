@@ -26,10 +26,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from adapters.ocpp.sessions import Database, MeterReading, SessionLog, SessionTracker, StateChanged
-from energytree import runtime
+from energytree.app import runtime
+from energytree.app.service import ServiceConfig
 from energytree.batchwrite import BatchWriter, thread_bytes_written
-from energytree.service import ServiceConfig
+from energytree.sessions import Database, MeterReading, SessionLog, SessionTracker, StateChanged
 from energytree.types import EvseState
 
 HOUR_S = 3600

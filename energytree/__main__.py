@@ -1,5 +1,5 @@
 """Run the command line: ``python -m energytree``."""
 
-from energytree.cli import main
+from energytree.app.cli import main
 
 raise SystemExit(main())

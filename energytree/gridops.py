@@ -13,6 +13,7 @@ come on top.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -21,8 +22,10 @@ from energytree.types import ExternalLimits, LimitsReq, ScheduleReqEntry
 __all__ = [
     "GZF",
     "P_DEVICE_W",
+    "FourteenA",
     "LimitPeriodLike",
     "external_from_periods",
+    "percent_base_w",
     "pmin_14a_w",
     "power_limit",
 ]
@@ -40,6 +43,40 @@ def pmin_14a_w(devices: int, gzf: Mapping[int, float] = GZF, gzf_many: float = G
         return 0.0
     factor = gzf.get(devices, gzf_many)
     return per_device_w + (devices - 1) * factor * per_device_w
+
+
+def percent_base_w(explicit_w: float | None, max_power_w: float | None,
+                   max_current_a: float | None, phases: int, voltage_v: float) -> float:
+    """What 100 % means in every operator percentage [W]: the configured base, else the
+    connection's power limit, else its current limit × phases × voltage (63 A if unknown)."""
+    if explicit_w is not None:
+        return explicit_w
+    if max_power_w is not None:
+        return max_power_w
+    return (63.0 if max_current_a is None else max_current_a) * phases * voltage_v
+
+
+@dataclass(frozen=True)
+class FourteenA:
+    """One site's §14a duty towards the grid operator: what every dimming leaves.
+
+    ``pmin_w`` is ``pmin_14a_w`` of the site's controllable devices; with ``add_pv_surplus``
+    what the site exports at the moment (its own generation) comes on top.
+    """
+
+    pmin_w: float
+    add_pv_surplus: bool = True
+
+    def floor_w(self, grid_power_w: float | None) -> float:
+        """The least a dimming command may leave [W], given the grid power now (export < 0)."""
+        surplus = 0.0
+        if self.add_pv_surplus and grid_power_w is not None:
+            surplus = max(0.0, -grid_power_w)
+        return self.pmin_w + surplus
+
+    def dimmed_w(self, asked_w: float, grid_power_w: float | None) -> float:
+        """What an operator's command of ``asked_w`` leaves the site [W]."""
+        return max(asked_w, self.floor_w(grid_power_w))
 
 
 def power_limit(now: datetime, watts: float) -> ExternalLimits:

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from energytree.runtime import Service
-from energytree.service import ServiceConfig
+from energytree.app.runtime import Service
+from energytree.app.service import ServiceConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 OPERATOR = ("admin", "operator-password")

@@ -3,7 +3,7 @@
 The generated modules live in ``adapters.grpc.gen.energytree.v1`` (scripts/gen_protos.py
 writes them there so they do not shadow our ``energytree`` package); ``convert`` maps their
 messages to energytree types and ``service`` serves them. The Python client is
-``energytree.client``.
+``adapters.grpc.client``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ It serves any register map's layout (a SunSpec map as a real ``SunS`` chain) wit
 callable that is asked again on every read, and it can be told to fail::
 
     sim = MeterSimulator(load_register_map("socomec-countis-e27"),
-                         lambda: meter_values(household_load_profile(datetime.now())),
+                         lambda: meter_values((12.0, 4.5, 3.0)),  # A per phase, asked anew
                          energy_wh=(kept_import_wh, kept_export_wh))  # survive a restart
     port = await sim.start()          # 127.0.0.1, port 0 = any free port
     sim.fault = Fault.NAN             # or EXCEPTION, SILENT; Fault.NONE to heal
@@ -31,13 +31,11 @@ from adapters.meter.registermap import (
     read_plan,
     sunspec_register_map,
 )
-from energytree.simulation import household_load_profile
 
 __all__ = [
     "SUNSPEC_SIM_BASE",
     "Fault",
     "MeterSimulator",
-    "household_load_profile",
     "meter_values",
     "sunspec_image",
 ]

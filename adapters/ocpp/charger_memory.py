@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from adapters.ocpp.charger_limits import Pushed, dump_pushed, load_pushed
-from adapters.ocpp.sessions import ACTIVE_STATES
 from energytree.errors import ConfigError
 from energytree.persist import write_json_atomic
+from energytree.sessions import ACTIVE_STATES
 from energytree.types import EvseState
 
 __all__ = ["ChargerMemory", "is_drawing"]

@@ -72,18 +72,18 @@ from adapters.ocpp.charger_memory import ChargerMemory, is_drawing
 from adapters.ocpp.chargers import ChargerConfig, CsmsConfig
 from adapters.ocpp.evseport import EventSink
 from adapters.ocpp.profiles import ProfileRules
-from adapters.ocpp.sessions import (
+from adapters.ocpp.versions import CSMS_BY_SUBPROTOCOL, CsmsWire
+from energytree.clock import Clock, SystemClock
+from energytree.errors import RequestError
+from energytree.manager import EnergyManager
+from energytree.persist import read_json
+from energytree.sessions import (
     ACTIVE_STATES,
     Authorized,
     EvseEvent,
     MeterReading,
     StateChanged,
 )
-from adapters.ocpp.versions import CSMS_BY_SUBPROTOCOL, CsmsWire
-from energytree.clock import Clock, SystemClock
-from energytree.errors import RequestError
-from energytree.manager import EnergyManager
-from energytree.persist import read_json
 from energytree.types import EnforcedLimits, EvseState, Powermeter, format_timestamp
 
 __all__ = ["ChargerSession", "CsmsConfig", "CsmsServer"]

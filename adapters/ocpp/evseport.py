@@ -19,14 +19,13 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
-from adapters.ocpp.sessions import Authorized, EvseEvent, MeterReading, StateChanged, Stopped
 from energytree.clock import Clock
+from energytree.sessions import Authorized, EvseEvent, MeterReading, StateChanged, Stopped
 
 if TYPE_CHECKING:
-    from energytree.simulation import SimulatedEvse
-    from energytree.types import EvseState
+    from energytree.types import EvseState, Powermeter
 
-__all__ = ["EmbeddedEvses", "EventSink", "EvseCommands", "SimulatedFeed"]
+__all__ = ["EmbeddedEvses", "EventSink", "EvseCommands", "SimulatedFeed", "SteppedEvse"]
 
 LOG = logging.getLogger(__name__)
 
@@ -84,6 +83,18 @@ class EmbeddedEvses:
         return {k: self.settings[k] for k in wanted if k in self.settings}
 
 
+class SteppedEvse(Protocol):
+    """What ``SimulatedFeed`` reads of a simulated EVSE after each step."""
+
+    uuid: str
+    import_wh: float
+
+    @property
+    def state(self) -> EvseState: ...
+
+    def measurement(self) -> Powermeter: ...
+
+
 class SimulatedFeed:
     """Events from simulated EVSEs: the meter every poll, the state when it changed."""
 
@@ -91,7 +102,7 @@ class SimulatedFeed:
         self.sink = sink
         self._states: dict[str, EvseState] = {}
 
-    def poll(self, evses: Iterable[SimulatedEvse], now: datetime) -> None:
+    def poll(self, evses: Iterable[SteppedEvse], now: datetime) -> None:
         for sim in evses:
             meter = sim.measurement()
             power = meter.power_W.total if meter.power_W else None

@@ -18,8 +18,8 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from adapters.ocpp.sessions import MeterReading, Session
 from adapters.ocpp.versions import V16, V201, OcppVersion, Sample, meter_value
+from energytree.sessions import MeterReading, Session
 from energytree.types import EvseState, format_timestamp
 
 __all__ = ["CONNECTOR", "WIRE", "EvseWire", "iso", "samples"]

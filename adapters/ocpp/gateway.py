@@ -33,7 +33,11 @@ from adapters.ocpp.gatewaylink import EvseLink
 from adapters.ocpp.link import TlsFiles, WebSocketUrl, ssl_context
 from adapters.ocpp.outbox import Outbox
 from adapters.ocpp.profiles import ProfileRules, ProfileStore
-from adapters.ocpp.sessions import (
+from energytree.clock import Clock
+from energytree.errors import ConfigError, RequestError
+from energytree.gridops import external_from_periods
+from energytree.manager import EnergyManager
+from energytree.sessions import (
     Authorized,
     Database,
     EvseEvent,
@@ -42,10 +46,6 @@ from adapters.ocpp.sessions import (
     SessionTracker,
     StateChanged,
 )
-from energytree.clock import Clock
-from energytree.errors import ConfigError, RequestError
-from energytree.gridops import external_from_periods
-from energytree.manager import EnergyManager
 from energytree.tasks import cancel_and_wait
 
 __all__ = ["SOURCE", "Gateway", "GatewayConfig"]

@@ -21,7 +21,7 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.ocpp.sessions import Database
+from energytree.sessions import Database
 
 __all__ = ["Message", "Outbox"]
 

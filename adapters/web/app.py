@@ -33,7 +33,6 @@ from adapters.http.cnf import (
     server_ssl_context,
 )
 from adapters.http.incoming import credentials_match, json_body
-from adapters.ocpp.sessions import SessionLog
 from adapters.web.config import DashboardConfig
 from adapters.web.forms import CarFacts, FormError, parse_target_form, parse_variable_form
 from adapters.web.live import LiveHub, sse_frame
@@ -42,6 +41,7 @@ from adapters.web.plandata import plan_chart
 from adapters.web.snapshot import SiteFeed, live_snapshot
 from energytree.audit import AuditLog
 from energytree.errors import ConfigError, FormulaError, NotFoundError, RequestError
+from energytree.sessions import SessionLog
 from energytree.variables import VariableStore
 
 __all__ = ["Dashboard", "DashboardSite", "build_app"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from adapters.web.snapshot import finite, numbers
 from energytree.plan import Plan
-from energytree.render import (
+from energytree.planfigures import (
     binding_phase,
     departures,
     planned_phase_load_a,

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from playwright.async_api import Error as PlaywrightError
 
-from energytree.runtime import Service
+from energytree.app.runtime import Service
 from energytree.types import OptimizerTarget, PricePerKwh
 from tests.browser.chromium import browser
 from tests.dashboard_site import OPERATOR, VIEWER, http_api_url, running_demo

@@ -11,8 +11,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from energytree.closedloop import START, Dimming, Dropout, Scenario, Session
-from energytree.simulation import ApplianceStep, Household, SimulatedCar
+from energytree.app.closedloop import START, Dimming, Dropout, Scenario, Session
+from energytree.app.simulation import ApplianceStep, Household, SimulatedCar
 from energytree.site import SiteConfig, evse_configs
 
 ROTATIONS = ["L1L2L3", "L2L3L1", "L3L1L2", "L1L3L2", "L3L2L1", "L2L1L3"]

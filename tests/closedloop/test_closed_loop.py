@@ -22,7 +22,7 @@ from datetime import timedelta
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
-from energytree.closedloop import (
+from energytree.app.closedloop import (
     START,
     ClosedLoop,
     Dimming,
@@ -30,8 +30,8 @@ from energytree.closedloop import (
     Scenario,
     Session,
 )
-from energytree.loopchecks import missed_targets, oscillations, overloads
-from energytree.simulation import ApplianceStep, Household, SimulatedCar
+from energytree.app.loopchecks import missed_targets, oscillations, overloads
+from energytree.app.simulation import ApplianceStep, Household, SimulatedCar
 from energytree.site import SiteConfig
 from optimizer import optimise
 from tests.closedloop.strategies import scenarios

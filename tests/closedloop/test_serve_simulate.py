@@ -17,8 +17,8 @@ import pytest
 
 from adapters.meter.registermap import load_register_map
 from adapters.meter.simulator import MeterSimulator, meter_values
-from energytree.runtime import Service
-from energytree.service import ServiceConfig
+from energytree.app.runtime import Service
+from energytree.app.service import ServiceConfig
 
 CONNECTION_A = 20.0
 MARGIN_A = 1.0
@@ -88,7 +88,7 @@ async def test_serve_simulate_keeps_the_measured_phases_within_the_connection(
 
 async def test_serve_simulate_says_it_replaces_the_meter(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="energytree.runtime")
+    caplog.set_level(logging.WARNING, logger="energytree.app.runtime")
     service = Service(simulated_site(), tmp_path, simulate=True)
     await service.start()
     await service.stop()

@@ -18,7 +18,7 @@ import pytest
 import trustme
 from prometheus_client.parser import text_string_to_metric_families
 
-from energytree.runtime import SUNSPEC, Service
+from energytree.app.runtime import SUNSPEC, Service
 from tests.dashboard_site import OPERATOR, VIEWER, http_api_url, running_demo
 
 ROUTES = ["/", "/static/app.js", "/api/live", "/api/plan", "/api/events", "/api/audit",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from energytree.runtime import Service
-from energytree.service import ServiceConfig
+from energytree.app.runtime import Service
+from energytree.app.service import ServiceConfig
 
 
 async def test_a_formula_fault_is_one_line_when_it_starts_and_one_when_it_ends(
@@ -18,7 +18,7 @@ async def test_a_formula_fault_is_one_line_when_it_starts_and_one_when_it_ends(
         "name": "home", "tick_s": 0.05, "plan_budget_s": 1, "status_interval_s": 3600,
         "grid": {"uuid": "house", "max_current_A": 35, "max_power_W": "22000 * CM.AVAIL / 100",
                  "children": [{"evse": "garage", "max_current_A": 16}]}})
-    caplog.set_level(logging.WARNING, logger="energytree.runtime")
+    caplog.set_level(logging.WARNING, logger="energytree.app.runtime")
 
     def lines(text: str) -> list[str]:
         return [r.getMessage() for r in caplog.records if text in r.getMessage()]

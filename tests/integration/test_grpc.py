@@ -20,10 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.grpc import GrpcServer, GrpcServerConfig, convert
+from adapters.grpc.client import ApiError, EnergyTreeClient
 from adapters.grpc.gen.energytree.v1 import energytree_pb2 as pb
 from adapters.grpc.gen.energytree.v1 import energytree_pb2_grpc as pb_grpc
-from energytree import cli
-from energytree.client import ApiError, EnergyTreeClient
+from energytree.app import cli
 from energytree.clock import ManualClock
 from energytree.errors import ConfigError, NotFoundError, RequestError
 from energytree.formula import MappingEnvironment

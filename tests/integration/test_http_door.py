@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from adapters.http import HttpApi, HttpApiConfig, build_app, door
+from energytree.app.runtime import Service
+from energytree.app.service import ServiceConfig
 from energytree.formula import MappingEnvironment
 from energytree.logs import RateLimitedLog
-from energytree.runtime import Service
-from energytree.service import ServiceConfig
 from energytree.variables import VariableStore
 from tests.integration.test_startup import HOME, free_port
 

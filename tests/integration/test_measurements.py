@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from adapters.grpc import GrpcServer
+from adapters.grpc.client import EnergyTreeClient
 from adapters.meter.registermap import load_register_map
 from adapters.meter.simulator import MeterSimulator, meter_values
-from energytree import runtime
-from energytree.client import EnergyTreeClient
-from energytree.runtime import Service
-from energytree.service import ServiceConfig
+from energytree.app import runtime
+from energytree.app.runtime import Service
+from energytree.app.service import ServiceConfig
 from energytree.types import PhaseValues, Powermeter
 from tests.integration.test_runtime import Recorder, current_of, near, running, until
 

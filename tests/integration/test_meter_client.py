@@ -16,12 +16,8 @@ import pytest
 
 from adapters.meter.client import GridMeterClient, GridMeterConfig, MeterState, next_state
 from adapters.meter.registermap import MeterReading, Quantity, load_register_map
-from adapters.meter.simulator import (
-    Fault,
-    MeterSimulator,
-    household_load_profile,
-    meter_values,
-)
+from adapters.meter.simulator import Fault, MeterSimulator, meter_values
+from energytree.app.simulation import household_load_profile
 
 CLIENT_LOG = "adapters.meter.client"
 

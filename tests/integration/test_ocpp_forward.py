@@ -12,15 +12,15 @@ from ocpp.v201.enums import Action
 
 from adapters.ocpp.csms import CsmsServer
 from adapters.ocpp.forward import ChargerCommands
-from adapters.ocpp.sessions import (
+from adapters.ocpp.versions import CSMS16, CsmsWire
+from energytree.manager import EnergyManager
+from energytree.sessions import (
     Database,
     MeterReading,
     SessionLog,
     SessionTracker,
     StateChanged,
 )
-from adapters.ocpp.versions import CSMS16, CsmsWire
-from energytree.manager import EnergyManager
 from energytree.types import EvseState
 from tests.integration import test_ocpp_csms as base
 from tests.integration.test_ocpp_csms import WIRES, charger, clock, manager, server, until

@@ -22,12 +22,12 @@ import trustme
 from adapters.ocpp.evseport import SimulatedFeed
 from adapters.ocpp.gateway import Gateway, GatewayConfig
 from adapters.ocpp.link import TlsFiles, basic_auth
-from adapters.ocpp.sessions import Authorized, MeterReading, StateChanged
 from adapters.ocpp.versions import BY_NAME, OcppVersion
+from energytree.app.simulation import SimulatedCar, SimulatedEvse
 from energytree.clock import ManualClock
 from energytree.manager import EnergyManager, ManagerOptions
 from energytree.plan import instant_plan
-from energytree.simulation import SimulatedCar, SimulatedEvse
+from energytree.sessions import Authorized, MeterReading, StateChanged
 from energytree.site import EvseConfig, GridConfig, SiteConfig, site_request
 from energytree.types import EvseState
 from tests.integration.supplier import (

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
+from adapters.grpc.client import EnergyTreeClient
 from adapters.ocpp.gateway import Gateway
 from adapters.ocpp.upstream import GridReading
 from adapters.ocpp.versions import BY_NAME, CSMS16, CSMS201, Sample
-from energytree import cli
-from energytree.client import EnergyTreeClient
-from energytree.runtime import Service
+from energytree.app import cli
+from energytree.app.runtime import Service
 from energytree.types import EvseState
 from tests.integration.supplier import Backend
 from tests.integration.test_ocpp_csms import (

@@ -24,15 +24,15 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
 from adapters.grpc import GrpcServer
+from adapters.grpc.client import ApiError, EnergyTreeClient
 from adapters.http import HttpApi
 from adapters.meter.client import GridMeterClient, MeterState
 from adapters.meter.registermap import load_register_map
 from adapters.meter.simulator import MeterSimulator, meter_values
 from adapters.sunspec import GRID_POWER_ADDRESS, PERCENT_ADDRESS, SunSpecServer
-from energytree import runtime
-from energytree.client import ApiError, EnergyTreeClient
+from energytree.app import runtime
+from energytree.app.service import ServiceConfig, load_service_config
 from energytree.errors import ConfigError
-from energytree.service import ServiceConfig, load_service_config
 from energytree.types import ExternalLimits, LimitsReq, ScheduleReqEntry
 from energytree.yamlfile import parse_model
 from tests.integration.test_runtime import (
@@ -190,7 +190,7 @@ async def test_a_formula_failing_on_its_names_is_shown_logged_once_and_falls_bac
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     apis = http_port(monkeypatch)
-    caplog.set_level(logging.WARNING, logger="energytree.runtime")
+    caplog.set_level(logging.WARNING, logger="energytree.app.runtime")
     async with running(http_site_without_rule(), tmp_path) as service:
         publications = Publications(service)
         base = f"http://127.0.0.1:{apis.made[0].port}/cnf"

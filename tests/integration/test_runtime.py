@@ -26,10 +26,10 @@ from adapters.meter.client import GridMeterClient, MeterState
 from adapters.meter.registermap import load_register_map
 from adapters.meter.simulator import MeterSimulator, meter_values
 from adapters.sunspec import PERCENT_ADDRESS, SunSpecServer
-from energytree import runtime
+from energytree.app import runtime
+from energytree.app.runtime import Service
+from energytree.app.service import ServiceConfig
 from energytree.gridops import pmin_14a_w
-from energytree.runtime import Service
-from energytree.service import ServiceConfig
 from energytree.types import (
     EnforcedLimits,
     ExternalLimits,
@@ -63,7 +63,7 @@ def site(**sections: Any) -> ServiceConfig:
 
 
 class Recorder:
-    """Stands in for an adapter class in ``energytree.runtime``: builds it, remembers it."""
+    """Stands in for an adapter class in ``energytree.app.runtime``: builds it, remembers it."""
 
     def __init__(self, cls: Callable[..., Any], **extra: Any) -> None:
         self.cls, self.extra, self.made = cls, extra, []

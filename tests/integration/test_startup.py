@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from energytree.cli import main
-from energytree.runtime import Service
-from energytree.service import ServiceConfig
+from energytree.app.cli import main
+from energytree.app.runtime import Service
+from energytree.app.service import ServiceConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 HOME = {

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from energytree.app.runtime import Service
+from energytree.app.service import ServiceConfig
 from energytree.gridops import power_limit
-from energytree.runtime import Service
-from energytree.service import ServiceConfig
 from energytree.types import OptimizerTarget
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,10 +18,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 
 from adapters.grpc import GrpcServer
+from adapters.grpc.client import EnergyTreeClient
 from adapters.grpc.gen.energytree.v1 import energytree_pb2 as pb
 from adapters.grpc.gen.energytree.v1 import energytree_pb2_grpc as pb_grpc
-from energytree import cli, runtime
-from energytree.client import EnergyTreeClient
+from energytree.app import cli, runtime
 from energytree.types import OptimizerTarget
 from tests.integration.test_grpc import run_cli
 from tests.integration.test_runtime import Recorder, running, site

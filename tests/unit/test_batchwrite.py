@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from adapters.ocpp.sessions import (
+from energytree.audit import AuditLog
+from energytree.batchwrite import BatchWriter
+from energytree.errors import ConfigError
+from energytree.sessions import (
     Database,
     MeterReading,
     SessionLog,
     SessionTracker,
     StateChanged,
 )
-from energytree.audit import AuditLog
-from energytree.batchwrite import BatchWriter
-from energytree.errors import ConfigError
 from energytree.sqlitefile import open_database
 from energytree.types import EvseState
 

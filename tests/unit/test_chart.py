@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from matplotlib import colormaps
 
-from energytree.chart import PALETTE, build_figure
+from energytree.app.chart import PALETTE, build_figure
+from energytree.app.render import View, render_feeders
 from energytree.plan import instant_plan
-from energytree.render import View, binding_phase, render_feeders, shortfalls
+from energytree.planfigures import binding_phase, shortfalls
 from tests.builders import at, evse, node, problem
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from energytree.cli import main
+from energytree.app.cli import main
 from energytree.inputs import load_request
 from energytree.types import EnforcedLimits, to_utc
 from tests.builders import EXAMPLES

@@ -12,7 +12,7 @@ from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_ca
 from ocpp.messages import Call, validate_payload
 
 from adapters.ocpp.evsewire import WIRE, EvseWire
-from adapters.ocpp.sessions import MeterReading, Session
+from energytree.sessions import MeterReading, Session
 from energytree.types import EvseState
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

@@ -7,7 +7,14 @@ from datetime import datetime
 
 import pytest
 
-from energytree.gridops import GZF, external_from_periods, pmin_14a_w, power_limit
+from energytree.gridops import (
+    GZF,
+    FourteenA,
+    external_from_periods,
+    percent_base_w,
+    pmin_14a_w,
+    power_limit,
+)
 from energytree.types import LimitsReq
 from tests.builders import NOW, at
 
@@ -99,3 +106,38 @@ def test_a_schedule_keeps_its_periods_in_order() -> None:
     assert [e.limits_to_root.total_power_W for e in limits.schedule_import] == [
         11_000.0, 4_200.0, None]
     assert limits.schedule_import[2].limits_to_root == LimitsReq()  # restricts nothing
+
+
+TWO_WALLBOXES = FourteenA(pmin_14a_w(2))  # 7560 W
+
+
+@pytest.mark.parametrize(
+    ("asked_w", "grid_w", "left_w"),
+    [
+        pytest.param(0.0, 3000.0, 7560.0, id="a cut to nothing leaves Pmin"),
+        pytest.param(9000.0, 3000.0, 9000.0, id="above Pmin: as asked"),
+        pytest.param(0.0, -2000.0, 9560.0, id="exported surplus comes on top"),
+        pytest.param(0.0, None, 7560.0, id="no meter reading: Pmin alone"),
+    ],
+)
+def test_a_dimming_command_never_goes_below_the_floor(asked_w: float, grid_w: float | None,
+                                                     left_w: float) -> None:
+    assert TWO_WALLBOXES.dimmed_w(asked_w, grid_w) == pytest.approx(left_w)
+
+
+def test_surplus_is_added_only_where_allowed() -> None:
+    assert FourteenA(4200.0, add_pv_surplus=False).floor_w(-5000.0) == 4200.0
+
+
+@pytest.mark.parametrize(
+    ("explicit", "power_w", "current_a", "base_w"),
+    [
+        pytest.param(22000.0, 30000.0, 35.0, 22000.0, id="the configured base wins"),
+        pytest.param(None, 30000.0, 35.0, 30000.0, id="then the connection's W limit"),
+        pytest.param(None, None, 35.0, 35 * 3 * 230.0, id="then its current × phases × V"),
+        pytest.param(None, None, None, 63 * 3 * 230.0, id="63 A when nothing is known"),
+    ],
+)
+def test_what_100_percent_means(explicit: float | None, power_w: float | None,
+                                current_a: float | None, base_w: float) -> None:
+    assert percent_base_w(explicit, power_w, current_a, 3, 230.0) == pytest.approx(base_w)

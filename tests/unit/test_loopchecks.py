@@ -5,19 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from energytree.closedloop import (
+from energytree.app.closedloop import (
     Record,
     Scenario,
     Session,
 )
-from energytree.loopchecks import (
+from energytree.app.loopchecks import (
     missed_targets,
     node_limits,
     oscillations,
     overloads,
     target_outcomes,
 )
-from energytree.simulation import Household, SimulatedCar
+from energytree.app.simulation import Household, SimulatedCar
 from energytree.site import SiteConfig
 
 SITE = SiteConfig.model_validate({"grid": {"uuid": "grid", "max_current_A": 32, "children": [

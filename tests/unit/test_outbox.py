@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from adapters.ocpp.outbox import Outbox
-from adapters.ocpp.sessions import Database
+from energytree.sessions import Database
 
 
 @pytest.fixture

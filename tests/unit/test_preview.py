@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from energytree.cli import main, make_plan
-from energytree.preview import progress
+from energytree.app.cli import main, make_plan
+from energytree.app.preview import progress
+from energytree.app.render import shown_slots
+from energytree.planfigures import delivered_kwh, site_limit_w
 from energytree.problem import PlanOptions, build_problem
-from energytree.render import delivered_kwh, shown_slots, site_limit_w
 from energytree.site import SiteConfig, site_request
 from energytree.yamlfile import parse_model
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.ocpp.sessions import (
+from energytree.sessions import (
     Authorized,
     Database,
     MeterReading,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from energytree.app.service import ServiceConfig
+from energytree.app.simservice import SiteSimulation
 from energytree.manager import EnergyManager
-from energytree.service import ServiceConfig
-from energytree.simservice import SiteSimulation
 from energytree.site import site_request
 
 CONFIG = ServiceConfig.model_validate({

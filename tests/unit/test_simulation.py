@@ -6,15 +6,15 @@ from datetime import timedelta
 
 import pytest
 
-from energytree.clock import ManualClock
-from energytree.leaf import LimitReceiver
-from energytree.simulation import (
+from energytree.app.simulation import (
     ApplianceStep,
     Household,
     SimulatedCar,
     SimulatedEvse,
     household_load_profile,
 )
+from energytree.clock import ManualClock
+from energytree.leaf import LimitReceiver
 from energytree.types import EnforcedLimits, EvseState, LimitsRes
 from tests.builders import NOW
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from energytree.service import ServiceConfig
+from energytree.app.service import ServiceConfig
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "site-file.md").read_text(encoding="utf-8")
 

@@ -6,8 +6,8 @@ import errno
 
 import pytest
 
+from energytree.app.startup import listening
 from energytree.errors import ConfigError
-from energytree.startup import listening
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC
 
+from energytree.app.statusview import render_status
 from energytree.status import EvseStatus, Status
-from energytree.statusview import render_status
 from tests.builders import NOW
 
 

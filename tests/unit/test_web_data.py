@@ -10,7 +10,7 @@ from adapters.web.metrics import plan_gap
 from adapters.web.plandata import plan_chart
 from adapters.web.snapshot import finite, node_rows
 from energytree.plan import instant_plan
-from energytree.render import planned_phase_load_a
+from energytree.planfigures import planned_phase_load_a
 from energytree.status import EvseStatus
 from tests.builders import NOW, at, evse, node, problem
 

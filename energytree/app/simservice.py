@@ -17,12 +17,12 @@ from pathlib import Path
 
 from adapters.meter.registermap import load_register_map
 from adapters.meter.simulator import MeterSimulator, meter_values
+from energytree.app.service import ServiceConfig, default_cars
+from energytree.app.simulation import Household, SimulatedEvse
 from energytree.errors import ConfigError, EnergyTreeError
 from energytree.leaf import LimitReceiver
 from energytree.manager import EnergyManager
 from energytree.persist import read_json, write_json_atomic
-from energytree.service import ServiceConfig, default_cars
-from energytree.simulation import Household, SimulatedEvse
 from energytree.site import evse_configs
 from energytree.types import EnforcedLimits
 

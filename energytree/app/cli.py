@@ -44,7 +44,7 @@ from energytree.types import (
 )
 
 if TYPE_CHECKING:
-    from energytree.client import EnergyTreeClient
+    from adapters.grpc.client import EnergyTreeClient
 
 __all__ = ["main"]
 
@@ -125,7 +125,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_preview(args: argparse.Namespace) -> int:
-    from energytree.preview import run_preview
+    from energytree.app.preview import run_preview
 
     return run_preview(args)
 
@@ -149,7 +149,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _cmd_sessions(args: argparse.Namespace) -> int:
-    from adapters.ocpp.sessions import Database, SessionLog
+    from energytree.sessions import Database, SessionLog
 
     db = Database(_state_file(args, "sessions.sqlite", "session log"))
     try:
@@ -160,7 +160,7 @@ def _cmd_sessions(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from energytree.service import run_service
+    from energytree.app.service import run_service
 
     return run_service(args)
 
@@ -197,7 +197,7 @@ def leave_time(text: str, zone: tzinfo, now: datetime) -> datetime:
 
 
 def _client(args: argparse.Namespace) -> EnergyTreeClient:
-    from energytree.client import EnergyTreeClient
+    from adapters.grpc.client import EnergyTreeClient
 
     token = args.token or os.environ.get("ENERGYTREE_TOKEN") or None
     return EnergyTreeClient(args.server, token=token, tls_ca=args.tls_ca)

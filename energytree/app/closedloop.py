@@ -8,7 +8,7 @@ reach the cars through ``LimitReceiver`` s, as in ``serve --simulate``. The plan
 before a tick whenever the manager's own plan loop would start one (targets, states, commands,
 learned phases, a slot boundary), and finishes at once: accelerated time waits for it.
 
-Every tick is recorded with what flows through each node; ``energytree.loopchecks`` reads the
+Every tick is recorded with what flows through each node; ``energytree.app.loopchecks`` reads the
 record. Usage::
 
     loop = ClosedLoop(scenario)
@@ -23,12 +23,12 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from energytree.app.simulation import Household, SimulatedCar, SimulatedEvse
 from energytree.clock import ManualClock
 from energytree.leaf import LimitReceiver
 from energytree.manager import EnergyManager, ManagerOptions
 from energytree.plan import Planner
 from energytree.problem import PlanOptions
-from energytree.simulation import Household, SimulatedCar, SimulatedEvse
 from energytree.site import EvseConfig, SiteConfig, evse_configs, site_request
 from energytree.status import MeterFeed
 from energytree.types import (

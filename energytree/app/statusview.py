@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import tzinfo
 
-from energytree.simulation import SimulatedEvse
+from energytree.app.simulation import SimulatedEvse
 from energytree.status import EvseStatus, Status
 
 __all__ = ["render_status"]

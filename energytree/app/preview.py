@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from energytree.app.render import View, render_preview
 from energytree.errors import ConfigError, EnergyTreeError, FormulaError, RequestError
 from energytree.formula import Formula, MappingEnvironment
 from energytree.inputs import load_prices, load_targets
 from energytree.plan import Plan
 from energytree.problem import PlanOptions, build_problem
-from energytree.render import View, render_preview
 from energytree.site import SiteConfig, evse_configs, site_request
 from energytree.types import OptimizerTarget, PricePerKwh
 from energytree.yamlfile import load_model
@@ -131,7 +131,7 @@ def _formula_resolver(now: datetime, tz: ZoneInfo, prices: list[PricePerKwh],
 
 def _plan(site: SiteConfig, now: datetime, prices: list[PricePerKwh], path: str,
           resolve: Callable[[str], float]) -> Plan:
-    from energytree.cli import make_plan  # the composition root owns the optimiser import
+    from energytree.app.cli import make_plan  # the composition root owns the optimiser import
 
     options = PlanOptions(
         slot_s=site.slot_minutes * 60,
@@ -191,7 +191,7 @@ def _spin(stream: TextIO, message: str, stop: threading.Event) -> None:
 
 
 def _write_chart(plan: Plan, view: View, path: Path, fmt: str) -> None:
-    from energytree.chart import write_chart  # matplotlib is slow to import; only when asked
+    from energytree.app.chart import write_chart  # matplotlib is slow to import; only when asked
 
     try:
         write_chart(plan, view, path, fmt)

@@ -27,39 +27,45 @@ from adapters.ocpp.csms import CsmsServer
 from adapters.ocpp.evseport import SimulatedFeed
 from adapters.ocpp.forward import ChargerCommands
 from adapters.ocpp.gateway import Gateway
-from adapters.ocpp.sessions import (
-    Database,
-    SessionLog,
-    SessionTracker,
-    StateChanged,
-)
-from adapters.ocpp.sessions import (
-    MeterReading as SessionReading,
-)
 from adapters.ocpp.upstream import GridReading, UpstreamClient
 from adapters.ripple import RippleLevel, RippleReceiver
 from adapters.sunspec import MeterValues, Parameters, SetPercent, SunSpecServer, SunSpecValues
 from adapters.web import CarFacts, Dashboard, DashboardSite, SiteFeed, SiteMetrics
+from energytree.app.service import ServiceConfig
+from energytree.app.simservice import SiteSimulation
+from energytree.app.simulation import SimulatedEvse
+from energytree.app.startup import listening
+from energytree.app.statusview import render_status
 from energytree.audit import AuditLog
 from energytree.batchwrite import BatchWriter
 from energytree.errors import ConfigError, EnergyTreeError, RequestError
 from energytree.formula import Formula
 from energytree.formulaenv import EvseFacts, LiveFacts, SiteEnvironment, facts_to_names
-from energytree.gridops import external_from_periods, pmin_14a_w, power_limit
+from energytree.gridops import (
+    FourteenA,
+    external_from_periods,
+    percent_base_w,
+    pmin_14a_w,
+    power_limit,
+)
 from energytree.inputs import load_prices
 from energytree.manager import EnergyManager, ManagerOptions, MeterFeed
 from energytree.persist import read_json, write_json_atomic
 from energytree.plan import Plan
 from energytree.problem import ExternalSource, PlanOptions, Problem
-from energytree.service import ServiceConfig
-from energytree.simservice import SiteSimulation
-from energytree.simulation import SimulatedEvse
-from energytree.site import FuseConfig, GridConfig, evse_configs, site_request
-from energytree.startup import listening
-from energytree.statusview import render_status
+from energytree.sessions import (
+    Database,
+    SessionLog,
+    SessionTracker,
+    StateChanged,
+)
+from energytree.sessions import (
+    MeterReading as SessionReading,
+)
+from energytree.site import evse_configs, site_request
+from energytree.siteformulas import SiteFormulas
 from energytree.tasks import cancel_and_wait
-from energytree.types import ExternalLimits, LimitsReq, ScheduleReqEntry
-from energytree.variables import Origin, VariablesEnvironment, VariableStore
+from energytree.variables import Origin, VariableStore
 from optimizer import optimise
 
 __all__ = ["Service"]
@@ -67,7 +73,6 @@ __all__ = ["Service"]
 SectionT = TypeVar("SectionT", bound=BaseModel)
 
 log = logging.getLogger(__name__)
-FORMULA = "formula"
 PLAUSIBLE_FACTOR, PLAUSIBLE_MIN_A, PLAUSIBLE_UNKNOWN_A = 3.0, 100.0, 1000.0
 SUNSPEC_FILE = "sunspec.json"  # the percentage last written to 40968
 PERCENT_VARIABLE = "_max_total_current_prc"  # cFos's writable percentage of the connection
@@ -90,11 +95,13 @@ class Service:
         self.zone = ZoneInfo(config.timezone)
         self.variables = VariableStore(state_dir / "variables.json")
         self.variables.load()
-        self._formulas = _site_formulas(config)
+        self.formulas = SiteFormulas(config.grid, config.nominal_voltage_V)
+        section = config.fourteen_a
+        self.fourteen_a = FourteenA(
+            pmin_14a_w(section.controllable_devices or len(evse_configs(config)), section.gzf),
+            section.add_pv_surplus)
         self._percent_formula = Formula.parse(
             f"{self.percent_base_w()!r} * CM.{PERCENT_VARIABLE} / 100")
-        self._formula_failed: set[str] = set()  # failing now: its recovery is logged
-        self._formula_told: set[str] = set()  # failing and logged since the last change
         self._meter_reading: MeterReading | None = None
         self._inputs: tuple[float | None, float | None] = (None, None)
         self._percent: float | None = None
@@ -164,31 +171,27 @@ class Service:
 
     def percent_base_w(self) -> float:
         """What 100 % means in every operator percentage (40968, ``_max_total_current_prc``,
-        ripple levels): ``fourteen_a.percent_base_W``, else the connection's power [W]."""
-        if self.config.fourteen_a.percent_base_W is not None:
-            return self.config.fourteen_a.percent_base_W
+        ripple levels) [W]."""
         grid = self.config.grid
-        if isinstance(grid.max_power_W, float | int):
-            return float(grid.max_power_W)
-        amps = grid.max_current_A if isinstance(grid.max_current_A, float | int) else 63.0
-        return float(amps) * grid.phases * self.config.nominal_voltage_V
+        return percent_base_w(
+            self.config.fourteen_a.percent_base_W,
+            float(grid.max_power_W) if isinstance(grid.max_power_W, float | int) else None,
+            float(grid.max_current_A) if isinstance(grid.max_current_A, float | int) else None,
+            grid.phases, self.config.nominal_voltage_V)
 
     def floor_w(self) -> float:
         """§14a: dimming leaves at least Pmin (plus local surplus, if allowed) [W]."""
-        section = self.config.fourteen_a
-        devices = section.controllable_devices or len(evse_configs(self.config))
-        floor = pmin_14a_w(devices, section.gzf)
-        reading = self._meter_reading
-        if section.add_pv_surplus and reading and reading.power_w is not None:
-            floor += max(0.0, -reading.power_w)
-        return floor
+        return self.fourteen_a.floor_w(self._grid_power_w())
+
+    def _grid_power_w(self) -> float | None:
+        return self._meter_reading.power_w if self._meter_reading else None
 
     def _operator_limit(self, origin: Origin, watts: float, detail: str) -> None:
         now = self.manager_now()
-        limited = max(watts, self.floor_w())
+        grid_w = self._grid_power_w()
+        limited = self.fourteen_a.dimmed_w(watts, grid_w)
         source = origin.channel
         self.manager.set_external_limits(source, self.root, power_limit(now, limited))
-        grid_w = self._meter_reading.power_w if self._meter_reading else None
         self.audit.record(source, now, limited, "W", grid_w, detail, channel=origin.channel,
                           identity=origin.identity)
         log.info("grid operator via %s: %.0f W (asked %.0f W; §14a floor %.0f W)",
@@ -196,11 +199,11 @@ class Service:
 
     def _on_variables(self, names: frozenset[str], origin: Origin) -> None:
         """Variables changed (``set_cm_vars``): formulas apply them at once; the audit logs them."""
-        self._formula_told.clear()  # a failing formula is logged again once after a change
+        self.formulas.variables_changed()
         self.manager.notify()
         now = self.manager_now()
         views = {view.name.casefold(): view for view in self.variables.get_all(self.environment())}
-        grid_w = self._meter_reading.power_w if self._meter_reading else None
+        grid_w = self._grid_power_w()
         for name in sorted(names):
             view = views.get(name.casefold())
             source = f"CM.{name.upper()}"  # one audit source per variable, however spelled
@@ -216,44 +219,9 @@ class Service:
     def _formula_sources(self, now: datetime) -> list[ExternalSource]:
         """Site limits written as formulas, evaluated now (a failing one allows nothing)."""
         env = self.variables.environment(self.environment())
-        sources = []
-        formulas = list(self._formulas)
-        if PERCENT_VARIABLE in {n.casefold() for n in self.variables.names()}:
-            formulas.append((self.root, "max_power_W", self._percent_formula))
-        for node, field, formula in formulas:
-            value = self._evaluated(node, field, formula, env)
-            if node == self.root:  # §14a: a dimming formula leaves at least Pmin
-                floor = self.floor_w()
-                if field == "max_current_A":
-                    floor /= self.config.grid.phases * self.config.nominal_voltage_V
-                value = max(value, floor)
-            if field == "max_power_W":
-                limits = LimitsReq(total_power_W=value)
-            else:  # a charging rule is in mA, as in cFos
-                amps = value / 1000.0 if field == "charging_rule" else value
-                limits = LimitsReq(ac_max_current_A=amps)
-            entry = ScheduleReqEntry(timestamp=now, limits_to_root=limits,
-                                     limits_to_leaves=LimitsReq())
-            sources.append(ExternalSource(FORMULA, node, ExternalLimits(schedule_import=[entry])))
-        return sources
-
-    def _evaluated(self, node: str, field: str, formula: Formula,
-                   env: VariablesEnvironment) -> float:
-        """The formula's value, not below 0; a failing one gives 0, logged once per change."""
-        key = f"{node}.{field} = {formula.source}"
-        try:
-            value = max(0.0, formula.evaluate(env))
-            if key in self._formula_failed:  # the fault ends: say so once
-                self._formula_failed.discard(key)
-                self._formula_told.discard(key)
-                log.warning("formula %s of %s works again (recovered): %g", field, node, value)
-        except EnergyTreeError as exc:
-            self._formula_failed.add(key)
-            if key not in self._formula_told:
-                log.warning("formula %s of %s failed (%s); using 0", field, node, exc)
-                self._formula_told.add(key)
-            value = 0.0
-        return value
+        percent = PERCENT_VARIABLE in {n.casefold() for n in self.variables.names()}
+        extra = [(self.root, "max_power_W", self._percent_formula)] if percent else []
+        return self.formulas.sources(now, env, self.floor_w(), extra)
 
     def environment(self) -> SiteEnvironment:
         return SiteEnvironment(
@@ -625,22 +593,3 @@ def plausible_current_a(config: ServiceConfig) -> float:
     if amps is None and isinstance(grid.max_power_W, float | int):
         amps = float(grid.max_power_W) / (grid.phases * config.nominal_voltage_V)
     return max(PLAUSIBLE_FACTOR * amps, PLAUSIBLE_MIN_A) if amps else PLAUSIBLE_UNKNOWN_A
-
-
-def _site_formulas(config: ServiceConfig) -> list[tuple[str, str, Formula]]:
-    """Every limit of the site file written as a formula, parsed once (errors name it)."""
-    found = []
-
-    def visit(uuid: str, node: GridConfig | FuseConfig | object) -> None:
-        for field in ("max_current_A", "max_power_W", "charging_rule"):
-            text = getattr(node, field, None)
-            if isinstance(text, str):
-                try:
-                    found.append((uuid, field, Formula.parse(text)))
-                except EnergyTreeError as exc:
-                    raise ConfigError(f"{uuid}.{field}: {exc}") from exc
-        for child in getattr(node, "children", []):
-            visit(getattr(child, "fuse", None) or getattr(child, "evse", ""), child)
-
-    visit(config.grid.uuid, config.grid)
-    return found

@@ -17,12 +17,10 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from energytree.app.render import View, chart_series, departure_label
 from energytree.plan import Plan
-from energytree.render import (
-    View,
+from energytree.planfigures import (
     binding_phase,
-    chart_series,
-    departure_label,
     departures,
     planned_phase_load_a,
     shortfalls,

@@ -28,13 +28,13 @@ from adapters.ocpp.upstream import UpstreamConfig
 from adapters.ripple import RippleConfig
 from adapters.sunspec import SunSpecServerConfig
 from adapters.web import DashboardConfig
+from energytree.app.simulation import SimulatedCar
 from energytree.gridops import GZF
-from energytree.simulation import SimulatedCar
 from energytree.site import SiteConfig, evse_configs
 from energytree.yamlfile import load_model
 
 if TYPE_CHECKING:
-    from energytree.runtime import Service
+    from energytree.app.runtime import Service
 
 __all__ = ["ServiceConfig", "run_service"]
 
@@ -180,7 +180,7 @@ def default_cars(config: ServiceConfig) -> dict[str, SimulatedCar]:
 def run_service(args: argparse.Namespace) -> int:
     """Run until Ctrl-C (or ``--duration``); returns the exit status."""
     config = load_service_config(args.site)
-    from energytree.runtime import Service
+    from energytree.app.runtime import Service
 
     service = Service(config, Path(args.state_dir), simulate=args.simulate)
     with contextlib.suppress(KeyboardInterrupt):

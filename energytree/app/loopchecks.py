@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from energytree.closedloop import Record
+from energytree.app.closedloop import Record
 from energytree.site import EvseConfig, FuseConfig, GridConfig, SiteConfig, evse_configs
 
 __all__ = [
