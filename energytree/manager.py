@@ -33,9 +33,9 @@ from energytree.allocator import LiveCap, SlotAllocation, allocate_slot
 from energytree.clock import Clock, SystemClock
 from energytree.errors import ConfigError, RequestError
 from energytree.feedback import Feedback, FeedbackOptions
-from energytree.leases import Lease, LeaseBook
+from energytree.leases import LeaseBook
 from energytree.livecaps import caps_on_phases, live_caps, reserved_allocation
-from energytree.phases import PhaseSwitcher, SwitchingOptions, held_reason
+from energytree.phases import PhaseSwitcher, SwitchingOptions
 from energytree.plan import Plan, Planner, instant_plan
 from energytree.problem import (
     ExternalSource,
@@ -339,7 +339,7 @@ class EnergyManager:
                     target if has_goal(target) else None,
                     float(planned[e]), float(short[e]), phases, drawn_w))
         reasons = " ".join(x.reason for x in evses)
-        sources = [_source_status(x, now, reasons) for x in self._leases.leases.values()]
+        sources = [SourceStatus.of_lease(x, now, reasons) for x in self._leases.leases.values()]
         return Status(now, evses, sources, self._meter, plan.method if plan else "none",
                       plan.notes if plan else [], self._planned_at)
 
@@ -427,7 +427,9 @@ class EnergyManager:
         fixed = reserved_allocation(problem, slot, now, self._reservations)
         alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
                               evse_cap_label="plan", live_caps=live, fixed=fixed)
-        phases = self._switch_phases(problem, slot, alloc)
+        meter_silent = self._meter is not None and self._feedback.loop.budget_a is None
+        phases = self._switcher.decide(problem, slot, alloc, meter_silent,
+                                       self._clock.monotonic())
         if phases is not None:
             caps = None if plan is None else caps_on_phases(plan, slot, caps, phases)
             alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
@@ -440,7 +442,7 @@ class EnergyManager:
                                for uuid in problem.evse_uuids], dtype=bool)
         self._feedback.granted(problem, slot, alloc, live, self._last_alloc, now_s,
                                self._meter is not None, car_paused)
-        self._explain_holds(alloc, now)
+        self._switcher.explain_holds(alloc, now, self._clock.monotonic())
         self._last_alloc, self._alloc_problem = alloc, problem
         self._publisher.publish(now, problem.evse_uuids, alloc, self._schedules, slot,
                                 id(self._plan))
@@ -520,44 +522,6 @@ class EnergyManager:
         return live_caps(problem, now, sources, self._meter, self.options.safe_current_a,
                          budget)
 
-    def _explain_holds(self, alloc: SlotAllocation, now: datetime) -> None:
-        """Add ``phases: held at 1 until 14:05 UTC`` to an EVSE waiting out the hold."""
-        now_s = self._clock.monotonic()
-        for e in range(len(alloc.reasons)):
-            held = self._switcher.held(e, now_s)
-            if held is not None:
-                until = now + timedelta(seconds=held[1])
-                alloc.reasons[e] = f"{alloc.reasons[e]}; {held_reason(held[0], until)}"
-
-    def _switch_phases(self, problem: Problem, slot: int, alloc: SlotAllocation
-                       ) -> np.ndarray | None:
-        """Phase counts with hysteresis for switchable EVSEs, or None to keep ``alloc``.
-
-        ``alloc`` was made with every EVSE on its most phases where three phases at the
-        minimum fit (the allocator drops to one phase otherwise), so its power on three
-        phases is the budget the hysteresis compares against. Only served EVSEs decide: a
-        rotation pause, a zero budget or the safe current of a silent meter says nothing
-        about three phases. The hints are clipped to the slot's phase range.
-        """
-        if not problem.switchable.any():
-            return None
-        default = problem.max_phases[:, slot].astype(int)
-        volts = problem.voltage_v
-        meter_silent = self._meter is not None and self._feedback.loop.budget_a is None
-        deciding = problem.switchable & problem.wants_power & (alloc.current_a > 0)
-        for e in np.nonzero(deciding)[0] if not meter_silent else ():
-            on_max = alloc.phases[e] == default[e]
-            budget = float(alloc.power_w[e]) if on_max else 0.0
-            min_max_w = float(problem.min_current_a[e, slot]) * default[e] * volts
-            self._switcher.choose(int(e), budget, min_max_w, int(default[e]),
-                                  int(problem.min_phases[e, slot]), self._clock.monotonic())
-        hints = np.clip(self._switcher.hints(problem.evse_count, default),
-                        problem.min_phases[:, slot], default)
-        active = alloc.current_a > 0
-        if np.array_equal(hints[active], alloc.phases[active]):
-            return None
-        return hints
-
     async def _tick_loop(self) -> None:
         while True:
             started = time.perf_counter()
@@ -631,14 +595,3 @@ class EnergyManager:
                 log.warning("%s: dropping external limits %r: the tree has no node %r",
                             self._state_path, lease.name, lease.node_uuid)
                 self._leases.clear(lease.name)
-
-
-def _source_status(lease: Lease, now: datetime, reasons: str) -> SourceStatus:
-    """A lease as the status reports it; binding if an EVSE's reason names it."""
-    applied = lease.applied(now)
-    return SourceStatus(
-        lease.name, lease.node_uuid, lease.expires_at, lease.in_failsafe(now),
-        f"/{lease.name}:" in reasons,
-        value=None if applied is None else applied.value,
-        unit="" if applied is None else applied.unit,
-        valid_until=None if applied is None else applied.valid_until)

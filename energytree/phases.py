@@ -12,9 +12,14 @@ power.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from energytree.allocator import SlotAllocation
+    from energytree.problem import Problem
 
 __all__ = ["PhaseSwitcher", "SwitchingOptions", "held_reason"]
 
@@ -85,6 +90,41 @@ class PhaseSwitcher:
         for known in (self.phases, self.fits_since, self.switches, self.switched_at,
                       self.held_until):
             known.pop(evse, None)
+
+    def decide(self, problem: Problem, slot: int, alloc: SlotAllocation, meter_silent: bool,
+               now_s: float) -> np.ndarray | None:
+        """Phase counts with hysteresis for switchable EVSEs, or None to keep ``alloc``.
+
+        ``alloc`` was made with every EVSE on its most phases where three phases at the
+        minimum fit (the allocator drops to one phase otherwise), so its power on three
+        phases is the budget the hysteresis compares against. Only served EVSEs decide: a
+        rotation pause, a zero budget or the safe current of a silent meter says nothing
+        about three phases. The hints are clipped to the slot's phase range.
+        """
+        if not problem.switchable.any():
+            return None
+        default = problem.max_phases[:, slot].astype(int)
+        deciding = problem.switchable & problem.wants_power & (alloc.current_a > 0)
+        for e in np.nonzero(deciding)[0] if not meter_silent else ():
+            on_max = alloc.phases[e] == default[e]
+            budget = float(alloc.power_w[e]) if on_max else 0.0
+            min_max_w = float(problem.min_current_a[e, slot]) * default[e] * problem.voltage_v
+            self.choose(int(e), budget, min_max_w, int(default[e]),
+                        int(problem.min_phases[e, slot]), now_s)
+        hints = np.clip(self.hints(problem.evse_count, default), problem.min_phases[:, slot],
+                        default)
+        active = alloc.current_a > 0
+        if np.array_equal(hints[active], alloc.phases[active]):
+            return None
+        return hints
+
+    def explain_holds(self, alloc: SlotAllocation, now: datetime, now_s: float) -> None:
+        """Add ``phases: held at 1 until 14:05 UTC`` to an EVSE waiting out the hold."""
+        for e in range(len(alloc.reasons)):
+            held = self.held(e, now_s)
+            if held is not None:
+                until = now + timedelta(seconds=held[1])
+                alloc.reasons[e] = f"{alloc.reasons[e]}; {held_reason(held[0], until)}"
 
     def hints(self, count: int, default: np.ndarray) -> np.ndarray:
         """Phase counts for the allocator: remembered ones, else ``default``."""

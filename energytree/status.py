@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from energytree.leases import Lease
 from energytree.types import OptimizerTarget, format_timestamp
 
 __all__ = ["EvseStatus", "MeterFeed", "SourceStatus", "Status"]
@@ -49,6 +50,16 @@ class SourceStatus:
     value: float | None = None
     unit: str = ""
     valid_until: datetime | None = None
+
+    @classmethod
+    def of_lease(cls, lease: Lease, now: datetime, reasons: str) -> SourceStatus:
+        """A lease as the status reports it; binding if an EVSE's reason names it."""
+        applied = lease.applied(now)
+        return cls(lease.name, lease.node_uuid, lease.expires_at, lease.in_failsafe(now),
+                   f"/{lease.name}:" in reasons,
+                   value=None if applied is None else applied.value,
+                   unit="" if applied is None else applied.unit,
+                   valid_until=None if applied is None else applied.valid_until)
 
     def applied_text(self) -> str:
         """``", applies 9000 W until 2026-11-23T12:00:00Z"`` (or ``""``) for status lines."""
