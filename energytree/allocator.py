@@ -27,7 +27,7 @@ from energytree.limits import PHASES
 from energytree.problem import Problem, phase_usage
 from energytree.tree import subtree_sums
 
-__all__ = ["LiveCap", "SlotAllocation", "allocate_slot"]
+__all__ = ["LiveCap", "SlotAllocation", "allocate_slot", "live_positions", "node_caps"]
 
 EPS = 1e-7
 MIN_ROOM_A = 0.01  # [A] the resolution of a granted limit
@@ -239,8 +239,7 @@ def allocate_slot(
     """
     n = problem.evse_count
     volts = problem.voltage_v
-    node_pos = {node.index: k for k, node in enumerate(problem.inner)}
-    live = [(node_pos[c.node_index], c) for c in live_caps if c.node_index in node_pos]
+    live = live_positions(problem, live_caps)
     reasons = ["" for _ in range(n)]
     max_phases = problem.max_phases[:, slot].astype(int)
     chosen = np.clip(phases, problem.min_phases[:, slot], max_phases) if phases is not None \
@@ -254,12 +253,7 @@ def allocate_slot(
 
     export_x, export_usage, export_wpa = np.zeros(n), np.zeros((n, PHASES)), np.zeros(n)
     for export in (True, False):
-        d = int(export)
-        cap_a = problem.node_cap_a[d][:, slot].copy()
-        cap_w = problem.node_cap_w[d][:, slot].copy()
-        for k, cap in live:
-            cap_a[k] = np.minimum(cap_a[k], cap.current_a)
-            cap_w[k] = min(cap_w[k], cap.power_w)
+        cap_a, cap_w = node_caps(problem, slot, export, live)
         if not export:  # export below a node nets against import below it
             cap_a = cap_a + subtree_sums(export_x[:, None] * export_usage,
                                           problem.inner_lo, problem.inner_hi)
@@ -301,6 +295,25 @@ def allocate_slot(
     _explain_idle(problem, slot, signed, reasons, evse_cap_a, cap_labels)
     power = signed * used_phases * volts
     return SlotAllocation(current_a=signed, phases=used_phases, power_w=power, reasons=reasons)
+
+
+def live_positions(problem: Problem, live_caps: Sequence[LiveCap]
+                   ) -> list[tuple[int, LiveCap]]:
+    """Each live cap with the position of its node among ``problem.inner``."""
+    position = {node.index: k for k, node in enumerate(problem.inner)}
+    return [(position[c.node_index], c) for c in live_caps if c.node_index in position]
+
+
+def node_caps(problem: Problem, slot: int, export: bool,
+              live: Sequence[tuple[int, LiveCap]]) -> tuple[np.ndarray, np.ndarray]:
+    """Every inner node's caps in one direction, live caps included: [K, 3] A, [K] W."""
+    d = int(export)
+    cap_a = problem.node_cap_a[d][:, slot].copy()
+    cap_w = problem.node_cap_w[d][:, slot].copy()
+    for k, cap in live:
+        cap_a[k] = np.minimum(cap_a[k], cap.current_a)
+        cap_w[k] = min(cap_w[k], cap.power_w)
+    return cap_a, cap_w
 
 
 def _evse_caps(problem: Problem, live_caps: Sequence[LiveCap], phases: np.ndarray,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from energytree.allocator import EPS, LiveCap, SlotAllocation
+from energytree.allocator import EPS, LiveCap, SlotAllocation, live_positions, node_caps
 from energytree.drawn import Drawn
 from energytree.livecaps import granted_per_phase
 from energytree.problem import Problem, phase_usage
@@ -78,7 +78,7 @@ class RampLimiter:
             np.isin(np.arange(len(new)), rising)[:, None], 0.0, new))
         load = subtree_sums(base, problem.inner_lo, problem.inner_hi)
         load_w = load.sum(axis=1) * volts
-        caps_a, caps_w = _node_caps(problem, slot, live)
+        caps_a, caps_w = node_caps(problem, slot, False, live_positions(problem, live))
         usage = phase_usage(problem.phase_map, np.maximum(alloc.phases, 1))
         for e in rising:
             path, phases = problem.inner_paths[e], usage[e] > 0
@@ -98,17 +98,3 @@ class RampLimiter:
             granted = alloc.current_a[e] * usage[e]
             load[path] += (granted - may_draw[e]).clip(0.0)[None, :]
             load_w[path] += max(granted.sum() * volts - own_w, 0.0)
-
-
-def _node_caps(problem: Problem, slot: int, live: Sequence[LiveCap]
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Every inner node's caps now, live caps (the grid meter's) included: [K, 3] A, [K] W."""
-    caps_a = problem.node_cap_a[0][:, slot].copy()
-    caps_w = problem.node_cap_w[0][:, slot].copy()
-    position = {node.index: k for k, node in enumerate(problem.inner)}
-    for cap in live:
-        k = position.get(cap.node_index)
-        if k is not None:
-            caps_a[k] = np.minimum(caps_a[k], cap.current_a)
-            caps_w[k] = min(caps_w[k], cap.power_w)
-    return caps_a, caps_w

@@ -20,7 +20,7 @@ that can bind; per target the energy balance; per slot the local generation that
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -156,6 +156,86 @@ def _min_phase(problem: Problem, pair: int, t_count: int) -> int:
     return int(problem.node_cap_a[0][pair // t_count, pair % t_count].argmin())
 
 
+@dataclass
+class _Rows:
+    """The LP's columns and rows as they are added; ``matrix`` assembles them once."""
+
+    var_lower: list[np.ndarray]
+    var_upper: list[np.ndarray]
+    var_cost: list[np.ndarray]
+    n_vars: int
+    rows_r: list[np.ndarray] = field(default_factory=list)
+    rows_c: list[np.ndarray] = field(default_factory=list)
+    rows_v: list[np.ndarray] = field(default_factory=list)
+    lower: list[float] = field(default_factory=list)
+    upper: list[float] = field(default_factory=list)
+    labels: list[tuple] = field(default_factory=list)
+
+    def variables(self, lower: np.ndarray, upper: np.ndarray, cost: np.ndarray) -> np.ndarray:
+        """Add columns; their indices."""
+        self.var_lower.append(lower)
+        self.var_upper.append(upper)
+        self.var_cost.append(cost)
+        self.n_vars += len(lower)
+        return np.arange(self.n_vars - len(lower), self.n_vars)
+
+    def row(self, label: tuple, lower: float, upper: float,
+            *terms: tuple[np.ndarray, np.ndarray]) -> None:
+        """Add ``lower ≤ Σ values · x[columns] ≤ upper``, one (columns, values) per term."""
+        for columns, values in terms:
+            self.rows_r.append(np.full(len(columns), len(self.lower)))
+            self.rows_c.append(columns)
+            self.rows_v.append(values)
+        self.lower.append(lower)
+        self.upper.append(upper)
+        self.labels.append(label)
+
+    def block(self, rows: np.ndarray, columns: np.ndarray, values: np.ndarray,
+              labels: list[tuple]) -> None:
+        """Add rows built elsewhere (numbered from ``len(self.lower)``), each ≤ its label's cap."""
+        self.rows_r.append(rows)
+        self.rows_c.append(columns)
+        self.rows_v.append(values)
+        for label in labels:
+            self.row(label, -np.inf, label[3])
+
+    def matrix(self) -> sp.csr_matrix:
+        return sp.csr_matrix(
+            (np.concatenate(self.rows_v), (np.concatenate(self.rows_r),
+                                           np.concatenate(self.rows_c))),
+            shape=(len(self.lower), self.n_vars))
+
+
+def _energy_rows(model: _Rows, problem: Problem, pos: int, e: int, mine: np.ndarray,
+                 kwh: np.ndarray, min_a: np.ndarray) -> None:
+    """One target's energy balance (with banded shortfall columns) and its battery room."""
+    target = problem.targets[e]
+    assert target is not None
+    need = target.energy_kwh or 0.0
+    # without an energy target (price limit, full autonomy) only the battery's room caps
+    cap = need if target.price_limit is None and target.energy_kwh is not None else (
+        target.room_kwh)
+    energy = (mine, kwh[mine])
+    if need <= EPS:
+        model.row(("room", pos, 0, cap), -np.inf, cap, energy)
+        return
+    band = need / BANDS
+    bands = model.variables(np.zeros(BANDS), np.full(BANDS, band),
+                            SHORTFALL_PENALTY * (1.0 + np.arange(BANDS)))
+    shortfall = (bands, np.ones(BANDS))
+    if cap == need:  # energy + shortfall == need, but for the last slot: it may have to run
+        # at the minimum current, past the need (the car stops by itself, as with
+        # instant_plan); without this slack such a target gets nothing at all (not with a
+        # reward for energy: that would fill the slack on purpose)
+        rewarded = target.price_limit is not None or target.full_autonomy
+        slack = 0.0 if rewarded else float((min_a[mine] * kwh[mine]).max(initial=0.0))
+        model.row(("energy", pos, 0, need), need, need + slack, energy, shortfall)
+        return
+    model.row(("energy", pos, 0, need), need, np.inf, energy, shortfall)
+    if np.isfinite(cap):
+        model.row(("room", pos, 0, cap), -np.inf, cap, energy)
+
+
 def build_model(problem: Problem) -> LinearModel:
     """The LP of ``problem`` (see the module docstring)."""
     evses = _planned_evses(problem)
@@ -173,96 +253,22 @@ def build_model(problem: Problem) -> LinearModel:
     cheap = autonomous | ~np.isnan(limits) & (price <= np.nan_to_num(limits, nan=-np.inf))
     earlier = EARLIER_TIEBREAK * slot / max(problem.slots, 1)
     cost = grid_kwh * (price - PRICE_LIMIT_REWARD * cheap + earlier)
+    min_a = problem.min_current_a[evse, slot]
 
-    c = len(evse)
-    rows_r: list[np.ndarray] = []
-    rows_c: list[np.ndarray] = []
-    rows_v: list[np.ndarray] = []
-    row_lower: list[float] = []
-    row_upper: list[float] = []
-    labels: list[tuple] = []
-    var_lower = [np.zeros(c)]
-    var_upper = [upper_a]
-    var_cost = [cost]
-    n_vars = c
-
-    # energy balance per target
+    model = _Rows([np.zeros(len(evse))], [upper_a], [cost], len(evse))
     for pos, e in enumerate(evses):
-        target = problem.targets[e]
-        assert target is not None
-        mine = np.nonzero(local == pos)[0]
-        need = target.energy_kwh or 0.0
-        # without an energy target (price limit, full autonomy) only the battery's room caps
-        cap = need if target.price_limit is None and target.energy_kwh is not None else (
-            target.room_kwh)
-        row = len(row_lower)
-        rows_r.append(np.full(len(mine), row))
-        rows_c.append(mine)
-        rows_v.append(kwh[mine])
-        if need > EPS:
-            band = need / BANDS
-            bands = n_vars + np.arange(BANDS)
-            var_lower.append(np.zeros(BANDS))
-            var_upper.append(np.full(BANDS, band))
-            var_cost.append(SHORTFALL_PENALTY * (1.0 + np.arange(BANDS)))
-            n_vars += BANDS
-            rows_r.append(np.full(BANDS, row))
-            rows_c.append(bands)
-            rows_v.append(np.ones(BANDS))
-            labels.append(("energy", pos, 0, need))
-            if cap == need:  # energy + shortfall == need, but for the last slot: it may
-                # have to run at the minimum current, past the need (the car stops by itself,
-                # as with instant_plan); without this slack such a target gets nothing at all
-                # (not with a reward for energy: that would fill the slack on purpose)
-                rewarded = target.price_limit is not None or target.full_autonomy
-                slack = problem.min_current_a[evse[mine], slot[mine]] * kwh[mine]
-                row_lower.append(need)
-                row_upper.append(need + (0.0 if rewarded else float(slack.max(initial=0.0))))
-            else:
-                row_lower.append(need)
-                row_upper.append(np.inf)
-                if np.isfinite(cap):
-                    rows_r.append(np.full(len(mine), len(row_lower)))
-                    rows_c.append(mine)
-                    rows_v.append(kwh[mine])
-                    row_lower.append(-np.inf)
-                    row_upper.append(cap)
-                    labels.append(("room", pos, 0, cap))
-        else:
-            labels.append(("room", pos, 0, cap))
-            row_lower.append(-np.inf)
-            row_upper.append(cap)
-
-    # local generation for full-autonomy EVSEs
-    if autonomous.any():
-        for t in np.unique(slot[autonomous]):
-            mine = np.nonzero(autonomous & (slot == t))[0]
-            rows_r.append(np.full(len(mine), len(row_lower)))
-            rows_c.append(mine)
-            rows_v.append(phases[mine] * problem.voltage_v)
-            row_lower.append(-np.inf)
-            row_upper.append(max(0.0, float(problem.generation_w[t])))
-            labels.append(("generation", int(t), 0, float(problem.generation_w[t])))
-
-    nr, nc, nv, node_labels = _node_rows(problem, evse, slot, phases, upper_a,
-                                              len(row_lower))
-    rows_r.append(nr)
-    rows_c.append(nc)
-    rows_v.append(nv)
-    for label in node_labels:
-        row_lower.append(-np.inf)
-        row_upper.append(label[3])
-        labels.append(label)
-
-    matrix = sp.csr_matrix(
-        (np.concatenate(rows_v), (np.concatenate(rows_r), np.concatenate(rows_c))),
-        shape=(len(row_lower), n_vars),
-    )
+        _energy_rows(model, problem, pos, int(e), np.nonzero(local == pos)[0], kwh, min_a)
+    for t in np.unique(slot[autonomous]):  # local generation for full-autonomy EVSEs
+        mine = np.nonzero(autonomous & (slot == t))[0]
+        generation = float(problem.generation_w[t])
+        model.row(("generation", int(t), 0, generation), -np.inf, max(0.0, generation),
+                  (mine, phases[mine] * problem.voltage_v))
+    model.block(*_node_rows(problem, evse, slot, phases, upper_a, len(model.lower)))
     return LinearModel(
-        evse=evse, slot=slot, phases=phases.astype(np.int64),
-        min_a=problem.min_current_a[evse, slot], upper_a=upper_a, kwh_per_a=kwh,
-        targeted=evses, lower=np.concatenate(var_lower), upper=np.concatenate(var_upper),
-        cost=OBJECTIVE_SCALE * np.concatenate(var_cost), matrix=matrix,
-        row_lower=np.array(row_lower),
-        row_upper=np.array(row_upper), row_label=labels,
+        evse=evse, slot=slot, phases=phases.astype(np.int64), min_a=min_a, upper_a=upper_a,
+        kwh_per_a=kwh, targeted=evses, lower=np.concatenate(model.var_lower),
+        upper=np.concatenate(model.var_upper),
+        cost=OBJECTIVE_SCALE * np.concatenate(model.var_cost), matrix=model.matrix(),
+        row_lower=np.array(model.lower), row_upper=np.array(model.upper),
+        row_label=model.labels,
     )
