@@ -64,24 +64,24 @@ def _timestamp(text: str) -> datetime:
     return value
 
 
-def _positive(text: str) -> float:
+def _number(text: str, fits: Callable[[float], bool], must: str) -> float:
+    """A command-line number that ``fits`` (NaN never does), else an error saying what it
+    ``must`` be."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
+    if not fits(value):
+        raise argparse.ArgumentTypeError(f"must be {must}: {text!r}")
     return value
+
+
+def _positive(text: str) -> float:
+    return _number(text, lambda v: 0 < v < math.inf, "a positive number")
 
 
 def _percent(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 100: {text!r}")
-    return value
+    return _number(text, lambda v: 0 <= v <= 100, "between 0 and 100")
 
 
 def _seconds(text: str) -> int:
