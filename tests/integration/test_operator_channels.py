@@ -8,12 +8,14 @@ simulated Socomec meter of the depot example.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import shlex
 import shutil
 import subprocess
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,17 @@ def http_port(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     return apis
 
 
+@contextlib.asynccontextmanager
+async def seed_client(config: ServiceConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                      ) -> AsyncIterator[tuple[runtime.Service, str, httpx.AsyncClient]]:
+    """The service on ``config``, its variables API's URL and a client logged in as the seed
+    document's operator."""
+    apis = http_port(monkeypatch)
+    async with (running(config, tmp_path) as service,
+                httpx.AsyncClient(auth=(SEED_USER, SEED_PASSWORD)) as http):
+        yield service, f"http://127.0.0.1:{apis.made[0].port}/cnf", http
+
+
 # ---- the seed's requests, verbatim ----------------------------------------------------------
 
 
@@ -124,30 +137,27 @@ async def test_the_seeds_curl_lines_work_verbatim_with_rules_in_cm_tarif_form(
 async def test_query_style_and_odd_requests(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    apis = http_port(monkeypatch)
-    async with running(http_site(), tmp_path) as service:
-        base = f"http://127.0.0.1:{apis.made[0].port}/cnf"
-        async with httpx.AsyncClient(auth=(SEED_USER, SEED_PASSWORD)) as http:
-            reply = await http.post(f"{base}?cmd=set_cm_vars&name=Q&val=5")
-            assert (reply.status_code, reply.json()) == (200, {"changed": ["Q"]})
-            reply = await http.post(f"{base}?cmd=set_cm_vars")
+    async with seed_client(http_site(), tmp_path, monkeypatch) as (service, base, http):
+        reply = await http.post(f"{base}?cmd=set_cm_vars&name=Q&val=5")
+        assert (reply.status_code, reply.json()) == (200, {"changed": ["Q"]})
+        reply = await http.post(f"{base}?cmd=set_cm_vars")
+        assert reply.status_code == 400
+        assert "name=…&val=… in the query" in reply.json()["error"]
+        reply = await http.get(f"{base}?cmd=set_cm_vars&name=Q&val=")
+        assert reply.status_code == 400
+        assert reply.json()["error"] == (
+            "val for 'Q' is empty: send a number or a formula, e.g. val=60")
+        for name in ("_num_charging", "_PRICE"):
+            reply = await http.get(base, params={"cmd": "set_cm_vars", "name": name,
+                                                 "val": "3"})
             assert reply.status_code == 400
-            assert "name=…&val=… in the query" in reply.json()["error"]
-            reply = await http.get(f"{base}?cmd=set_cm_vars&name=Q&val=")
-            assert reply.status_code == 400
-            assert reply.json()["error"] == (
-                "val for 'Q' is empty: send a number or a formula, e.g. val=60")
-            for name in ("_num_charging", "_PRICE"):
-                reply = await http.get(base, params={"cmd": "set_cm_vars", "name": name,
-                                                     "val": "3"})
-                assert reply.status_code == 400
-                assert f"'{name}' is a predefined variable" in reply.json()["error"]
-            # the seed's own clear=1 example body has one "]" too many: it says what to send
-            seed_body = SEED_CLEAR_BODY
-            reply = await http.post(f"{base}?cmd=set_cm_vars&clear=1", content=seed_body)
-            assert reply.status_code == 400
-            assert reply.json()["error"].endswith(
-                'expected {"vars": [{"name": …, "expr": …}, …]}')
+            assert f"'{name}' is a predefined variable" in reply.json()["error"]
+        # the seed's own clear=1 example body has one "]" too many: it says what to send
+        seed_body = SEED_CLEAR_BODY
+        reply = await http.post(f"{base}?cmd=set_cm_vars&clear=1", content=seed_body)
+        assert reply.status_code == 400
+        assert reply.json()["error"].endswith(
+            'expected {"vars": [{"name": …, "expr": …}, …]}')
         assert service.variables.names() == ["Q"]
 
 
@@ -157,26 +167,23 @@ REFUSED = {"9^9^9^9": 3, "1/0": 1, "10^400": 2, "sqrt(-1)": 0}  # formula: error
 async def test_formulas_that_can_never_work_are_refused_at_the_door(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    apis = http_port(monkeypatch)
-    async with running(http_site(), tmp_path) as service:
-        base = f"http://127.0.0.1:{apis.made[0].port}/cnf"
-        async with httpx.AsyncClient(auth=(SEED_USER, SEED_PASSWORD)) as http:
-            reply = await http.get(base, params={"cmd": "set_cm_vars", "name": "TARIF",
-                                                 "val": "1"})
-            assert reply.status_code == 200
-            await until(lambda: near({"garage": 16.0, "carport": 10.0})(service))
-            for text, position in REFUSED.items():
-                for request in (
-                    http.get(base, params={"cmd": "set_cm_vars", "name": "AVAIL", "val": text}),
-                    http.post(f"{base}?cmd=set_cm_vars", json={"vars": [
-                        {"name": "x", "expr": 1}, {"name": "AVAIL", "expr": text}]}),
-                ):
-                    reply = await request
-                    assert reply.status_code == 400, text
-                    assert "variable 'AVAIL': " in reply.json()["error"]
-                    assert f"at position {position}" in reply.json()["error"]
-            reply = await http.get(base, params={"cmd": "get_cm_vars"})
-            assert reply.json() == {"vars": [{"name": "TARIF", "expr": 1, "value": 1.0}]}
+    async with seed_client(http_site(), tmp_path, monkeypatch) as (service, base, http):
+        reply = await http.get(base, params={"cmd": "set_cm_vars", "name": "TARIF",
+                                             "val": "1"})
+        assert reply.status_code == 200
+        await until(lambda: near({"garage": 16.0, "carport": 10.0})(service))
+        for text, position in REFUSED.items():
+            for request in (
+                http.get(base, params={"cmd": "set_cm_vars", "name": "AVAIL", "val": text}),
+                http.post(f"{base}?cmd=set_cm_vars", json={"vars": [
+                    {"name": "x", "expr": 1}, {"name": "AVAIL", "expr": text}]}),
+            ):
+                reply = await request
+                assert reply.status_code == 400, text
+                assert "variable 'AVAIL': " in reply.json()["error"]
+                assert f"at position {position}" in reply.json()["error"]
+        reply = await http.get(base, params={"cmd": "get_cm_vars"})
+        assert reply.json() == {"vars": [{"name": "TARIF", "expr": 1, "value": 1.0}]}
         assert near({"garage": 16.0, "carport": 10.0})(service)  # nothing changed
         assert [r["source"] for r in service.audit.rows()] == ["CM.TARIF"]
 
@@ -189,52 +196,47 @@ def grid_formula_failures(caplog: pytest.LogCaptureFixture) -> list[str]:
 async def test_a_formula_failing_on_its_names_is_shown_logged_once_and_falls_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    apis = http_port(monkeypatch)
     caplog.set_level(logging.WARNING, logger="energytree.app.runtime")
-    async with running(http_site_without_rule(), tmp_path) as service:
+    config = http_site_without_rule()
+    async with seed_client(config, tmp_path, monkeypatch) as (service, base, http):
         publications = Publications(service)
-        base = f"http://127.0.0.1:{apis.made[0].port}/cnf"
-        async with httpx.AsyncClient(auth=(SEED_USER, SEED_PASSWORD)) as http:
-            body = {"vars": [{"name": "zero", "expr": 0}, {"name": "AVAIL", "expr": "50 / zero"}]}
-            reply = await http.post(f"{base}?cmd=set_cm_vars", json=body)
-            assert reply.status_code == 200
-            for _ in range(5):  # several ticks
-                await publications.next()
-            await until(lambda: granted_w(service.manager.enforced_limits) <= PMIN_TWO_W)
-            shown = (await http.get(base, params={"cmd": "get_cm_vars"})).json()["vars"]
-            assert shown[1]["value"] is None
-            assert shown[1]["error"].startswith("division by zero at position 3")
-            failures = grid_formula_failures(caplog)
-            assert len(failures) == 1
-            assert failures[0].count("at position") == 1
-            assert "CM.AVAIL: division by zero at position" in failures[0]
-            reply = await http.get(base, params={"cmd": "set_cm_vars", "name": "zero",
-                                                 "val": "0 * 2"})  # a change, still failing
-            assert reply.status_code == 200
-            for _ in range(5):
-                await publications.next()
-            failures = grid_formula_failures(caplog)
-            assert len(failures) == 2
-            await http.get(base, params={"cmd": "set_cm_vars", "name": "zero", "val": "0.5"})
-            await until(lambda: near(FULL)(service))  # AVAIL = 100
+        body = {"vars": [{"name": "zero", "expr": 0}, {"name": "AVAIL", "expr": "50 / zero"}]}
+        reply = await http.post(f"{base}?cmd=set_cm_vars", json=body)
+        assert reply.status_code == 200
+        for _ in range(5):  # several ticks
+            await publications.next()
+        await until(lambda: granted_w(service.manager.enforced_limits) <= PMIN_TWO_W)
+        shown = (await http.get(base, params={"cmd": "get_cm_vars"})).json()["vars"]
+        assert shown[1]["value"] is None
+        assert shown[1]["error"].startswith("division by zero at position 3")
+        failures = grid_formula_failures(caplog)
+        assert len(failures) == 1
+        assert failures[0].count("at position") == 1
+        assert "CM.AVAIL: division by zero at position" in failures[0]
+        reply = await http.get(base, params={"cmd": "set_cm_vars", "name": "zero",
+                                             "val": "0 * 2"})  # a change, still failing
+        assert reply.status_code == 200
+        for _ in range(5):
+            await publications.next()
+        failures = grid_formula_failures(caplog)
+        assert len(failures) == 2
+        await http.get(base, params={"cmd": "set_cm_vars", "name": "zero", "val": "0.5"})
+        await until(lambda: near(FULL)(service))  # AVAIL = 100
 
 
 async def test_the_writable_percentage_variable_dims_on_the_sites_base(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    apis = http_port(monkeypatch)
     config = http_site_without_rule(fourteen_a={"percent_base_W": 22000})
-    async with running(config, tmp_path) as service:
-        base = f"http://127.0.0.1:{apis.made[0].port}/cnf"
-        async with httpx.AsyncClient(auth=(SEED_USER, SEED_PASSWORD)) as http:
-            reply = await http.get(base, params={"cmd": "set_cm_vars",
-                                                 "name": "_max_total_current_prc", "val": "40"})
-            assert reply.status_code == 200
-            # 40 % of 22 kW = 8800 W, the same as AVAIL=40 in the site's formula
-            await until(lambda: near({"garage": 6.37, "carport": 6.37})(service))
-            await http.get(base, params={"cmd": "set_cm_vars", "name": "_max_total_current_prc",
-                                         "val": "100"})
-            await until(lambda: near(FULL)(service))
+    async with seed_client(config, tmp_path, monkeypatch) as (service, base, http):
+        reply = await http.get(base, params={"cmd": "set_cm_vars",
+                                             "name": "_max_total_current_prc", "val": "40"})
+        assert reply.status_code == 200
+        # 40 % of 22 kW = 8800 W, the same as AVAIL=40 in the site's formula
+        await until(lambda: near({"garage": 6.37, "carport": 6.37})(service))
+        await http.get(base, params={"cmd": "set_cm_vars", "name": "_max_total_current_prc",
+                                     "val": "100"})
+        await until(lambda: near(FULL)(service))
 
 
 # ---- gRPC roles through the service ----------------------------------------------------------
