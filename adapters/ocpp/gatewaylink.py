@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ocpp.charge_point import ChargePoint
-from ocpp.exceptions import OCPPError, PropertyConstraintViolationError
+from ocpp.exceptions import OCPPError
 from ocpp.routing import on
 from ocpp.v16.enums import Action as Action16
 from ocpp.v201.enums import Action  # the shared actions have the same names in 1.6
 from websockets.asyncio.client import ClientConnection, connect
 
-from adapters.ocpp.composite import composite_payload, composite_schedule
+from adapters.ocpp.composite import Transaction
 from adapters.ocpp.evsewire import CONNECTOR, iso
 from adapters.ocpp.link import (
     Backoff,
@@ -28,11 +29,10 @@ from adapters.ocpp.link import (
     boot,
     every,
     keep_connected,
-    reason_fields,
 )
 from adapters.ocpp.outbox import Message
-from adapters.ocpp.profiles import ProfileStore, parse_clear, parse_set_request
-from energytree.errors import RequestError
+from adapters.ocpp.profilehandlers import ProfileHandlers
+from adapters.ocpp.profiles import ProfileStore
 
 if TYPE_CHECKING:
     from adapters.ocpp.gateway import Gateway
@@ -48,13 +48,7 @@ def _status(ok: bool) -> str:
     return ACCEPTED if ok else REJECTED
 
 
-def _own_connector(connector: int) -> int:
-    if connector not in (0, CONNECTOR):
-        raise RequestError(f"connector {connector} does not exist; this EVSE has 0 and 1")
-    return connector
-
-
-class EvseChargePoint(ChargePoint):  # type: ignore[misc]
+class EvseChargePoint(ProfileHandlers, ChargePoint):  # type: ignore[misc]
     """The supplier's view of one EVSE; one handler per verb, both versions."""
 
     def __init__(self, link: EvseLink, ws: ClientConnection) -> None:
@@ -64,47 +58,22 @@ class EvseChargePoint(ChargePoint):  # type: ignore[misc]
         self._call, self._call_result, self._ocpp_version = v.call, v.call_result, v.name
         self.version, self.link, self.gateway = v, link, gateway
 
-    # ---- smart charging ------------------------------------------------------------------
+    # ---- smart charging (ProfileHandlers) ---------------------------------------------
 
-    @on(Action.set_charging_profile)
-    async def on_set_charging_profile(self, **payload: Any) -> Any:
-        """Install a profile for this EVSE; Rejected leaves everything as it was."""
-        v = self.version
-        try:
-            profile = parse_set_request(v, payload, (0, CONNECTOR))
-            tx = self.gateway.transaction(self.link.uuid)
-            self.link.change(lambda store: store.install(
-                profile, tx.id if tx else None, v.rejects_duplicate_profiles))
-        except RequestError as exc:
-            LOG.warning("EVSE %s: SetChargingProfile rejected: %s", self.link.uuid, exc)
-            return v.call_result.SetChargingProfile(
-                status=v.set_profile_status.rejected, **reason_fields(v, exc))
-        return v.call_result.SetChargingProfile(status=v.set_profile_status.accepted)
+    connectors = (0, CONNECTOR)
 
-    @on(Action.clear_charging_profile)
-    async def on_clear_charging_profile(self, **payload: Any) -> Any:
-        v = self.version
-        try:
-            criteria = parse_clear(v, payload)
-        except RequestError as exc:
-            raise PropertyConstraintViolationError(str(exc)) from exc
-        found = self.link.change(lambda store: store.clear(criteria))
-        status = v.clear_profile_status.accepted if found else v.clear_profile_status.unknown
-        return v.call_result.ClearChargingProfile(status=status)
+    def profile_store(self) -> ProfileStore:
+        return self.link.store
 
-    @on(Action.get_composite_schedule)
-    async def on_get_composite_schedule(self, **payload: Any) -> Any:
-        v, gw = self.version, self.gateway
-        connector = payload[v.connector_field]
-        try:
-            composite = composite_schedule(
-                self.link.store, _own_connector(connector), gw.clock.now(), payload["duration"],
-                payload.get("charging_rate_unit"), gw.config.nominal_voltage_v,
-                gw.transaction(self.link.uuid))
-        except RequestError as exc:
-            return v.call_result.GetCompositeSchedule(
-                status=v.composite_status.rejected, **reason_fields(v, exc))
-        return v.call_result.GetCompositeSchedule(**composite_payload(v, composite, connector))
+    async def change_profiles(self, edit: Callable[[ProfileStore], Any]) -> Any:
+        return self.link.change(edit)
+
+    def running_transaction(self) -> Transaction | None:
+        return self.gateway.transaction(self.link.uuid)
+
+    def profile_context(self) -> tuple[datetime, float, str]:
+        gw = self.gateway
+        return gw.clock.now(), gw.config.nominal_voltage_v, f"EVSE {self.link.uuid}"
 
     # ---- remote commands (1.6) -----------------------------------------------------------
 

@@ -27,16 +27,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ocpp.charge_point import ChargePoint
-from ocpp.exceptions import PropertyConstraintViolationError
-from ocpp.routing import on
-from ocpp.v201.enums import Action  # the action names are the same strings in 1.6
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 
 from adapters.ocpp.composite import (
     LimitPeriod,
     Transaction,
-    composite_payload,
     composite_schedule,
 )
 from adapters.ocpp.link import (
@@ -46,13 +42,11 @@ from adapters.ocpp.link import (
     boot,
     every,
     keep_connected,
-    reason_fields,
 )
+from adapters.ocpp.profilehandlers import ProfileHandlers
 from adapters.ocpp.profiles import (
     ProfileRules,
     ProfileStore,
-    parse_clear,
-    parse_set_request,
 )
 from adapters.ocpp.versions import BY_NAME, Sample
 from energytree.errors import RequestError
@@ -112,7 +106,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class SiteChargePoint(ChargePoint):  # type: ignore[misc]
+class SiteChargePoint(ProfileHandlers, ChargePoint):  # type: ignore[misc]
     """The OCPP session of the site; one handler per verb, shared by 1.6 and 2.0.1."""
 
     def __init__(self, client: UpstreamClient, connection: ClientConnection) -> None:
@@ -123,60 +117,20 @@ class SiteChargePoint(ChargePoint):  # type: ignore[misc]
         self.version = version
         self.client = client
 
-    @on(Action.set_charging_profile)
-    async def on_set_charging_profile(self, **payload: Any) -> Any:
-        """Install a profile; Rejected (with a reason in 2.0.1) leaves everything as it was."""
-        v = self.version
-        try:
-            profile = parse_set_request(v, payload, SITE_CONNECTORS)
-            await self.client.change(lambda store: store.install(
-                profile, reject_duplicates=v.rejects_duplicate_profiles))
-        except RequestError as exc:
-            LOG.warning("%s: SetChargingProfile rejected: %s", self.id, exc)
-            return v.call_result.SetChargingProfile(
-                status=v.set_profile_status.rejected, **reason_fields(v, exc))
-        return v.call_result.SetChargingProfile(status=v.set_profile_status.accepted)
+    connectors = SITE_CONNECTORS
 
-    @on(Action.clear_charging_profile)
-    async def on_clear_charging_profile(self, **payload: Any) -> Any:
-        """Clear by id or criteria: Accepted if something matched, else Unknown."""
-        v = self.version
-        try:
-            criteria = parse_clear(v, payload)
-        except RequestError as exc:
-            raise PropertyConstraintViolationError(str(exc)) from exc
-        found = await self.client.change(lambda store: store.clear(criteria))
-        status = v.clear_profile_status.accepted if found else v.clear_profile_status.unknown
-        return v.call_result.ClearChargingProfile(status=status)
+    def profile_store(self) -> ProfileStore:
+        return self.client.store
 
-    @on(Action.get_composite_schedule)
-    async def on_get_composite_schedule(self, **payload: Any) -> Any:
-        """The composite from now for ``duration`` s; gaps reported at libocpp's defaults."""
-        v, client = self.version, self.client
-        connector = payload[v.connector_field]
-        try:
-            _site_connector(connector)
-            composite = composite_schedule(
-                client.store,
-                connector,
-                client.now(),
-                payload["duration"],
-                payload.get("charging_rate_unit"),
-                client.config.nominal_voltage_v,
-                client.transaction,
-            )
-        except RequestError as exc:
-            return v.call_result.GetCompositeSchedule(
-                status=v.composite_status.rejected, **reason_fields(v, exc))
-        return v.call_result.GetCompositeSchedule(**composite_payload(v, composite, connector))
+    async def change_profiles(self, edit: Callable[[ProfileStore], Any]) -> Any:
+        return await self.client.change(edit)
 
+    def running_transaction(self) -> Transaction | None:
+        return self.client.transaction  # the site runs no OCPP transaction
 
-def _site_connector(connector_id: int) -> int:
-    if connector_id not in SITE_CONNECTORS:
-        raise RequestError(
-            f"connector {connector_id} does not exist; the site has {SITE_CONNECTORS}"
-        )
-    return connector_id
+    def profile_context(self) -> tuple[datetime, float, str]:
+        client = self.client
+        return client.now(), client.config.nominal_voltage_v, client.config.charge_point_id
 
 
 class UpstreamClient:
