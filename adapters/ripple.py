@@ -16,7 +16,6 @@ The contact states are exposed too, so formulas can use them as ``PB.input1``/``
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,9 +24,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymodbus.client import AsyncModbusTcpClient
 
-from adapters.meter.client import modbus_errors
+from adapters.meter.link import ModbusLink, PollLoop, modbus_errors
 from energytree.errors import MeterError
-from energytree.tasks import cancel_and_wait
 
 __all__ = [
     "Contact",
@@ -138,9 +136,9 @@ class RippleReceiver:
         self.inputs: Inputs | None = None
         self.level = level_for(None, config)
         self._on_change = on_change
-        self._client: AsyncModbusTcpClient | None = None
+        self._link = ModbusLink(config.host, config.port, config.timeout_s)
         self._failing = 0  # failed reads in a row
-        self._task: asyncio.Task[None] | None = None
+        self._loop = PollLoop(f"ripple {self.where}", self.poll_once, config.poll_interval_s)
 
     @property
     def where(self) -> str:
@@ -155,14 +153,11 @@ class RippleReceiver:
         return {"PB.input1": float(self.inputs[0]), "PB.input2": float(self.inputs[1])}
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"ripple {self.where}")
-            self._task.add_done_callback(_log_crash)
+        self._loop.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        await cancel_and_wait([task])  # a crash was already logged by _log_crash
-        self._disconnect()
+        await self._loop.stop()
+        self._link.close()
 
     async def poll_once(self) -> RippleLevel:
         """Read both contacts once and apply the resulting level (failsafe on failure)."""
@@ -170,7 +165,7 @@ class RippleReceiver:
             inputs: Inputs | None = await self._read_inputs()
         except MeterError as exc:
             inputs = None
-            self._disconnect()
+            self._link.close()
             if not self._failing:
                 log.warning("Ripple-control receiver %s: read failed (%s); using failsafe level",
                             self.where, exc)
@@ -183,11 +178,6 @@ class RippleReceiver:
         self._apply(inputs)
         return self.level
 
-    async def _run(self) -> None:
-        while True:
-            await self.poll_once()
-            await asyncio.sleep(self.config.poll_interval_s)
-
     def _apply(self, inputs: Inputs | None) -> None:
         level = level_for(inputs, self.config)
         changed = (inputs, level) != (self.inputs, self.level)
@@ -197,25 +187,10 @@ class RippleReceiver:
 
     async def _read_inputs(self) -> Inputs:
         with modbus_errors("read failed"):
-            client = await self._connected_client()
+            client = await self._link.client()
             first = await self._read_contact(client, self.config.input1)
             second = await self._read_contact(client, self.config.input2)
         return (first, second)
-
-    async def _connected_client(self) -> AsyncModbusTcpClient:
-        if self._client is not None and self._client.connected:
-            return self._client
-        self._disconnect()
-        client = AsyncModbusTcpClient(self.config.host, port=self.config.port,
-                                      timeout=self.config.timeout_s, retries=0, reconnect_delay=0)
-        try:
-            if not await client.connect():
-                raise MeterError("cannot connect (refused, or no answer in time)")
-        except BaseException:  # also on cancellation: never leave a half-open socket behind
-            client.close()
-            raise
-        self._client = client
-        return client
 
     async def _read_contact(self, client: AsyncModbusTcpClient, contact: Contact) -> bool:
         read = client.read_coils if contact.kind == "coil" else client.read_discrete_inputs
@@ -224,14 +199,3 @@ class RippleReceiver:
             code = getattr(response, "exception_code", "?")
             raise MeterError(f"modbus exception {code} reading {contact.kind} {contact.address}")
         return bool(response.bits[0])
-
-    def _disconnect(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
-
-
-def _log_crash(task: asyncio.Task[None]) -> None:
-    """A poller that dies must say so: its last level would otherwise look current forever."""
-    if not task.cancelled() and task.exception() is not None:
-        log.error("%s stopped by an error", task.get_name(), exc_info=task.exception())

@@ -14,17 +14,15 @@ safe current at once (Alfen "Actief Load Balancing via Modbus TCP/IP", §4.1)::
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
 
+from adapters.meter.link import ModbusLink, PollLoop, modbus_errors
 from adapters.meter.registermap import (
     SUNS_MARKER,
     SUNSPEC_BASES,
@@ -36,13 +34,11 @@ from adapters.meter.registermap import (
     sunspec_register_map,
 )
 from energytree.errors import MeterError
-from energytree.tasks import cancel_and_wait
 
 __all__ = [
     "GridMeterClient",
     "GridMeterConfig",
     "MeterState",
-    "modbus_errors",
     "next_state",
     "read_registers",
 ]
@@ -90,15 +86,6 @@ def next_state(state: MeterState, *, ok: bool, silent_s: float, error_after_s: f
     return MeterState.WARNING
 
 
-@contextlib.contextmanager
-def modbus_errors(where: str) -> Iterator[None]:
-    """Translate pymodbus, socket and timeout failures into MeterError at the seam."""
-    try:
-        yield
-    except (ModbusException, OSError, TimeoutError) as exc:  # OSError covers refused/reset
-        raise MeterError(f"{where}: {str(exc) or type(exc).__name__}") from exc
-
-
 async def read_registers(
     client: AsyncModbusTcpClient, function: str, start: int, count: int, unit: int
 ) -> list[int]:
@@ -138,10 +125,9 @@ class GridMeterClient:
         self._last_good_at: float | None = None
         self._failed_polls = 0  # since the fault began: the "recovered" line reports them
         self._fault_since = self._started_at
-        self._client: AsyncModbusTcpClient | None = None
-        self._backoff_s = config.reconnect_min_s
-        self._next_connect_at = self._started_at
-        self._task: asyncio.Task[None] | None = None
+        self._link = ModbusLink(config.host, self.port, config.timeout_s, clock=clock,
+                                reconnect_s=(config.reconnect_min_s, config.reconnect_max_s))
+        self._loop = PollLoop(f"grid meter {self.where}", self.poll_once, config.poll_interval_s)
 
     @property
     def where(self) -> str:
@@ -159,17 +145,14 @@ class GridMeterClient:
 
     async def start(self) -> None:
         """Start polling every poll_interval_s in a background task."""
-        if self._task is None:
-            if self._last_good_at is None:  # the 120 s count from start, not from construction
-                self._started_at = self._clock()
-            self._task = asyncio.create_task(self._run(), name=f"grid meter {self.where}")
-            self._task.add_done_callback(_log_crash)
+        if not self._loop.running and self._last_good_at is None:
+            self._started_at = self._clock()  # the 120 s count from start, not construction
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop polling and close the connection; safe to call twice."""
-        task, self._task = self._task, None
-        await cancel_and_wait([task])  # a crash was already logged by _log_crash
-        self._disconnect()
+        await self._loop.stop()
+        self._link.close()
 
     async def poll_once(self) -> MeterReading | None:
         """Read the meter once, update the state; None if no valid reading was had."""
@@ -181,13 +164,8 @@ class GridMeterClient:
         self._succeeded(reading)
         return reading
 
-    async def _run(self) -> None:
-        while True:
-            await self.poll_once()
-            await asyncio.sleep(self.config.poll_interval_s)
-
     async def _read(self) -> MeterReading:
-        client = await self._connected_client()
+        client = await self._link.client()
         try:
             with modbus_errors("read failed"):
                 rmap = self._resolved or await self._scan_sunspec(client)
@@ -198,46 +176,10 @@ class GridMeterClient:
                 }
         except MeterError as exc:
             if exc.__cause__ is not None:  # transport trouble: reconnect; exception answers: not
-                self._disconnect(schedule_reconnect=True)
+                self._link.close(reconnect_later=True)
             raise
         return decode(rmap, blocks, invert=self.config.invert,
                       max_current_a=self.config.max_plausible_current_a)
-
-    async def _connected_client(self) -> AsyncModbusTcpClient:
-        if self._client is not None and self._client.connected:
-            return self._client
-        self._disconnect()
-        wait_s = self._next_connect_at - self._clock()
-        if wait_s > 0:
-            raise MeterError(f"not connected; next attempt in {wait_s:.0f} s")
-        client = AsyncModbusTcpClient(
-            self.config.host, port=self.port, timeout=self.config.timeout_s,
-            retries=0, reconnect_delay=0,  # we reconnect ourselves, with back-off
-        )
-        try:
-            with modbus_errors("connect failed"):
-                connected = await client.connect()
-            if not connected:
-                raise MeterError(
-                    f"cannot connect (refused, or no answer in {self.config.timeout_s:g} s)")
-        except BaseException:  # also on cancellation: never leave a half-open socket behind
-            client.close()
-            self._schedule_reconnect()
-            raise
-        self._client = client
-        self._backoff_s = self.config.reconnect_min_s
-        return client
-
-    def _disconnect(self, *, schedule_reconnect: bool = False) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
-        if schedule_reconnect:
-            self._schedule_reconnect()
-
-    def _schedule_reconnect(self) -> None:
-        self._next_connect_at = self._clock() + self._backoff_s
-        self._backoff_s = min(self._backoff_s * 2, self.config.reconnect_max_s)
 
     async def _scan_sunspec(self, client: AsyncModbusTcpClient) -> RegisterMap:
         """Find "SunS", walk the chain by ID/L, map the first wanted model."""
@@ -287,12 +229,6 @@ class GridMeterClient:
                       prefix, self.config.error_after_s, self.last_error)
         if self._on_state is not None:
             self._on_state(new)
-
-
-def _log_crash(task: asyncio.Task[None]) -> None:
-    """A poller that dies must not die quietly: its last state would look valid forever."""
-    if not task.cancelled() and task.exception() is not None:
-        log.error("%s stopped by an error", task.get_name(), exc_info=task.exception())
 
 
 async def _sunspec_chain(client: AsyncModbusTcpClient, unit: int) -> list[tuple[int, int]]:
