@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 EXIT_BAD_INPUT = 2
+SITE_FILE = "SiteFile"  # the site file read by ``serve`` and ``preview``
 SCHEMAS = {
     "EnergyFlowRequest": EnergyFlowRequest,
     "EnforcedLimits": EnforcedLimits,
@@ -119,7 +120,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    schema = SCHEMAS[args.type].model_json_schema(mode="validation")
+    if args.type == SITE_FILE:
+        from energytree.app.service import ServiceConfig
+
+        model: type[BaseModel] = ServiceConfig
+    else:
+        model = SCHEMAS[args.type]
+    schema = {**model.model_json_schema(mode="validation"), "title": args.type}
     sys.stdout.write(json.dumps(schema, indent=2) + "\n")
     return 0
 
@@ -365,8 +372,10 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--time-budget", type=_positive, default=2.0, help="solver budget [s]")
     plan.set_defaults(handler=_cmd_plan)
 
-    schema = sub.add_parser("schema", help="print the JSON Schema of an energy type")
-    schema.add_argument("type", nargs="?", default="EnergyFlowRequest", choices=sorted(SCHEMAS))
+    schema = sub.add_parser("schema", help="print the JSON Schema of an energy type or of the "
+                                           "site file")
+    schema.add_argument("type", nargs="?", default="EnergyFlowRequest",
+                        choices=sorted([*SCHEMAS, SITE_FILE]))
     schema.set_defaults(handler=_cmd_schema)
 
     preview = sub.add_parser("preview", help="show the plan of a site file as a table and chart")

@@ -31,13 +31,20 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.parametrize("type_name", ["EnergyFlowRequest", "EnforcedLimits", "ExternalLimits"])
+@pytest.mark.parametrize("type_name", ["EnergyFlowRequest", "EnforcedLimits", "ExternalLimits",
+                                       "SiteFile"])
 def test_schema_prints_a_json_schema(capsys, type_name) -> None:
     code, out, _ = _run(capsys, "schema", type_name)
     schema = _resolve(json.loads(out))
     assert code == 0
     assert schema["title"] == type_name and schema["type"] == "object"
     assert schema["additionalProperties"] is False
+
+
+def test_the_site_files_schema_has_every_section(capsys) -> None:
+    code, out, _ = _run(capsys, "schema", "SiteFile")
+    properties = _resolve(json.loads(out))["properties"]
+    assert code == 0 and {"grid", "meter", "csms", "grpc", "dashboard"} <= set(properties)
 
 
 def test_schema_defaults_to_the_request(capsys) -> None:
