@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from energytree.clock import ManualClock
-from energytree.manager import EnergyManager, ManagerOptions
+from energytree.manager import EnergyManager, ManagerOptions, MeterFeed
 from energytree.plan import instant_plan
 from energytree.ramps import WAITING
 from energytree.types import EvseState, PhaseValues, Powermeter
@@ -40,3 +40,24 @@ async def test_an_arrival_waits_for_a_metered_car_that_has_not_yet_followed_its_
     manager.tick()
     assert grants(manager)["b"] == 0.0
     assert manager.status().evses[1].reason.startswith(WAITING)
+
+
+async def test_a_car_that_pauses_itself_does_not_hide_the_household() -> None:
+    """``a``'s car refuses its grant (PausedEV); the meter shows the household and ``b``.
+    Counting ``a``'s grant as drawn would make the household look that much smaller and
+    leave ``a`` + ``b`` more than the connection has; counting it as 0 keeps them within."""
+    household_a, margin_a, connection_a = 10.0, 1.0, 32.0
+    manager = EnergyManager(
+        node("grid", evse("a", 16), evse("b", 32), max_a=connection_a), planner=instant_plan,
+        clock=ManualClock(NOW), has_meter=True,
+        options=ManagerOptions(response_s=1.0, meter_period_s=1.0, meter_margin_a=margin_a))
+    await manager.replan()
+    manager.set_evse_state("a", EvseState.PausedEV)
+    for _ in range(20):
+        manager.clock.advance(1)  # type: ignore[attr-defined]
+        drawn = household_a + grants(manager).get("b", 0.0)  # b's car follows, a's takes nothing
+        manager.report_grid_meter(MeterFeed((drawn,) * 3, None, "NORMAL"))
+        manager.tick()
+    granted = grants(manager)
+    assert granted["a"] > 0  # a is still offered current: its car may start any moment
+    assert granted["a"] + granted["b"] <= connection_a - margin_a - household_a + 0.01
