@@ -56,14 +56,16 @@ class Contact(_Strict):
     """One relay contact: a coil or a discrete input of the Modbus device."""
 
     address: int = Field(ge=0, le=65535, description="0-based PDU address")
-    kind: Literal["coil", "discrete_input"] = "discrete_input"
+    kind: Literal["coil", "discrete_input"] = Field("discrete_input",
+                                                   description="how it is read")
 
 
 class Level(_Strict):
     """A limit given as percent of the connection, or as an absolute power."""
 
     percent: float | None = Field(None, ge=0, le=100, description="[%] of connection power")
-    power_w: float | None = Field(None, ge=0, alias="power_W", description="[W]")
+    power_w: float | None = Field(None, ge=0, alias="power_W",
+                                  description="[W], instead of percent")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Level:
@@ -75,23 +77,23 @@ class Level(_Strict):
 class RippleLevels(_Strict):
     """The level for each contact pattern (k1 = only contact 1 closed, …)."""
 
-    open_open: Level = Level(percent=100)
-    k1: Level = Level(percent=60)
-    k2: Level = Level(percent=30)
-    both: Level = Level(power_W=PMIN_14A_W)
+    open_open: Level = Field(Level(percent=100), description="both contacts open")
+    k1: Level = Field(Level(percent=60), description="contact 1 closed")
+    k2: Level = Field(Level(percent=30), description="contact 2 closed")
+    both: Level = Field(Level(power_W=PMIN_14A_W), description="both closed")
 
 
 class RippleConfig(_Strict):
     name: str = Field("ripple-control receiver", min_length=1, description="for log messages")
-    host: str = Field("127.0.0.1", min_length=1)
-    port: int = Field(502, ge=1, le=65535)
-    unit: int = Field(1, ge=0, le=255)
-    input1: Contact
-    input2: Contact
-    levels: RippleLevels = RippleLevels()
+    host: str = Field("127.0.0.1", min_length=1, description="the Modbus I/O module")
+    port: int = Field(502, ge=1, le=65535, description="its Modbus TCP port")
+    unit: int = Field(1, ge=0, le=255, description="its unit id")
+    input1: Contact = Field(description="contact 1 (K1)")
+    input2: Contact = Field(description="contact 2 (K2)")
+    levels: RippleLevels = Field(RippleLevels(), description="the limit for each pattern")
     failsafe: Level = Field(Level(power_W=PMIN_14A_W), description="while contacts are unknown")
-    poll_interval_s: float = Field(1.0, gt=0, description="[s]")
-    timeout_s: float = Field(1.0, gt=0, description="[s]")
+    poll_interval_s: float = Field(1.0, gt=0, description="[s] between reads")
+    timeout_s: float = Field(1.0, gt=0, description="[s] for an answer")
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,7 +135,7 @@ class Probe:
                 self.ticks.append(time.perf_counter() - started)
 
         service.manager.tick = timed_tick  # type: ignore[method-assign]
-        meter = service._meter
+        meter = service.plugs["meter"].client  # type: ignore[attr-defined]
         poll = meter.poll_once
 
         async def counted_poll() -> Any:

@@ -90,35 +90,43 @@ class _NodeLimits(_Config):
     max_current_A: Limit | None = Field(None, description="per phase [A], or a formula")
     max_power_W: Limit | None = Field(None, description="[W], or a formula")
     max_export_current_A: float = Field(0.0, ge=0, description="per phase [A]; 0 = no export")
-    max_export_power_W: float | None = Field(None, ge=0)
-    phases: int = Field(3, ge=1, le=3)
+    max_export_power_W: float | None = Field(None, ge=0, description="[W]; none: no own limit")
+    phases: int = Field(3, ge=1, le=3, description="the phases wired to this node")
 
 
 class EvseConfig(_NodeLimits):
     """One charging point (a leaf of the tree)."""
 
     evse: str = Field(min_length=1, max_length=200, description="the EVSE's uuid")
-    min_current_A: float = Field(6.0, ge=0, le=80)
-    max_current_A: Limit | None = 16.0
-    phase_rotation: PhaseRotation = "L1L2L3"
+    min_current_A: float = Field(6.0, ge=0, le=80,
+                                description="[A] below this the EVSE pauses (IEC 61851: 6 A)")
+    max_current_A: Limit | None = Field(16.0, description="per phase [A], or a formula")
+    phase_rotation: PhaseRotation = Field(
+        "L1L2L3", description="the grid phases the EVSE's L1, L2, L3 are wired to; a one-phase "
+        "EVSE on L2 is phases: 1 with L2L3L1")
     phase_switching: bool = Field(False, description="may switch between 1 and 3 phases")
-    min_phases: int = Field(1, ge=1, le=3)
-    conversion_efficiency: float = Field(1.0, gt=0, le=1)
-    battery_kWh: float | None = Field(None, gt=0, le=1000, description="default car battery")
+    min_phases: int = Field(1, ge=1, le=3, description="fewest phases when switching")
+    conversion_efficiency: float = Field(1.0, gt=0, le=1,
+                                         description="energy in the car ÷ energy drawn")
+    battery_kWh: float | None = Field(
+        None, gt=0, le=1000, description="[kWh] the car's capacity: turns SoC targets into "
+        "energy and bounds the plan even without a target; none: planned as if the car took "
+        "everything offered (the plan notes say so)")
     state: EvseState | None = Field(None, description="initial state (simulation, planning)")
     charging_rule: FormulaText | None = Field(
         None, max_length=2000,
         description="cFos charging rule: a formula giving the current in mA, e.g. "
         "'CM.TARIF == 1 ? 16000 : 6000'; evaluated every tick",
     )
-    target: OptimizerTarget | None = None
+    target: OptimizerTarget | None = Field(None, description="what the user wants from this "
+                                                        "EVSE's session (EVerest OptimizerTarget)")
 
 
 class FuseConfig(_NodeLimits):
     """A fuse, sub-distribution or any other node that limits the EVSEs below it."""
 
     fuse: str = Field(min_length=1, max_length=200, description="the node's uuid")
-    children: list[Child] = Field(default_factory=list)
+    children: list[Child] = Field(default_factory=list, description="fuses and EVSEs below")
 
 
 def _child_kind(value: Any) -> str | None:
@@ -140,8 +148,8 @@ Child = Annotated[
 class GridConfig(_NodeLimits):
     """The grid connection: the root of the tree."""
 
-    uuid: str = Field("grid", min_length=1, max_length=200)
-    children: list[Child] = Field(default_factory=list)
+    uuid: str = Field("grid", min_length=1, max_length=200, description="the root's uuid")
+    children: list[Child] = Field(default_factory=list, description="fuses and EVSEs below")
 
 
 class SiteConfig(_Config):
@@ -149,12 +157,13 @@ class SiteConfig(_Config):
 
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
-    name: str = "site"
+    name: str = Field("site", description="shown in output")
     timezone: str = Field("UTC", description="local time for formulas, tariffs and output")
-    nominal_voltage_V: float = Field(230.0, gt=0, le=1000)
-    slot_minutes: float = Field(15.0, gt=0, le=1440)
-    horizon_hours: float = Field(24.0, gt=0, le=24 * 7)
-    grid: GridConfig
+    nominal_voltage_V: float = Field(230.0, gt=0, le=1000,
+                                     description="[V] converts A per phase to W")
+    slot_minutes: float = Field(15.0, gt=0, le=1440, description="the planning grid's step")
+    horizon_hours: float = Field(24.0, gt=0, le=24 * 7, description="how far a plan looks")
+    grid: GridConfig = Field(description="the grid connection: the root of the tree")
 
     @field_validator("timezone")
     @classmethod

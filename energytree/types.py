@@ -160,10 +160,13 @@ class PricePerKwh(_Model):
 class OptimizerTarget(_Model):
     """What the user wants from one EVSE's session."""
 
-    energy_amount_needed: Number | None = Field(None, ge=0, le=10_000, description="[kWh]")
-    charge_to_max_percent: Number | None = Field(None, ge=0, le=100)
-    car_battery_soc: Number | None = Field(None, ge=0, le=100, description="[%]")
-    leave_time: Timestamp | None = None
+    energy_amount_needed: Number | None = Field(None, ge=0, le=10_000,
+                                                description="[kWh] by leave_time")
+    charge_to_max_percent: Number | None = Field(None, ge=0, le=100,
+                                                 description="[%] the SoC to reach")
+    car_battery_soc: Number | None = Field(None, ge=0, le=100,
+                                           description="[%] the SoC now")
+    leave_time: Timestamp | None = Field(None, description="RFC 3339; the energy is due then")
     price_limit: Number | None = Field(None, description="charge whenever price <= this")
     full_autonomy: bool | None = Field(None, description="only locally generated energy")
     car_battery_capacity_kWh: Number | None = Field(

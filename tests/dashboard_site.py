@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from energytree.app.plugs.httpapi import HttpApiPlug
 from energytree.app.runtime import Service
 from energytree.app.service import ServiceConfig
 
@@ -43,10 +44,6 @@ async def running_demo(state_dir: Path, **changes: Any) -> AsyncIterator[tuple[S
 
 def http_api_url(service: Service) -> str:
     """The variables API's base URL (its listener bound port 0)."""
-    from adapters.http import HttpApi
-
-    for stopper in service._stoppers:
-        api = getattr(stopper, "__self__", None)
-        if isinstance(api, HttpApi):
-            return f"http://127.0.0.1:{api.port}"
-    raise AssertionError("the service runs no HTTP variables API")
+    plug = service.plugs["http_api"]
+    assert isinstance(plug, HttpApiPlug) and plug.api is not None
+    return f"http://127.0.0.1:{plug.api.port}"

@@ -63,10 +63,10 @@ class GridMeterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     register_map: str = Field(description="shipped map name or path to a YAML register map")
-    host: str = Field("127.0.0.1", min_length=1)
+    host: str = Field("127.0.0.1", min_length=1, description="the meter's address")
     port: int | None = Field(None, ge=1, le=65535, description="default: the map's port")
     unit: int | None = Field(None, ge=0, le=255, description="default: the map's unit id")
-    poll_interval_s: float = Field(1.0, gt=0, description="[s]")
+    poll_interval_s: float = Field(1.0, gt=0, description="[s] between reads")
     timeout_s: float = Field(2.0, gt=0, description="connect and read timeout [s]")
     error_after_s: float = Field(120.0, gt=0, description="WARNING becomes ERROR after [s]")
     reconnect_min_s: float = Field(1.0, gt=0, description="first reconnect back-off [s]")

@@ -65,10 +65,11 @@ class CsmsConfig(BaseModel):
     """The CSMS towards the site's chargers: one port for OCPP 1.6J and 2.0.1."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(9000, ge=0, le=65535, description="0 picks a free port")
     chargers: list[ChargerConfig] = Field(default_factory=list, description="the allow-list")
-    heartbeat_interval_s: int = Field(300, ge=1, le=86_400, description="[s]")
+    heartbeat_interval_s: int = Field(300, ge=1, le=86_400,
+                                      description="[s] told to chargers at boot")
     lease_heartbeats: int = Field(
         3, ge=1, le=100, description="a pushed limit holds this many heartbeat intervals"
     )

@@ -60,20 +60,20 @@ class GatewayConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     url: WebSocketUrl = Field(description="ws:// or wss:// base URL; the id is appended")
-    version: Literal["1.6", "2.0.1"] = "1.6"
+    version: Literal["1.6", "2.0.1"] = Field("1.6", description="OCPP version")
     charge_point_prefix: str = Field("", description="id = prefix + EVSE uuid")
     charge_point_ids: dict[str, str] = Field({}, description="EVSE uuid -> id (overrides)")
     username: str | None = Field(None, description="basic auth user; None: the charge point id")
     password: SecretStr | None = Field(None, description="basic auth (security profile 1/2)")
     passwords: dict[str, SecretStr] = Field({}, description="per EVSE uuid, overrides password")
     proxy: str | None = Field(None, description="SMGW CLS channel: http://<address>:3128")
-    tls: TlsFiles = TlsFiles()
+    tls: TlsFiles = Field(TlsFiles(), description="client certificate (security profile 3)")
     db_path: Path = Field(description="SQLite file for sessions, outbox and profiles")
     meter_interval_s: float = Field(60.0, ge=0, description="MeterValues period [s]; 0: all")
     default_id_tag: str = Field("energytree", min_length=1, max_length=20,
                                 description="idTag of sessions nobody authorised (1.6)")
-    vendor: str = "energytree"
-    model: str = "energytree gateway"
+    vendor: str = Field("energytree", description="sent in BootNotification")
+    model: str = Field("energytree gateway", description="sent in BootNotification")
     reconnect_min_s: float = Field(1.0, gt=0, description="first reconnect delay [s]")
     reconnect_max_s: float = Field(300.0, gt=0, description="longest reconnect delay [s]")
     response_timeout_s: float = Field(30.0, gt=0, description="wait for a CallResult [s]")
@@ -82,7 +82,8 @@ class GatewayConfig(BaseModel):
                                    description="composite length and lease TTL [s]")
     profile_refresh_s: float = Field(900.0, gt=0, description="recompute the composites [s]")
     nominal_voltage_v: float = Field(230.0, gt=0, description="for A ↔ W conversion [V]")
-    rules: ProfileRules = ProfileRules()
+    rules: ProfileRules = Field(ProfileRules(), description="what each EVSE accepts as a "
+                                                           "charge point")
 
     @field_validator("proxy")
     @classmethod

@@ -64,19 +64,21 @@ class UpstreamConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     url: WebSocketUrl = Field(description="ws:// or wss:// base URL; the id is appended")
-    charge_point_id: str = Field(min_length=1, max_length=48)
-    version: Literal["1.6", "2.0.1"] = "1.6"
+    charge_point_id: str = Field(min_length=1, max_length=48,
+                                 description="the site's identity at the backend")
+    version: Literal["1.6", "2.0.1"] = Field("1.6", description="OCPP version")
     username: str | None = Field(None, description="basic auth (security profile 1/2)")
-    password: SecretStr | None = None
+    password: SecretStr | None = Field(None, description="basic auth; the user defaults to the id")
     ca_file: Path | None = Field(None, description="CA bundle for wss (else system CAs)")
-    vendor: str = "energytree"
-    model: str = "energytree site"
+    vendor: str = Field("energytree", description="sent in BootNotification")
+    model: str = Field("energytree site", description="sent in BootNotification")
     meter_interval_s: float = Field(60.0, gt=0, description="MeterValues period [s]")
     reconnect_min_s: float = Field(1.0, gt=0, description="first reconnect delay [s]")
     reconnect_max_s: float = Field(300.0, gt=0, description="longest reconnect delay [s]")
     nominal_voltage_v: float = Field(230.0, gt=0, description="for A ↔ W conversion [V]")
     profiles_path: Path | None = Field(None, description="JSON file that keeps the profiles")
-    rules: ProfileRules = ProfileRules()
+    rules: ProfileRules = Field(ProfileRules(), description="what the site accepts as a "
+                                                           "charge point")
 
 
 @dataclass(frozen=True)

@@ -69,10 +69,14 @@ class SunSpecServerConfig(BaseModel):
     host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for all.")
     port: int = Field(1502, ge=0, le=65535, description="502 needs root; 0 picks a free port.")
     unit_id: int = Field(1, ge=1, le=247, description="Modbus unit id the map answers on.")
-    manufacturer: str = Field("energytree", min_length=1, max_length=32, pattern=PRINTABLE_ASCII)
-    model: str = Field("energytree", min_length=1, max_length=32, pattern=PRINTABLE_ASCII)
-    version: str = Field(default_factory=_package_version, max_length=16, pattern=PRINTABLE_ASCII)
-    serial: str = Field("1", min_length=1, max_length=32, pattern=PRINTABLE_ASCII)
+    manufacturer: str = Field("energytree", min_length=1, max_length=32,
+                              pattern=PRINTABLE_ASCII, description="SunSpec model 1")
+    model: str = Field("energytree", min_length=1, max_length=32, pattern=PRINTABLE_ASCII,
+                       description="SunSpec model 1")
+    version: str = Field(default_factory=_package_version, max_length=16,
+                         pattern=PRINTABLE_ASCII, description="SunSpec model 1")
+    serial: str = Field("1", min_length=1, max_length=32, pattern=PRINTABLE_ASCII,
+                        description="SunSpec model 1")
     max_variables: int = Field(
         32, ge=0, le=1000, description="Room reserved for model 60002 (22 registers each)."
     )

@@ -1,9 +1,9 @@
-"""``energytree serve``: the manager with the adapters a site file enables (composition root).
+"""``energytree serve``: the site file's model and the serve loop.
 
-The site file's planning part is ``SiteConfig``; this module adds one optional section per
-adapter (grid meter, HTTP variables API, SunSpec server, ripple-control contacts, OCPP towards
-the grid operator, simulation). Each grid-operator channel becomes its own external-limit
-source on the root, floored at the §14a minimum, and recorded in the audit log.
+The site file's planning part is ``SiteConfig``; ``ServiceSettings`` adds the live service's
+own settings, and the registry (``energytree/app/plugs/registry.py``) one section per plug:
+grid meter, HTTP variables API, dashboard, gRPC, SunSpec, ripple-control contacts, OCPP
+towards the grid operator, the chargers and the supplier, simulation.
 """
 
 from __future__ import annotations
@@ -15,60 +15,34 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from adapters.grpc import GrpcServerConfig
-from adapters.http import HttpApiConfig
-from adapters.meter.client import GridMeterConfig
-from adapters.ocpp.chargers import CsmsConfig
-from adapters.ocpp.gateway import GatewayConfig
-from adapters.ocpp.upstream import UpstreamConfig
-from adapters.ripple import RippleConfig
-from adapters.sunspec import SunSpecServerConfig
-from adapters.web import DashboardConfig
-from energytree.app.simulation import SimulatedCar
+from energytree.app.plugs.registry import site_file_model
 from energytree.gridops import GZF
-from energytree.site import SiteConfig, evse_configs
+from energytree.site import SiteConfig
 from energytree.yamlfile import load_model
 
 if TYPE_CHECKING:
     from energytree.app.runtime import Service
 
-__all__ = ["ServiceConfig", "run_service"]
+__all__ = ["ServiceConfig", "ServiceSettings", "load_service_config", "run_service"]
 
 log = logging.getLogger(__name__)
-OCPP_SECTIONS = ("ocpp_upstream", "ocpp_gateway", "csms")  # each converts A ↔ W
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class MeterSection(GridMeterConfig):
-    """The grid meter for active load balancing (Alfen-style)."""
-
-    safe_current_A: float = Field(
-        6.0, ge=0, description="[A] per phase for all EVSEs together (a site total) while the "
-        "meter is not NORMAL")
-    margin_A: float = Field(1.0, ge=0, description="kept free below the installation maximum")
-    installation_max_current_A: float | None = Field(
-        None, gt=0, description="default: the grid connection's max_current_A"
-    )
-    car_response_s: float = Field(
-        6.0, gt=0, le=120,
-        description="[s] cars draw a new limit within this; the meter loop waits this long "
-        "plus poll_interval_s before raising again",
-    )
-
-
 class FourteenASection(_Section):
     """§14a EnWG: the least power any dimming command must leave to the controllable devices."""
 
     controllable_devices: int | None = Field(None, ge=1, description="default: EVSE count")
-    gzf: dict[int, float] = Field(default_factory=lambda: dict(GZF))
-    add_pv_surplus: bool = True
+    gzf: dict[int, float] = Field(default_factory=lambda: dict(GZF),
+                                  description="the simultaneity factor by number of devices")
+    add_pv_surplus: bool = Field(True, description="local generation adds to the minimum")
     percent_base_W: float | None = Field(
         None, gt=0,
         description="what 100 % means in the operator's percentages (SunSpec 40968, "
@@ -77,71 +51,35 @@ class FourteenASection(_Section):
     )
 
 
-class OcppUpstreamSection(UpstreamConfig):
-    """The site as one charge point towards the grid operator's backend."""
-
-    failsafe_power_W: float | None = Field(
-        None, ge=0,
-        description="while the backend is unreachable and no profile covers the moment; "
-        "None: no limit then (never below the §14a minimum)",
-    )
-    refresh_s: float = Field(30.0, gt=0, description="how often the composite is recomputed")
-
-
-class CarSection(_Section):
-    battery_kWh: float = Field(60.0, gt=0)
-    soc_percent: float = Field(30.0, ge=0, le=100)
-    max_current_A: float = Field(16.0, gt=0)
-    min_current_A: float = Field(6.0, ge=0, description="below this the car pauses")
-    phases: int = Field(3, ge=1, le=3, description="the car's own charger; 1 on any EVSE")
-    taper_soc: float = Field(80.0, ge=0, le=100, description="tapers to its minimum above")
-    lag_s: float = Field(1.0, ge=0, le=10, description="how late it follows a new limit")
-
-
-class SimulationSection(_Section):
-    """Simulated cars (per EVSE uuid; EVSEs not listed get a default car unless unplugged)."""
-
-    cars: dict[str, CarSection] = Field(default_factory=dict)
-    meter_register_map: str = "socomec-countis-e27"
-    grid_meter: Literal["simulated", "external"] = Field(
-        "simulated", description="simulated: replaces the meter section's meter with one on "
-        "127.0.0.1; external: simulated cars, the real meter")
-    household_scale: float = Field(1.0, ge=0, le=20, description="of the household profile")
-
-
-class ServiceConfig(SiteConfig):
-    """A whole site file: the tree plus the sections for the live service."""
+class ServiceSettings(SiteConfig):
+    """The site and the live service's own settings; the plugs add their sections."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    tick_s: float = Field(1.0, gt=0, le=60)
-    plan_budget_s: float = Field(2.0, gt=0, le=60)
-    status_interval_s: float = Field(5.0, gt=0)
-    prices: str | None = Field(None, description="price file (JSON or CSV)")
+    tick_s: float = Field(1.0, gt=0, le=60, description="[s] the live loop's period")
+    plan_budget_s: float = Field(2.0, gt=0, le=60, description="[s] time one plan may take")
+    status_interval_s: float = Field(5.0, gt=0, description="[s] between status blocks")
+    prices: str | None = Field(
+        None, description="price file: a JSON list of {timestamp, value, currency} or CSV "
+        "timestamp,value; without it, prices saved in the state are dropped at start")
     session_log_interval_s: float = Field(
         300.0, ge=1, le=3600,
         description="a running session's counters reach the disk at most this often "
         "(starts and stops at once)",
     )
-    meter: MeterSection | None = None
-    fourteen_a: FourteenASection = Field(default_factory=FourteenASection)
-    http_api: HttpApiConfig | None = None
-    sunspec: SunSpecServerConfig | None = None
-    ripple: RippleConfig | None = None
-    ocpp_upstream: OcppUpstreamSection | None = None
-    grpc: GrpcServerConfig | None = None
-    ocpp_gateway: GatewayConfig | None = None
-    csms: CsmsConfig | None = None
-    dashboard: DashboardConfig | None = None
-    simulation: SimulationSection = Field(default_factory=SimulationSection)
+    fourteen_a: FourteenASection = Field(
+        default_factory=FourteenASection,
+        description="§14a EnWG: the least power a dimming command leaves")
 
     @model_validator(mode="after")
-    def _one_nominal_voltage(self) -> ServiceConfig:
-        """The OCPP sections convert A ↔ W at the site's ``nominal_voltage_V``. Their own
-        ``nominal_voltage_v`` is deprecated: it may only repeat the site's value."""
-        for name in OCPP_SECTIONS:
+    def _one_nominal_voltage(self) -> ServiceSettings:
+        """Sections that convert A ↔ W (the OCPP ones) do so at the site's
+        ``nominal_voltage_V``. Their own ``nominal_voltage_v`` is deprecated: it may only
+        repeat the site's value."""
+        for name in type(self).model_fields:
             section = getattr(self, name)
-            if section is None:
+            if not isinstance(section, BaseModel) or (
+                    "nominal_voltage_v" not in type(section).model_fields):
                 continue
             if ("nominal_voltage_v" in section.model_fields_set
                     and section.nominal_voltage_v != self.nominal_voltage_V):
@@ -154,27 +92,12 @@ class ServiceConfig(SiteConfig):
         return self
 
 
+ServiceConfig = site_file_model(ServiceSettings, "ServiceConfig")
+"""A whole site file: the tree, the service's settings and one section per plug."""
+
+
 def load_service_config(path: str | Path) -> ServiceConfig:
     return load_model(path, ServiceConfig)
-
-
-def default_cars(config: ServiceConfig) -> dict[str, SimulatedCar]:
-    """A car at every EVSE that is not unplugged, as the simulation section says."""
-    cars = {}
-    for evse in evse_configs(config):
-        spec = config.simulation.cars.get(evse.evse)
-        if spec is None and evse.state is not None and evse.state.value == "Unplugged":
-            continue
-        spec = spec or CarSection(
-            battery_kWh=evse.battery_kWh or 60.0,
-            soc_percent=(evse.target.car_battery_soc if evse.target else None) or 30.0,
-            max_current_A=evse.max_current_A if isinstance(evse.max_current_A, float) else 16.0,
-            phases=evse.phases,
-        )
-        cars[evse.evse] = SimulatedCar(
-            spec.battery_kWh, spec.soc_percent, spec.max_current_A, spec.phases,
-            taper_soc=spec.taper_soc, min_current_a=spec.min_current_A, lag_s=spec.lag_s)
-    return cars
 
 
 def run_service(args: argparse.Namespace) -> int:

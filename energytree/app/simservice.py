@@ -14,10 +14,11 @@ import contextlib
 import logging
 from datetime import tzinfo
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from adapters.meter.registermap import load_register_map
 from adapters.meter.simulator import MeterSimulator, meter_values
-from energytree.app.service import ServiceConfig, default_cars
+from energytree.app.simconfig import default_cars
 from energytree.app.simulation import Household, SimulatedEvse
 from energytree.errors import ConfigError, EnergyTreeError
 from energytree.leaf import LimitReceiver
@@ -25,6 +26,9 @@ from energytree.manager import EnergyManager
 from energytree.persist import read_json, write_json_atomic
 from energytree.site import evse_configs
 from energytree.types import EnforcedLimits
+
+if TYPE_CHECKING:
+    from energytree.app.service import ServiceConfig
 
 __all__ = ["SiteSimulation"]
 

@@ -88,7 +88,7 @@ async def test_serve_simulate_keeps_the_measured_phases_within_the_connection(
 
 async def test_serve_simulate_says_it_replaces_the_meter(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="energytree.app.runtime")
+    caplog.set_level(logging.WARNING, logger="energytree.app.plugs.meter")
     service = Service(simulated_site(), tmp_path, simulate=True)
     await service.start()
     await service.stop()

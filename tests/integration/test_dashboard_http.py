@@ -18,7 +18,8 @@ import pytest
 import trustme
 from prometheus_client.parser import text_string_to_metric_families
 
-from energytree.app.runtime import SUNSPEC, Service
+from energytree.app.plugs.sunspec import SUNSPEC
+from energytree.app.runtime import Service
 from tests.dashboard_site import OPERATOR, VIEWER, http_api_url, running_demo
 
 ROUTES = ["/", "/static/app.js", "/api/live", "/api/plan", "/api/events", "/api/audit",
@@ -86,7 +87,7 @@ async def test_metrics_in_prometheus_format(demo: tuple[Service, str]) -> None:
 async def test_external_limits_show_in_metrics_and_live(demo: tuple[Service, str]) -> None:
     """An operator's limit and the site's formulas appear with value, unit and channel."""
     service, base = demo
-    service._operator_limit(SUNSPEC, 9000.0, "test")
+    service.operator_limit(SUNSPEC, 9000.0, "test")
     async with httpx.AsyncClient(base_url=base, auth=VIEWER) as client:
         live = (await client.get("/api/live")).json()
         found = samples((await client.get("/metrics")).text)

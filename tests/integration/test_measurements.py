@@ -19,7 +19,6 @@ from adapters.grpc import GrpcServer
 from adapters.grpc.client import EnergyTreeClient
 from adapters.meter.registermap import load_register_map
 from adapters.meter.simulator import MeterSimulator, meter_values
-from energytree.app import runtime
 from energytree.app.runtime import Service
 from energytree.app.service import ServiceConfig
 from energytree.types import PhaseValues, Powermeter
@@ -66,7 +65,7 @@ async def test_a_one_phase_car_reported_over_grpc_is_budgeted_on_its_phase(
     simulator = MeterSimulator(load_register_map("socomec-countis-e27"),
                                lambda: meter_values(grid_currents(holder.get("service"))))
     servers = Recorder(GrpcServer)
-    monkeypatch.setattr(runtime, "GrpcServer", servers)
+    monkeypatch.setattr("energytree.app.plugs.grpcapi.GrpcServer", servers)
     port = await simulator.start()
     try:
         async with running(config(port), tmp_path) as service:
@@ -94,7 +93,7 @@ async def test_a_one_phase_car_reported_over_grpc_is_budgeted_on_its_phase(
 async def test_a_bad_measurement_is_refused_and_changes_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     servers = Recorder(GrpcServer)
-    monkeypatch.setattr(runtime, "GrpcServer", servers)
+    monkeypatch.setattr("energytree.app.plugs.grpcapi.GrpcServer", servers)
     cfg = config(1).model_copy(update={"meter": None})
     async with running(cfg, tmp_path) as service:
         [server] = servers.made

@@ -16,10 +16,13 @@ from typing import Any
 import pytest
 
 from adapters.grpc.client import EnergyTreeClient
+from adapters.ocpp.csms import CsmsServer
 from adapters.ocpp.gateway import Gateway
-from adapters.ocpp.upstream import GridReading
+from adapters.ocpp.upstream import GridReading, UpstreamClient
 from adapters.ocpp.versions import BY_NAME, CSMS16, CSMS201, Sample
 from energytree.app import cli
+from energytree.app.plugs.csms import CsmsPlug
+from energytree.app.plugs.upstream import OcppUpstreamPlug
 from energytree.app.runtime import Service
 from energytree.types import EvseState
 from tests.integration.supplier import Backend
@@ -54,6 +57,18 @@ class AsyncReaderService(Service):
     async def _grid_reading(self) -> GridReading | None:  # type: ignore[override]
         await asyncio.sleep(0)
         return super()._grid_reading()
+
+
+def csms_of(service: Service) -> CsmsServer:
+    plug = service.plugs["csms"]
+    assert isinstance(plug, CsmsPlug) and plug.server is not None
+    return plug.server
+
+
+def upstream_of(service: Service) -> UpstreamClient:
+    plug = service.plugs["ocpp_upstream"]
+    assert isinstance(plug, OcppUpstreamPlug) and plug.client is not None
+    return plug.client
 
 
 def upstream_site(backend: Csms, version: str, **upstream: Any) -> Any:
@@ -93,7 +108,7 @@ async def test_upstream_meter_values_keep_one_websocket(
     try:
         session = await backend.next_session()
         powers = [grid_power_w(await next_meter(session)) for _ in range(INTERVALS)]
-        assert service._upstream is not None and service._upstream.boots == 1
+        assert upstream_of(service).boots == 1
         assert backend.sessions.empty()  # never a second connection
         assert all(p > 0 for p in powers)  # the household and the cars draw
     finally:
@@ -172,14 +187,13 @@ async def test_chargers_through_the_service_survive_reconnects_restarts_and_rese
     config = charging_site(supplier, version, tmp_path)
     try:
         async with running(config, tmp_path) as service:
-            assert service._csms is not None
-            async with charger(service._csms, "C", wire) as idle:
+            async with charger(csms_of(service), "C", wire) as idle:
                 await idle.boot()
                 await idle.status(1, "Available")
                 await limit_reaches(idle, 0.0)
-            await until(lambda: "carport" in service._csms.offline)  # type: ignore[union-attr]
+            await until(lambda: "carport" in csms_of(service).offline)
 
-            async with charger(service._csms, "G", wire) as cp:
+            async with charger(csms_of(service), "G", wire) as cp:
                 await cp.boot()
                 started = await cp.start_transaction(1, meter_wh=1000)
                 assert await limit_above(cp, 6.0)
@@ -188,20 +202,19 @@ async def test_chargers_through_the_service_survive_reconnects_restarts_and_rese
                     await until(lambda r=register: register_of(service.manager, "garage") == r)
                 await until(lambda: mirrored_registers(supplier, "garage")[-1:] == [1700.0])
             tx = started.transaction_id if wire is CSMS16 else "tx-1"
-            async with charger(service._csms, "G", wire) as cp:  # the network came back
+            async with charger(csms_of(service), "G", wire) as cp:  # the network came back
                 await resume(cp, tx, register_wh=600)
                 assert await limit_above(cp, 6.0)
                 await until(lambda: mirrored_registers(supplier, "garage")[-1:] == [1900.0])
 
         async with running(config, tmp_path) as service:  # energytree restarted
-            assert service._csms is not None
             assert service.manager.evse_state("carport") == EvseState.Unplugged
             shown = ""
             async with asyncio.timeout(10):  # the first status block: both chargers away
                 while "offline (charger not connected): carport, garage" not in shown:
                     shown += capsys.readouterr().out
                     await asyncio.sleep(0.01)
-            async with charger(service._csms, "G", wire) as cp:
+            async with charger(csms_of(service), "G", wire) as cp:
                 await resume(cp, tx, register_wh=800)
                 assert await limit_above(cp, 6.0)
                 await until(lambda: mirrored_registers(supplier, "garage")[-1:] == [2100.0])
@@ -266,17 +279,16 @@ async def test_a_long_session_keeps_its_websockets_and_mirrors_every_reading(
     await supplier.start()
     try:
         async with running(charging_site(supplier, version, tmp_path), tmp_path) as service:
-            assert service._csms is not None
-            async with charger(service._csms, "G", wire) as cp:
+            async with charger(csms_of(service), "G", wire) as cp:
                 await cp.boot()
                 await cp.start_transaction(1, meter_wh=1000)
-                link = service._csms.sessions["G"]
+                link = csms_of(service).sessions["G"]
                 for k in range(1, INTERVALS + 1):
                     await cp.meter(1, [Sample(1000 + 10 * k, "Energy.Active.Import.Register",
                                               "Wh"), Sample(11_000, "Power.Active.Import", "W")])
                     await until(lambda k=k: mirrored_registers(supplier, "garage")[-1:]
                                 == [1000.0 + 10 * k])
-                assert service._csms.sessions["G"] is link  # the charger's one connection
+                assert csms_of(service).sessions["G"] is link  # the charger's one connection
             registers = mirrored_registers(supplier, "garage")
             assert registers == sorted(registers) and len(registers) == INTERVALS + 1
             assert [cp_id for cp_id, _mid, action, _p in supplier.calls

@@ -95,7 +95,7 @@ async def curl(line: str, port: int) -> tuple[int, dict[str, Any]]:
 
 def http_port(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     apis = Recorder(HttpApi)
-    monkeypatch.setattr(runtime, "HttpApi", apis)
+    monkeypatch.setattr("energytree.app.plugs.httpapi.HttpApi", apis)
     return apis
 
 
@@ -246,7 +246,7 @@ async def test_grpc_without_and_with_each_credential(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     servers = Recorder(GrpcServer)
-    monkeypatch.setattr(runtime, "GrpcServer", servers)
+    monkeypatch.setattr("energytree.app.plugs.grpcapi.GrpcServer", servers)
     config = site(grpc={"host": "127.0.0.1", "port": 0, "token": TOKEN,
                         "operator_token": OPERATOR})
     async with running(config, tmp_path) as service:
@@ -295,8 +295,8 @@ async def test_sunspec_power_is_not_available_while_the_meter_is_lost(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     servers, clients = Recorder(SunSpecServer), Recorder(GridMeterClient)
-    monkeypatch.setattr(runtime, "SunSpecServer", servers)
-    monkeypatch.setattr(runtime, "GridMeterClient", clients)
+    monkeypatch.setattr("energytree.app.plugs.sunspec.SunSpecServer", servers)
+    monkeypatch.setattr("energytree.app.plugs.meter.GridMeterClient", clients)
     simulator = MeterSimulator(load_register_map("socomec-countis-e27"),
                                lambda: meter_values((8.0, 6.0, 4.0)))
     port = await simulator.start()
@@ -328,7 +328,7 @@ async def test_40968_reads_back_what_the_operator_wrote_also_after_a_restart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     servers = Recorder(SunSpecServer)
-    monkeypatch.setattr(runtime, "SunSpecServer", servers)
+    monkeypatch.setattr("energytree.app.plugs.sunspec.SunSpecServer", servers)
     config = site(sunspec={"host": "127.0.0.1", "port": 0})
 
     async def percent_register(port: int, write: float | None = None) -> float:
@@ -358,7 +358,7 @@ async def test_the_depot_stays_normal_with_its_simulated_meter(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clients = Recorder(GridMeterClient)
-    monkeypatch.setattr(runtime, "GridMeterClient", clients)
+    monkeypatch.setattr("energytree.app.plugs.meter.GridMeterClient", clients)
     depot = load_service_config(ROOT / "examples" / "depot.yaml")
     assert depot.meter is not None
     config = depot.model_copy(update={
@@ -367,9 +367,9 @@ async def test_the_depot_stays_normal_with_its_simulated_meter(
     service = runtime.Service(config, tmp_path, simulate=True)
     states: list[MeterState] = []
     readings: list[float] = []
-    monkeypatch.setattr(service, "_on_meter_state", states.append)
-    original = service._on_meter_reading
-    monkeypatch.setattr(service, "_on_meter_reading",
+    monkeypatch.setattr(service, "on_meter_state", states.append)
+    original = service.on_meter_reading
+    monkeypatch.setattr(service, "on_meter_reading",
                         lambda reading: (readings.append(max(reading.current_a)),
                                          original(reading)))
     await service.start()

@@ -26,7 +26,6 @@ from adapters.meter.client import GridMeterClient, MeterState
 from adapters.meter.registermap import load_register_map
 from adapters.meter.simulator import MeterSimulator, meter_values
 from adapters.sunspec import PERCENT_ADDRESS, SunSpecServer
-from energytree.app import runtime
 from energytree.app.runtime import Service
 from energytree.app.service import ServiceConfig
 from energytree.gridops import pmin_14a_w
@@ -155,7 +154,7 @@ async def test_meter_timeline_safe_current_error_and_recovery(
     caplog.set_level(logging.INFO, logger=CLIENT_LOG)
     clock = FakeClock()
     clients = Recorder(GridMeterClient, clock=clock)
-    monkeypatch.setattr(runtime, "GridMeterClient", clients)
+    monkeypatch.setattr("energytree.app.plugs.meter.GridMeterClient", clients)
     household = (8.0, 6.0, 4.0)
     holder: dict[str, Service] = {}
 
@@ -235,8 +234,8 @@ async def test_operator_dims_over_http_and_sunspec_never_below_14a(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     apis, servers = Recorder(HttpApi), Recorder(SunSpecServer)
-    monkeypatch.setattr(runtime, "HttpApi", apis)
-    monkeypatch.setattr(runtime, "SunSpecServer", servers)
+    monkeypatch.setattr("energytree.app.plugs.httpapi.HttpApi", apis)
+    monkeypatch.setattr("energytree.app.plugs.sunspec.SunSpecServer", servers)
     config = site(http_api={"host": "127.0.0.1", "port": 0, "username": USER,
                             "password": PASSWORD},
                   sunspec={"host": "127.0.0.1", "port": 0})
@@ -302,7 +301,7 @@ async def test_a_restarted_service_keeps_the_operators_limits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     apis = Recorder(HttpApi)
-    monkeypatch.setattr(runtime, "HttpApi", apis)
+    monkeypatch.setattr("energytree.app.plugs.httpapi.HttpApi", apis)
     config = site(http_api={"host": "127.0.0.1", "port": 0, "username": USER,
                             "password": PASSWORD})
     dimmed = {"garage": 6.37, "carport": 6.37}

@@ -21,7 +21,7 @@ from adapters.grpc import GrpcServer
 from adapters.grpc.client import EnergyTreeClient
 from adapters.grpc.gen.energytree.v1 import energytree_pb2 as pb
 from adapters.grpc.gen.energytree.v1 import energytree_pb2_grpc as pb_grpc
-from energytree.app import cli, runtime
+from energytree.app import cli
 from energytree.types import OptimizerTarget
 from tests.integration.test_grpc import run_cli
 from tests.integration.test_runtime import Recorder, running, site
@@ -37,7 +37,7 @@ def grpc_site():
 @pytest.fixture
 async def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     servers = Recorder(GrpcServer)
-    monkeypatch.setattr(runtime, "GrpcServer", servers)
+    monkeypatch.setattr("energytree.app.plugs.grpcapi.GrpcServer", servers)
     async with running(grpc_site(), tmp_path) as service:
         service.address = f"127.0.0.1:{servers.made[-1].port}"
         yield service

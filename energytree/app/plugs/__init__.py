@@ -1,0 +1,1 @@
+"""One plug per site-file section: its model and what it runs while the site runs."""

@@ -1,0 +1,54 @@
+"""``simulation``: with ``serve --simulate``, simulated EVSEs with cars and a household.
+
+It comes first in the registry: the ``meter`` plug asks it for the simulated grid meter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from adapters.ocpp.evseport import SimulatedFeed
+from energytree.app.plugs.base import Plug
+from energytree.app.simconfig import SimulationSection
+from energytree.app.simservice import SiteSimulation
+
+if TYPE_CHECKING:
+    from energytree.app.runtime import Service
+
+__all__ = ["SimulationPlug"]
+
+
+class SimulationPlug(Plug[SimulationSection]):
+    section = "simulation"
+    model = SimulationSection
+    summary = "used with serve --simulate: the simulated cars, household and grid meter"
+    always = True
+
+    simulation: SiteSimulation | None = None
+
+    @classmethod
+    def wanted(cls, site: Service) -> bool:
+        return site.simulate
+
+    async def start(self) -> None:
+        site = self.site
+        simulation = self.simulation = SiteSimulation(
+            site.config, site.manager, site.state_dir / "simulation.json", site.zone)
+        site.simulation, site.simulated = simulation, simulation.evses
+        site.manager.add_listener(simulation.deliver)
+        self.spawn(self._run(simulation), "sim")
+
+    async def _run(self, simulation: SiteSimulation) -> None:
+        """Step the simulation every tick; its sessions reach the session log."""
+        site, dt = self.site, self.site.config.tick_s
+        feed = SimulatedFeed(site)
+        while True:
+            simulation.step(dt)
+            feed.poll(site.simulated.values(), site.manager_now())
+            await asyncio.sleep(dt)
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self.simulation is not None:
+            await self.simulation.stop()
