@@ -9,7 +9,7 @@ meter's last reading, the §14a rules and ``operator_limit``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -27,8 +27,9 @@ SectionT = TypeVar("SectionT", bound=BaseModel)
 class Plug(Generic[SectionT]):
     """One site-file section and the part of the service it runs.
 
-    Subclasses name their ``section`` and its ``model``, and override what they need of
-    ``start``, ``stop``, ``links``, ``serves`` and ``note``.
+    Subclasses name their ``section`` and its ``model``, open what they run in ``start``
+    (registering each with ``closing`` and ``spawn``), and override what they need of
+    ``links``, ``serves`` and ``note``.
     """
 
     section: ClassVar[str]
@@ -41,6 +42,7 @@ class Plug(Generic[SectionT]):
         self.site = site
         self.config = config
         self._tasks: list[asyncio.Task[None]] = []
+        self._closers: list[Callable[[], Awaitable[None]]] = []
 
     @classmethod
     def wanted(cls, site: Service) -> bool:
@@ -51,12 +53,18 @@ class Plug(Generic[SectionT]):
         """Open sockets and start tasks; a ``ConfigError`` names what to fix."""
 
     async def stop(self) -> None:
-        """Cancel this plug's tasks; subclasses close their sockets and files too."""
+        """Cancel this plug's tasks, then close what it opened, the last opened first."""
         await cancel_and_wait(self._tasks)
+        for close in reversed(self._closers):
+            await close()
 
     def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``work`` in the background until the plug stops."""
         self._tasks.append(asyncio.create_task(work, name=f"energytree-{name}"))
+
+    def closing(self, close: Callable[[], Awaitable[None]]) -> None:
+        """Await ``close`` when the plug stops (a server, a client, a file)."""
+        self._closers.append(close)
 
     def links(self) -> dict[str, bool]:
         """Protocol links and whether each is up now (for the dashboard and ``/metrics``)."""

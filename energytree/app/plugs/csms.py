@@ -30,13 +30,11 @@ class CsmsPlug(Plug[CsmsConfig]):
         config = site.under_state_dir(self.config, "state_path", "csms.json")
         self.server = CsmsServer(config, site.manager, clock=site.manager.clock)
         self.server.event_sink = site  # session events reach the site's session log
+        self.closing(self.server.stop)
         with listening(self.section, config.host, config.port):
             await self.server.start()
         log.info("OCPP CSMS for chargers on %s:%d", config.host, self.server.port)
 
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
 
     def links(self) -> dict[str, bool]:
         server = self.server

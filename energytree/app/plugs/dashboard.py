@@ -34,11 +34,9 @@ class DashboardPlug(Plug[DashboardConfig]):
         self.dashboard = site.dashboard = Dashboard(config, board)
         with listening(self.section, config.host, config.port):
             port = await self.dashboard.start()
+        self.closing(self.dashboard.stop)
         site.metrics.watch(self.dashboard.snapshot)
         scheme = "https" if config.tls_cert else "http"
         sys.stdout.write(f"dashboard: {scheme}://{config.host}:{port}/  (metrics: /metrics)\n")
         sys.stdout.flush()
 
-    async def stop(self) -> None:
-        if self.dashboard is not None:
-            await self.dashboard.stop()

@@ -31,11 +31,9 @@ class GatewayPlug(Plug[GatewayConfig]):
         if isinstance(csms, CsmsPlug) and csms.server is not None:
             gateway.commands = ChargerCommands(csms.server, gateway.commands)
         await gateway.start()
+        self.closing(gateway.stop)
         site.sessions = gateway
 
-    async def stop(self) -> None:
-        if self.gateway is not None:
-            await self.gateway.stop()
 
     def links(self) -> dict[str, bool]:
         if self.gateway is None:

@@ -24,10 +24,8 @@ class GrpcPlug(Plug[GrpcServerConfig]):
         site, config = self.site, self.config
         self.server = GrpcServer(config, site.manager, site.variables, site.environment,
                                  site.audit)
+        self.closing(self.server.stop)
         with listening(self.section, config.host, config.port):
             port = await self.server.start()
         log.info("gRPC API on %s:%d", config.host, port)
 
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()

@@ -23,10 +23,8 @@ class HttpApiPlug(Plug[HttpApiConfig]):
     async def start(self) -> None:
         config = self.config
         self.api = HttpApi(config, self.site.variables, self.site.environment)
+        self.closing(self.api.stop)
         with listening(self.section, config.host, config.port):
             port = await self.api.start()
         log.info("HTTP variables API on %s:%d", config.host, port)
 
-    async def stop(self) -> None:
-        if self.api is not None:
-            await self.api.stop()

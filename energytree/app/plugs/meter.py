@@ -66,10 +66,8 @@ class MeterPlug(Plug[MeterSection]):
                                       on_reading=site.on_meter_reading,
                                       on_state=site.on_meter_state)
         await self.client.start()
+        self.closing(self.client.stop)
 
-    async def stop(self) -> None:
-        if self.client is not None:
-            await self.client.stop()
 
 
 def plausible_current_a(config: ServiceConfig) -> float:

@@ -25,10 +25,8 @@ class RipplePlug(Plug[RippleConfig]):
     async def start(self) -> None:
         self.receiver = RippleReceiver(self.config, on_change=self._on_change)
         await self.receiver.start()
+        self.closing(self.receiver.stop)
 
-    async def stop(self) -> None:
-        if self.receiver is not None:
-            await self.receiver.stop()
 
     def _on_change(self, level: RippleLevel, inputs: object) -> None:
         site = self.site

@@ -36,6 +36,7 @@ class SimulationPlug(Plug[SimulationSection]):
         simulation = self.simulation = SiteSimulation(
             site.config, site.manager, site.state_dir / "simulation.json", site.zone)
         site.simulation, site.simulated = simulation, simulation.evses
+        self.closing(simulation.stop)
         site.manager.add_listener(simulation.deliver)
         self.spawn(self._run(simulation), "sim")
 
@@ -47,8 +48,3 @@ class SimulationPlug(Plug[SimulationSection]):
             simulation.step(dt)
             feed.poll(site.simulated.values(), site.manager_now())
             await asyncio.sleep(dt)
-
-    async def stop(self) -> None:
-        await super().stop()
-        if self.simulation is not None:
-            await self.simulation.stop()

@@ -48,11 +48,9 @@ class SunSpecPlug(Plug[SunSpecServerConfig]):
         self.server = SunSpecServer(config, self._values, self._on_write)
         with listening(self.section, config.host, config.port):
             port = await self.server.start()
+        self.closing(self.server.stop)
         log.info("SunSpec Modbus server on %s:%d", config.host, port)
 
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
 
     def _values(self) -> SunSpecValues:
         reading = self.site.grid_meter_reading()
