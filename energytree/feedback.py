@@ -64,6 +64,11 @@ class Feedback:
         self.learned_version += changed
         return changed
 
+    def car_stopped(self, evse: int, now_s: float) -> None:
+        """The car at EVSE ``evse`` left, finished or paused by itself: its room is free only
+        once the meter shows it (``MeterLoop.released``)."""
+        self.loop.released(evse, now_s)
+
     def session_ended(self, uuid: str) -> None:
         """The next car at this EVSE starts from configuration again."""
         self.learned_version += self.learner.forget(uuid)
@@ -118,18 +123,18 @@ class Feedback:
 
     def granted(self, problem: Problem, slot: int, alloc: SlotAllocation,
                 live: Sequence[LiveCap], last: SlotAllocation | None, now_s: float,
-                with_meter: bool, car_paused: np.ndarray) -> None:
+                with_meter: bool, car_stopped: np.ndarray) -> None:
         """Finish a tick's allocation (lending reasons, rises held back to the room now) and
-        remember what was offered. A car that says it pauses by itself (``car_paused``:
-        EVerest's PausedEV, OCPP's SuspendedEV) draws nothing of its grant: the meter loop
-        must not take its grant for part of our draw, or the household looks that much
-        smaller than it is."""
+        remember what was offered. A car that stopped by itself (``car_stopped``: it left or
+        finished, or says it pauses — EVerest's PausedEV, OCPP's SuspendedEV) draws nothing of
+        its grant: the meter loop must not take its grant for part of our draw, or the
+        household looks that much smaller than it is."""
         self.lending.explain(problem, alloc, self.drawn)
         self.ramps.limit(problem, slot, alloc, live, self.drawn, self.fresh_since(now_s),
                          now_s)
         if with_meter:
             drawing = granted_per_phase(problem, alloc)
-            drawing[car_paused] = 0.0
+            drawing[car_stopped] = 0.0
             self.loop.granted(drawing, now_s)
         offered = np.where(alloc.current_a > 0, alloc.phases, 0).tolist()
         for e, phases in enumerate(offered):

@@ -38,6 +38,7 @@ from energytree.livecaps import caps_on_phases, live_caps, reserved_allocation
 from energytree.phases import PhaseSwitcher, SwitchingOptions
 from energytree.plan import Plan, Planner, instant_plan
 from energytree.problem import (
+    NOT_WANTING_POWER,
     ExternalSource,
     PlanOptions,
     Problem,
@@ -65,6 +66,7 @@ __all__ = ["EnergyManager", "ManagerOptions", "MeterFeed", "Status"]
 log = logging.getLogger(__name__)
 TreeSource = Callable[[datetime], EnergyFlowRequest]
 LiveSources = Callable[[datetime], Sequence[ExternalSource]]
+CAR_STOPPED = NOT_WANTING_POWER | {EvseState.PausedEV}  # states in which a car draws nothing
 
 
 @dataclass(frozen=True)
@@ -164,9 +166,12 @@ class EnergyManager:
         self._changed(replan=True)
 
     def set_evse_state(self, uuid: str, state: EvseState) -> None:
-        self._evse(uuid)
-        if self._live.states.get(uuid) != state:
+        evse = self._evse(uuid)
+        before = self._live.states.get(uuid)
+        if before != state:
             self._live.states[uuid] = state
+            if state in CAR_STOPPED and before not in CAR_STOPPED:
+                self._feedback.car_stopped(evse, self._clock.monotonic())
             if state in (EvseState.Unplugged, EvseState.Finished):
                 self._switcher.forget(self._evse(uuid))
                 self._feedback.session_ended(uuid)
@@ -438,10 +443,10 @@ class EnergyManager:
         if plan is not None:
             alloc.reasons[:] = [plan.reasons[e][slot] if r.startswith("plan:") else r
                                 for e, r in enumerate(alloc.reasons)]
-        car_paused = np.array([self._live.states.get(uuid) == EvseState.PausedEV
-                               for uuid in problem.evse_uuids], dtype=bool)
+        car_stopped = np.array([self._live.states.get(uuid) in CAR_STOPPED
+                                for uuid in problem.evse_uuids], dtype=bool)
         self._feedback.granted(problem, slot, alloc, live, self._last_alloc, now_s,
-                               self._meter is not None, car_paused)
+                               self._meter is not None, car_stopped)
         self._switcher.explain_holds(alloc, now, self._clock.monotonic())
         self._last_alloc, self._alloc_problem = alloc, problem
         self._publisher.publish(now, problem.evse_uuids, alloc, self._schedules, slot,

@@ -23,6 +23,13 @@ before trusting the meter again (``settle_s``: the cars' response time plus a me
 
 With every EVSE measured the estimate does not depend on what was granted, so there is no loop
 through the cars at all; the wait then only spaces the raises. See docs/semantics.md.
+
+A car without its own meter that draws less than its grant (a 1-phase car on a 3-phase EVSE,
+a car limited by its own charger) makes the household look smaller by the difference. While
+it charges that is harmless: its grant holds the room. When it stops of its own accord (it
+leaves, finishes or pauses), its grant must not be handed on before the meter shows what is
+really free, so ``released`` takes the last reading again as if it had been granted
+nothing: the meter still shows what it really drew, so its room waits for the meter.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ class MeterLoop:
     acted_at_s: np.ndarray = field(default_factory=lambda: np.full(3, -np.inf))
     expected_a: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _grants: deque[tuple[float, np.ndarray]] = field(default_factory=deque)
+    _last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # limit, household, unmeasured
 
     @property
     def settle_s(self) -> float:
@@ -65,6 +73,19 @@ class MeterLoop:
         while len(self._grants) > 1 and self._grants[0][0] < now_s - self.response_s:
             self._grants.popleft()
 
+    def released(self, evse: int, now_s: float) -> None:
+        """EVSE ``evse`` (its index in the grants) stopped drawing of its own accord: unless
+        its draw was measured, the budget falls to the last reading taken without its grant."""
+        if self.budget_a is None or self._last is None:
+            return
+        limit_a, household_a, unmeasured = self._last
+        if evse >= len(unmeasured) or not unmeasured[evse]:
+            return
+        others = unmeasured.copy()
+        others[evse] = False
+        least, _ = self._granted_range(others, now_s)
+        self.budget_a = np.minimum(self.budget_a, np.maximum(limit_a - household_a + least, 0.0))
+
     def _granted_range(self, unmeasured: np.ndarray, now_s: float
                        ) -> tuple[np.ndarray, np.ndarray]:
         """The least and the most granted per phase to the ``unmeasured`` EVSEs together
@@ -82,6 +103,7 @@ class MeterLoop:
         EVSEs with a fresh measurement draw, and which EVSEs have none [N bool]."""
         least, most = self._granted_range(unmeasured, now_s)
         household = measured_a - measured_ours_a
+        self._last = limit_a, household, unmeasured
         estimate = np.maximum(limit_a - household + least, 0.0)
         if self.budget_a is None:
             self.budget_a = estimate

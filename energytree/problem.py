@@ -36,6 +36,7 @@ from energytree.types import (
 )
 
 __all__ = [
+    "NOT_WANTING_POWER",
     "ExternalSource",
     "PlanOptions",
     "Problem",

@@ -71,3 +71,30 @@ def test_it_settles_at_the_limit_without_oscillating(lag_s: int, period_s: int,
         assert grid[calm].max() <= LIMIT_A + 1e-9
         changes = np.count_nonzero(np.abs(np.diff(granted[start:start + 60])) > 0.01)
         assert changes <= 4, f"{changes} changes of the grant after the step at {start} s"
+
+
+def test_a_car_that_drew_less_than_its_grant_leaves_no_phantom_room() -> None:
+    """Two EVSEs without meters on a 31 A budget; car A is granted 16 A but draws 6 A (its own
+    charger limits it), so the household looks 10 A smaller than it is. When A leaves, its
+    16 A must not go to B before the meter shows what is free: only the 6 A A really drew."""
+    loop = MeterLoop(response_s=2.0, meter_period_s=1.0)
+    household, drawn_a = 5.0, 6.0
+    grant = np.array([[16.0] * 3, [10.0] * 3])
+    for t in range(20):  # settled: A 16 A (draws 6 A), B 10 A
+        meter = household + drawn_a + grant[1, 0]
+        loop.reading(np.full(3, LIMIT_A), np.full(3, meter), np.zeros(3),
+                     np.array([True, True]), float(t))
+        loop.granted(grant, float(t))
+    assert loop.budget_a is not None
+    assert loop.budget_a[0] == pytest.approx(LIMIT_A - household + 16.0 - drawn_a)  # 36 A
+    loop.released(0, 20.0)  # A left
+    left = np.array([[0.0] * 3, [10.0] * 3])
+    loop.granted(left, 20.0)
+    room_for_b = float(loop.budget_a[0])
+    assert household + room_for_b <= LIMIT_A  # B alone may take all of it: still safe
+    assert room_for_b == pytest.approx(LIMIT_A - household - drawn_a)  # 20 A: B keeps its 10 A
+    for t in range(21, 40):  # the meter shows A gone: the room comes back
+        loop.reading(np.full(3, LIMIT_A), np.full(3, household + 10.0), np.zeros(3),
+                     np.array([True, True]), float(t))
+        loop.granted(left, float(t))
+    assert loop.budget_a[0] == pytest.approx(LIMIT_A - household)
