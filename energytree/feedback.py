@@ -45,6 +45,7 @@ class Feedback:
     learned_version: int = 0
     meter_fresh: bool = False
     _offered: dict[int, tuple[int, float]] = field(default_factory=dict)
+    _granted_a: np.ndarray | None = None  # the last tick's grants per grid phase [N, 3]
     _phased: tuple[tuple[int, int], Problem] | None = None
 
     def __post_init__(self) -> None:
@@ -68,6 +69,12 @@ class Feedback:
         """The car at EVSE ``evse`` left, finished or paused by itself: its room is free only
         once the meter shows it (``MeterLoop.released``)."""
         self.loop.released(evse, now_s)
+
+    def car_resumed(self, evse: int) -> None:
+        """The car at EVSE ``evse`` charges again after pausing by itself: it draws its last
+        grant from now on (``MeterLoop.resumed``)."""
+        if self._granted_a is not None and evse < len(self._granted_a):
+            self.loop.resumed(evse, self._granted_a[evse].copy())
 
     def session_ended(self, uuid: str) -> None:
         """The next car at this EVSE starts from configuration again."""
@@ -133,7 +140,8 @@ class Feedback:
         self.ramps.limit(problem, slot, alloc, live, self.drawn, self.fresh_since(now_s),
                          now_s)
         if with_meter:
-            drawing = granted_per_phase(problem, alloc)
+            self._granted_a = granted_per_phase(problem, alloc)
+            drawing = self._granted_a.copy()
             drawing[car_stopped] = 0.0
             self.loop.granted(drawing, now_s)
         offered = np.where(alloc.current_a > 0, alloc.phases, 0).tolist()

@@ -172,6 +172,8 @@ class EnergyManager:
             self._live.states[uuid] = state
             if state in CAR_STOPPED and before not in CAR_STOPPED:
                 self._feedback.car_stopped(evse, self._clock.monotonic())
+            elif before == EvseState.PausedEV and state == EvseState.Charging:
+                self._feedback.car_resumed(evse)
             if state in (EvseState.Unplugged, EvseState.Finished):
                 self._switcher.forget(self._evse(uuid))
                 self._feedback.session_ended(uuid)

@@ -29,7 +29,10 @@ a car limited by its own charger) makes the household look smaller by the differ
 it charges that is harmless: its grant holds the room. When it stops of its own accord (it
 leaves, finishes or pauses), its grant must not be handed on before the meter shows what is
 really free, so ``released`` takes the last reading again as if it had been granted
-nothing: the meter still shows what it really drew, so its room waits for the meter.
+nothing: the meter still shows what it really drew, so its room waits for the meter. When
+such a car starts again of its own accord, its draw comes back without a new grant; the loop
+counts its grant as drawn from then on (``resumed``), or the draw would look like a household
+step and cut everyone, the car would pause again, and the budget would swing.
 """
 
 from __future__ import annotations
@@ -72,6 +75,13 @@ class MeterLoop:
         self._grants.append((now_s, grant_a))
         while len(self._grants) > 1 and self._grants[0][0] < now_s - self.response_s:
             self._grants.popleft()
+
+    def resumed(self, evse: int, grant_a: np.ndarray) -> None:
+        """EVSE ``evse`` draws its grant again (its car resumed of its own accord): count
+        ``grant_a`` [3] as what it was granted throughout the response time."""
+        for _, grants in self._grants:
+            if evse < len(grants):
+                grants[evse] = grant_a
 
     def released(self, evse: int, now_s: float) -> None:
         """EVSE ``evse`` (its index in the grants) stopped drawing of its own accord: unless

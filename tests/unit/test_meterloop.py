@@ -98,3 +98,25 @@ def test_a_car_that_drew_less_than_its_grant_leaves_no_phantom_room() -> None:
                      np.array([True, True]), float(t))
         loop.granted(left, float(t))
     assert loop.budget_a[0] == pytest.approx(LIMIT_A - household)
+
+
+def test_a_car_that_resumes_by_itself_is_not_taken_for_a_household_step() -> None:
+    """Car A paused by itself (its grant of 10 A counted as 0), then resumes: the meter shows
+    its 10 A again without a new grant. Counting the grant from the moment it resumes keeps
+    the budget; taking the 10 A for the household's would cut B and A, A would pause again
+    (its own minimum is 10 A), and the budget would swing."""
+    loop = MeterLoop(response_s=6.0, meter_period_s=1.0)
+    household, offered = 2.0, np.array([[10.0] * 3, [12.0] * 3])
+    paused = offered.copy()
+    paused[0] = 0.0  # what the loop is told while A pauses
+    for t in range(30):
+        loop.reading(np.full(3, LIMIT_A), np.full(3, household + 12.0), np.zeros(3),
+                     np.array([True, True]), float(t))
+        loop.granted(paused, float(t))
+    assert loop.budget_a is not None
+    before = float(loop.budget_a[0])
+    loop.resumed(0, offered[0].copy())
+    loop.reading(np.full(3, LIMIT_A), np.full(3, household + 12.0 + 10.0), np.zeros(3),
+                 np.array([True, True]), 30.0)
+    assert loop.budget_a[0] >= 22.0  # A's 10 A and B's 12 A still fit
+    assert loop.budget_a[0] == pytest.approx(min(before, LIMIT_A - household))
