@@ -14,11 +14,12 @@ from datetime import datetime
 import numpy as np
 
 from energytree.allocator import LiveCap, SlotAllocation
+from energytree.carminimum import MinimumLearner
 from energytree.drawn import Drawn, PhaseLearner, active_phases, drawn_from
 from energytree.lending import Lending
 from energytree.livecaps import connection_a, granted_per_phase, our_draw
 from energytree.meterloop import MeterLoop
-from energytree.problem import Problem, with_car_phases
+from energytree.problem import Problem, with_car_minimums, with_car_phases
 from energytree.ramps import RampLimiter
 from energytree.status import MeterFeed
 from energytree.types import Powermeter
@@ -42,11 +43,12 @@ class Feedback:
     options: FeedbackOptions = field(default_factory=FeedbackOptions)
     drawn: dict[str, Drawn] = field(default_factory=dict)
     learner: PhaseLearner = field(default_factory=PhaseLearner)
+    minimums: MinimumLearner = field(default_factory=MinimumLearner)
     learned_version: int = 0
     meter_fresh: bool = False
     _offered: dict[int, tuple[int, float]] = field(default_factory=dict)
     _granted_a: np.ndarray | None = None  # the last tick's grants per grid phase [N, 3]
-    _phased: tuple[tuple[int, int], Problem] | None = None
+    _phased: tuple[tuple[int, int, int], Problem] | None = None
 
     def __post_init__(self) -> None:
         self.loop = MeterLoop(self.options.response_s, self.options.meter_period_s)
@@ -70,6 +72,18 @@ class Feedback:
         once the meter shows it (``MeterLoop.released``)."""
         self.loop.released(evse, now_s)
 
+    def car_refused(self, problem: Problem, evse: int, slot: int) -> float | None:
+        """The car at EVSE ``evse`` paused by itself while offered its last grant: it may
+        need more than that (``energytree.carminimum``). The minimum it now gets, if new."""
+        if self._granted_a is None or evse >= len(self._granted_a) or slot >= problem.slots:
+            return None
+        uuid = problem.evse_uuids[evse]
+        offered = float(self._granted_a[evse].max())
+        if self.minimums.refused(uuid, offered, float(problem.min_current_a[evse, slot]),
+                                 float(problem.evse_cap_a[0][evse, slot])):
+            return self.minimums.minimum_a[uuid]
+        return None
+
     def car_resumed(self, evse: int) -> None:
         """The car at EVSE ``evse`` charges again after pausing by itself: it draws its last
         grant from now on (``MeterLoop.resumed``)."""
@@ -79,6 +93,7 @@ class Feedback:
     def session_ended(self, uuid: str) -> None:
         """The next car at this EVSE starts from configuration again."""
         self.learned_version += self.learner.forget(uuid)
+        self.minimums.forget(uuid)
 
     def meter_reading(self, feed: MeterFeed) -> None:
         """A new grid-meter reading (or silence, which restarts the loop)."""
@@ -92,13 +107,14 @@ class Feedback:
         """Measurements that arrived after this (monotonic) still tell what an EVSE draws."""
         return now_s - self.options.measurement_fresh_s
 
-    def with_car_phases(self, problem: Problem) -> Problem:
-        """``problem`` with every car budgeted on the phases it was measured on (cached)."""
-        key = (id(problem), self.learned_version)
+    def with_cars(self, problem: Problem) -> Problem:
+        """``problem`` with what the cars showed (cached): each budgeted on the phases it was
+        measured on, and at the minimum current it was seen to need."""
+        key = (id(problem), self.learned_version, self.minimums.version)
         if self._phased is None or self._phased[0] != key:
-            learned = self.learner.by_index(
-                {uuid: e for e, uuid in enumerate(problem.evse_uuids)})
-            self._phased = key, with_car_phases(problem, learned)
+            index = {uuid: e for e, uuid in enumerate(problem.evse_uuids)}
+            phased = with_car_phases(problem, self.learner.by_index(index))
+            self._phased = key, with_car_minimums(phased, self.minimums.by_index(index))
         return self._phased[1]
 
     def meter_budget(self, problem: Problem, now: datetime, meter: MeterFeed | None,
@@ -139,8 +155,8 @@ class Feedback:
         self.lending.explain(problem, alloc, self.drawn)
         self.ramps.limit(problem, slot, alloc, live, self.drawn, self.fresh_since(now_s),
                          now_s)
+        self._granted_a = granted_per_phase(problem, alloc)
         if with_meter:
-            self._granted_a = granted_per_phase(problem, alloc)
             drawing = self._granted_a.copy()
             drawing[car_stopped] = 0.0
             self.loop.granted(drawing, now_s)

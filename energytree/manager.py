@@ -172,6 +172,8 @@ class EnergyManager:
             self._live.states[uuid] = state
             if state in CAR_STOPPED and before not in CAR_STOPPED:
                 self._feedback.car_stopped(evse, self._clock.monotonic())
+            if state == EvseState.PausedEV and before == EvseState.Charging:
+                self._car_refused(evse)
             elif before == EvseState.PausedEV and state == EvseState.Charging:
                 self._feedback.car_resumed(evse)
             if state in (EvseState.Unplugged, EvseState.Finished):
@@ -354,7 +356,7 @@ class EnergyManager:
         """What-if: plan with these targets without applying them."""
         for uuid in targets:
             self._evse(uuid)
-        problem = self._feedback.with_car_phases(self._build_problem(self._clock.now(), targets))
+        problem = self._feedback.with_cars(self._build_problem(self._clock.now(), targets))
         return self._planner(problem, rotation=self._rotation(self._clock.now()))
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -391,7 +393,7 @@ class EnergyManager:
         budget = self.options.plan_budget_s
         try:
             problem = await asyncio.to_thread(self._build_problem, now, None)
-            phased = self._feedback.with_car_phases(problem)
+            phased = self._feedback.with_cars(problem)
             async with asyncio.timeout(2 * budget + 5):
                 plan, schedules = await asyncio.to_thread(self._make_plan, phased, now)
         except TimeoutError:
@@ -419,7 +421,7 @@ class EnergyManager:
             raw = self._problem = self._build_problem(now, None)
         if now >= raw.grid.start_time(0) + timedelta(seconds=raw.grid.durations_s[0]):
             self._dirty.set()  # a slot boundary passed
-        problem = self._feedback.with_car_phases(raw)
+        problem = self._feedback.with_cars(raw)
         slot = problem.grid.index_at(now)
         plan = self._plan
         sources = self._sources(now)
@@ -457,6 +459,17 @@ class EnergyManager:
 
 
     # ---- internals ----------------------------------------------------------------------
+
+    def _car_refused(self, evse: int) -> None:
+        """A charging car paused by itself: it may need more than it was offered."""
+        problem = self._alloc_problem
+        if problem is None or evse >= problem.evse_count:
+            return
+        slot = problem.grid.index_at(self._clock.now())
+        needs = self._feedback.car_refused(problem, evse, slot)
+        if needs is not None:
+            log.info("%s: the car paused by itself at a lower current; it is offered at least "
+                     "%.1f A for the rest of its session", problem.evse_uuids[evse], needs)
 
     def _changed(self, replan: bool) -> None:
         if replan:

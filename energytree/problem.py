@@ -44,6 +44,7 @@ __all__ = [
     "battery_room_kwh",
     "build_problem",
     "phase_usage",
+    "with_car_minimums",
     "with_car_phases",
 ]
 
@@ -187,6 +188,18 @@ def with_car_phases(problem: Problem, car_phases: dict[int, tuple[int, ...]]) ->
         max_phases[e] = np.minimum(max_phases[e], len(used))
         min_phases[e] = np.minimum(min_phases[e], max_phases[e])
     return replace(problem, phase_map=phase_map, max_phases=max_phases, min_phases=min_phases)
+
+
+def with_car_minimums(problem: Problem, minimum_a: dict[int, float]) -> Problem:
+    """The problem with each listed EVSE's minimum current raised to what its car needs
+    (``energytree.carminimum``); a minimum above the EVSE's cap pauses it in that slot."""
+    if not minimum_a:
+        return problem
+    min_current = problem.min_current_a.copy()
+    for e, amps in minimum_a.items():
+        if e < problem.evse_count:
+            min_current[e] = np.maximum(min_current[e], amps)
+    return replace(problem, min_current_a=min_current)
 
 
 def _parse_phase_map(request: EnergyFlowRequest) -> list[int]:

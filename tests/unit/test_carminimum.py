@@ -1,0 +1,42 @@
+"""Cars that need more than the EVSE's minimum: learned when they refuse, served in turn."""
+
+from __future__ import annotations
+
+from energytree.carminimum import MinimumLearner
+from energytree.clock import ManualClock
+from energytree.manager import EnergyManager, ManagerOptions
+from energytree.plan import instant_plan
+from energytree.types import EvseState
+from tests.builders import NOW, evse, node
+from tests.unit.test_ramps import grants
+
+
+def test_a_refusal_teaches_one_ampere_more_for_the_session() -> None:
+    learner = MinimumLearner()
+    assert learner.refused("a", 6.0, evse_min_a=6.0, evse_max_a=16.0)
+    assert learner.minimum_a == {"a": 7.0}
+    assert not learner.refused("a", 5.0, evse_min_a=6.0, evse_max_a=16.0)  # below the EVSE's
+    assert not learner.refused("a", 16.0, evse_min_a=6.0, evse_max_a=16.0)  # a full car
+    assert not learner.refused("a", 6.0, evse_min_a=6.0, evse_max_a=16.0)  # nothing new
+    assert learner.forget("a") and learner.minimum_a == {}
+
+
+async def test_two_cars_that_need_8_a_on_a_12_a_fuse_are_served_one_at_a_time() -> None:
+    """Shared equally, both get 6 A and both cars refuse it: nothing flows. Once each car has
+    refused, the manager offers at least 7 A, so the fuse serves one car with 12 A."""
+    fuse = node("fuse", evse("a", 16), evse("b", 16), max_a=12)
+    manager = EnergyManager(node("grid", fuse, max_a=63), planner=instant_plan,
+                            clock=ManualClock(NOW), options=ManagerOptions(response_s=1.0))
+    for uuid in ("a", "b"):
+        manager.set_evse_state(uuid, EvseState.Charging)
+    await manager.replan()
+    manager.tick()
+    assert (grants(manager)["a"], grants(manager)["b"]) == (6.0, 6.0)
+    for uuid in ("a", "b"):
+        manager.set_evse_state(uuid, EvseState.PausedEV)  # their cars need 8 A
+    await manager.replan()
+    for _ in range(3):  # the served car's offer rises as the other's 6 A is known to be gone
+        manager.clock.advance(1)  # type: ignore[attr-defined]
+        manager.tick()
+    served = sorted([grants(manager)["a"], grants(manager)["b"]])
+    assert served == [0.0, 12.0]
