@@ -36,7 +36,7 @@ def assemble(problem: Problem, model: LinearModel, solution: Solution,
     fixed_a[has_target] = 0.0
     fixed_a[model.evse, model.slot] = np.where(x[: model.cells] > EPS, x[: model.cells], 0.0)
     fixed_phases = problem.max_phases.astype(np.int64)
-    reasons = np.full((n, t_count), TARGET_MET, dtype=object)
+    reasons = _texts((n, t_count), TARGET_MET)
     met = _targets_met(problem, model, x, solution.activity)
     ended = np.array([AFTER_LEAVE, TARGET_MET], dtype=object)  # (np.where would give np.str_)
     reasons[model.targeted] = ended[met[model.targeted].astype(int)][:, None]
@@ -51,6 +51,13 @@ def assemble(problem: Problem, model: LinearModel, solution: Solution,
     own = reasons == OWN
     reasons[own] = _own_labels(problem, *np.nonzero(own))
     return Plan(problem, current, phases, power, reasons.tolist(), method="optimiser")
+
+
+def _texts(shape: int | tuple[int, ...], text: str) -> np.ndarray:
+    """An array of one text (``np.full`` takes many times longer for objects)."""
+    array = np.empty(shape, dtype=object)
+    array.fill(text)
+    return array
 
 
 def _share_the_rest(problem: Problem, rotation: int, fixed_a: np.ndarray,
@@ -124,7 +131,7 @@ def _cell_reasons(problem: Problem, model: LinearModel, x: np.ndarray, activity:
     # the node has room, but less than this EVSE's minimum current
     no_room = (binding_row < 0) & (amps <= EPS) & (room_row >= 0)
     row = np.where(no_room, room_row, binding_row)
-    reasons = np.full(cells, OTHER_SLOTS, dtype=object)
+    reasons = _texts(cells, OTHER_SLOTS)
     reasons[switched_off] = f"{MINIMUM_CURRENT}: {OTHER_SLOTS}"
     reasons[_prices_differ(problem, model)[model.evse]] = WAITING_FOR_PRICE
     reasons[_reached_before(problem, model, amps)] = TARGET_MET
