@@ -1,15 +1,16 @@
 """``energytree plan`` end to end: ``python -m bench.endtoend [N ...]`` prints one row per size.
 
 For each N the synthetic day of ``bench/instance.py`` is written as request JSON and planned
-the way ``energytree plan`` does it, each stage timed in this process: parse the JSON, build
-the problem, build the model, the LP (the model handed to HiGHS, and solved), the
-minimum-current repair (its rounding and its warm re-solves), the rest of the plan (currents
-and reasons per cell, EVSEs without a target), writing the JSON. The baseline, in the same
-run: one bare HiGHS solve of the same model, cold (the model handed to a fresh HiGHS through
-the same C API, and solved with the same options). ``ratio`` = end to end ÷ bare solve. Then
-the real command in a fresh interpreter: its wall time and peak memory, and the time its
-imports alone take. Quality: the plan's objective against the LP bound (gap), the energy
-missing at leave time in the plan and in the LP relaxation, and the solves the plan took.
+the way ``energytree plan`` does it (the cyclic garbage collector paused, as in the command),
+each stage timed in this process: parse the JSON, build the problem, build the model, the LP
+(the model handed to HiGHS, and solved), the minimum-current repair (its rounding and its
+warm re-solves), the rest of the plan (currents and reasons per cell, EVSEs without a
+target), writing the JSON. The baseline, in the same run: one bare HiGHS solve of the same
+model, cold (the model handed to a fresh HiGHS through the same C API, and solved with the
+same options). ``ratio`` = end to end ÷ bare solve. Then the real command in a fresh
+interpreter: its wall time and peak memory, and the time its imports alone take. Quality:
+the plan's objective against the LP bound (gap), the energy missing at leave time in the
+plan and in the LP relaxation, and the solves the plan took.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from bench.instance import DAY_START, make_request
+from energytree.app.cli import no_cyclic_gc
 from energytree.inputs import load_request
 from energytree.planjson import enforced_limits_json
 from energytree.problem import PlanOptions, build_problem
@@ -46,17 +48,18 @@ def run(n: int, budget_s: float = 60.0) -> dict[str, float]:
         path = Path(folder) / "request.json"
         path.write_text(make_request(n).model_dump_json(exclude_none=True))
         row: dict[str, float] = {"N": n}
-        started = time.perf_counter()
-        request = load_request(path)
-        row["parse_s"], mark = _timed(started)
-        problem = build_problem(request, DAY_START, PlanOptions())
-        row["problem_s"], mark = _timed(mark)
-        plan, report = optimise_with_report(problem, time_budget_s=budget_s)
-        assert report is not None, plan.notes
-        row["optimise_s"], mark = _timed(mark)
-        with open(Path(folder) / "limits.json", "w") as out:  # as the command prints it
-            out.write(enforced_limits_json(plan, DAY_START + timedelta(seconds=60), 60))
-        row["write_s"], end = _timed(mark)
+        with no_cyclic_gc():  # as the command does
+            started = time.perf_counter()
+            request = load_request(path)
+            row["parse_s"], mark = _timed(started)
+            problem = build_problem(request, DAY_START, PlanOptions())
+            row["problem_s"], mark = _timed(mark)
+            plan, report = optimise_with_report(problem, time_budget_s=budget_s)
+            assert report is not None, plan.notes
+            row["optimise_s"], mark = _timed(mark)
+            with open(Path(folder) / "limits.json", "w") as out:  # as the command prints it
+                out.write(enforced_limits_json(plan, DAY_START + timedelta(seconds=60), 60))
+            row["write_s"], end = _timed(mark)
         row["e2e_s"] = end - started
         row.update(_stages(row.pop("optimise_s"), report))
         model = build_model(problem)
