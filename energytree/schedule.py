@@ -28,6 +28,7 @@ from energytree.types import (
 )
 
 __all__ = [
+    "merge_entry",
     "prices_per_slot",
     "resample_limits",
     "resample_values",
@@ -62,13 +63,20 @@ def _stamps(entries: Sequence[ScheduleReqEntry | ScheduleSetpointEntry | TimedVa
 
 
 def _min(*values: float | None) -> float:
-    present = [v for v in values if v is not None]
-    return min(present) if present else np.inf
+    """The smallest value given; inf if none is (a loop: this runs per schedule entry)."""
+    least: float = np.inf
+    for value in values:
+        if value is not None and value < least:
+            least = value
+    return least
 
 
 def _max(*values: float | None) -> float | None:
-    present = [v for v in values if v is not None]
-    return max(present) if present else None
+    most = None
+    for value in values:
+        if value is not None and (most is None or value > most):
+            most = value
+    return most
 
 
 def _phase_caps(side: LimitsReq) -> list[float | None]:
@@ -78,15 +86,17 @@ def _phase_caps(side: LimitsReq) -> list[float | None]:
     return [per_phase.L1, per_phase.L2, per_phase.L3]
 
 
-def _merge_entry(entry: ScheduleReqEntry) -> tuple[list[float], float, float, int, int]:
+def merge_entry(entry: ScheduleReqEntry) -> tuple[list[float], float, float, int, int]:
     """Collapse one entry's root and leaves side into one root-side limit."""
     root, leaves = entry.limits_to_root, entry.limits_to_leaves
     efficiency = entry.conversion_efficiency or 1.0
     leaves_power = None if leaves.total_power_W is None else leaves.total_power_W / efficiency
-    current = [
-        _min(root.ac_max_current_A, leaves.ac_max_current_A, r, lv)
-        for r, lv in zip(_phase_caps(root), _phase_caps(leaves), strict=True)
-    ]
+    common = _min(root.ac_max_current_A, leaves.ac_max_current_A)
+    if root.ac_max_current_per_phase_A is None and leaves.ac_max_current_per_phase_A is None:
+        current = [common] * PHASES
+    else:
+        current = [_min(common, r, lv)
+                   for r, lv in zip(_phase_caps(root), _phase_caps(leaves), strict=True)]
     power = _min(root.total_power_W, leaves_power)
     min_current = _max(root.ac_min_current_A, leaves.ac_min_current_A) or 0.0
     max_phases = _min(root.ac_max_phase_count, leaves.ac_max_phase_count)
@@ -102,7 +112,7 @@ def resample_limits(
     slots = len(grid)
     if not entries:
         return zero(slots, f"{source} (empty schedule)")
-    merged = [_merge_entry(e) for e in entries]
+    merged = [merge_entry(e) for e in entries]
     pick = select(_stamps(entries), grid.starts)
     current = np.array([m[0] for m in merged], dtype=float)[pick]
     return SlotLimits(

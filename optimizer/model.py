@@ -206,34 +206,64 @@ class _Rows:
             shape=(len(self.lower), self.n_vars))
 
 
-def _energy_rows(model: _Rows, problem: Problem, pos: int, e: int, mine: np.ndarray,
+def _energy_rows(model: _Rows, problem: Problem, evses: np.ndarray, local: np.ndarray,
                  kwh: np.ndarray, min_a: np.ndarray) -> None:
-    """One target's energy balance (with banded shortfall columns) and its battery room."""
-    target = problem.targets[e]
-    assert target is not None
-    need = target.energy_kwh or 0.0
-    # without an energy target (price limit, full autonomy) only the battery's room caps
-    cap = need if target.price_limit is None and target.energy_kwh is not None else (
-        target.room_kwh)
-    energy = (mine, kwh[mine])
-    if need <= EPS:
-        model.row(("room", pos, 0, cap), -np.inf, cap, energy)
-        return
-    band = need / BANDS
-    bands = model.variables(np.zeros(BANDS), np.full(BANDS, band),
-                            SHORTFALL_PENALTY * (1.0 + np.arange(BANDS)))
-    shortfall = (bands, np.ones(BANDS))
-    if cap == need:  # energy + shortfall == need, but for the last slot: it may have to run
-        # at the minimum current, past the need (the car stops by itself, as with
-        # instant_plan); without this slack such a target gets nothing at all (not with a
-        # reward for energy: that would fill the slack on purpose)
-        rewarded = target.price_limit is not None or target.full_autonomy
-        slack = 0.0 if rewarded else float((min_a[mine] * kwh[mine]).max(initial=0.0))
-        model.row(("energy", pos, 0, need), need, need + slack, energy, shortfall)
-        return
-    model.row(("energy", pos, 0, need), need, np.inf, energy, shortfall)
-    if np.isfinite(cap):
-        model.row(("room", pos, 0, cap), -np.inf, cap, energy)
+    """Each target's energy balance (with banded shortfall columns) and its battery room.
+
+    The rows are decided target by target (plain Python, no array per target); their
+    entries are laid out afterwards in one go, block by block: a row with a target's cells
+    (which are consecutive: ``local`` is sorted) or with its shortfall bands.
+    """
+    counts = np.bincount(local, minlength=len(evses))
+    starts = (np.cumsum(counts) - counts).tolist()
+    most_at_minimum = np.zeros(len(evses))
+    np.maximum.at(most_at_minimum, local, min_a * kwh)
+    blocks: list[tuple[int, int, int, bool]] = []  # (row, first column, columns, cells?)
+    bands: list[float] = []  # each band's width, per target with a need
+    for pos, e in enumerate(evses.tolist()):
+        target = problem.targets[e]
+        assert target is not None
+        need = target.energy_kwh or 0.0
+        # without an energy target (price limit, full autonomy) only the battery's room caps
+        cap = need if target.price_limit is None and target.energy_kwh is not None else (
+            target.room_kwh)
+        cells = (starts[pos], int(counts[pos]), True)
+        if need <= EPS:
+            blocks.append((len(model.lower), *cells))
+            model.row(("room", pos, 0, cap), -np.inf, cap)
+            continue
+        shortfall = (model.n_vars + BANDS * len(bands), BANDS, False)
+        bands.append(need / BANDS)
+        blocks += [(len(model.lower), *cells), (len(model.lower), *shortfall)]
+        if cap == need:  # energy + shortfall == need, but for the last slot: it may have to
+            # run at the minimum current, past the need (the car stops by itself, as with
+            # instant_plan); without this slack such a target gets nothing at all (not with a
+            # reward for energy: that would fill the slack on purpose)
+            rewarded = target.price_limit is not None or target.full_autonomy
+            slack = 0.0 if rewarded else float(most_at_minimum[pos])
+            model.row(("energy", pos, 0, need), need, need + slack)
+            continue
+        model.row(("energy", pos, 0, need), need, np.inf)
+        if np.isfinite(cap):
+            blocks.append((len(model.lower), *cells))
+            model.row(("room", pos, 0, cap), -np.inf, cap)
+    model.variables(np.zeros(BANDS * len(bands)), np.repeat(bands, BANDS),
+                    np.tile(SHORTFALL_PENALTY * (1.0 + np.arange(BANDS)), len(bands)))
+    if blocks:
+        _lay_out(model, np.array(blocks, dtype=np.int64), kwh)
+
+
+def _lay_out(model: _Rows, blocks: np.ndarray, kwh: np.ndarray) -> None:
+    """The entries of ``blocks`` (rows of row, first column, columns, cells?) in order."""
+    row, first, size, cells = blocks.T
+    block = np.repeat(np.arange(len(blocks)), size)
+    columns = first[block] + np.arange(len(block)) - np.repeat(np.cumsum(size) - size, size)
+    values = np.ones(len(block))
+    of_cells = cells[block].astype(bool)
+    values[of_cells] = kwh[columns[of_cells]]
+    model.rows_r.append(row[block])
+    model.rows_c.append(columns)
+    model.rows_v.append(values)
 
 
 def build_model(problem: Problem) -> LinearModel:
@@ -247,8 +277,9 @@ def build_model(problem: Problem) -> LinearModel:
     grid_kwh = phases * problem.voltage_v * hours / 1000.0
     kwh = grid_kwh * problem.efficiency[evse, slot]
     price = np.nan_to_num(problem.price_import[slot])
-    limits = np.array([problem.targets[e].price_limit for e in evse], dtype=float)  # type: ignore[union-attr]
-    autonomous = np.array([problem.targets[e].full_autonomy for e in evse], dtype=bool)  # type: ignore[union-attr]
+    targets = [problem.targets[e] for e in evses.tolist()]
+    limits = np.array([t.price_limit for t in targets], dtype=float)[local]  # type: ignore[union-attr]
+    autonomous = np.array([t.full_autonomy for t in targets], dtype=bool)[local]  # type: ignore[union-attr]
     # local generation costs nothing: a full-autonomy EVSE takes all it may, like a cheap slot
     cheap = autonomous | ~np.isnan(limits) & (price <= np.nan_to_num(limits, nan=-np.inf))
     earlier = EARLIER_TIEBREAK * slot / max(problem.slots, 1)
@@ -256,8 +287,7 @@ def build_model(problem: Problem) -> LinearModel:
     min_a = problem.min_current_a[evse, slot]
 
     model = _Rows([np.zeros(len(evse))], [upper_a], [cost], len(evse))
-    for pos, e in enumerate(evses):
-        _energy_rows(model, problem, pos, int(e), np.nonzero(local == pos)[0], kwh, min_a)
+    _energy_rows(model, problem, evses, local, kwh, min_a)
     for t in np.unique(slot[autonomous]):  # local generation for full-autonomy EVSEs
         mine = np.nonzero(autonomous & (slot == t))[0]
         generation = float(problem.generation_w[t])

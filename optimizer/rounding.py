@@ -4,12 +4,16 @@ The LP may give a car 2.4 A where the car needs 6 A or nothing. Each round, cell
 solve ran at or above the minimum are kept on (at least the minimum from now on); the
 fractional ones are switched on greedily, largest first, while the minimum currents of
 everything that is on still fit every row of the model (node currents and powers, local
-generation, and each target's energy, which must not overfill), and off otherwise. Cells the
-solve left at 0 stay open: energy lost by switching a cell off is won back there in the next
-solve (the LP put it where it was cheapest or earliest, not where it was the only room).
-Rounds end when a solve is all-or-nothing; after ``MAX_ROUNDS`` the open cells close and one
-last solve gives a plan that is all-or-nothing everywhere. All coefficients are non-negative
-and the on-cells' minimums fit, so every solve is feasible.
+generation, and each target's energy, which must not overfill unless the need left is below
+one cell at the minimum anyway), and off otherwise. Cells the solve left at 0 stay open only
+for cars that lost a cell or energy: they win it back there in the next solve (the LP put it
+where it was cheapest or earliest, not where it was the only room). All other idle cells
+close, so the next solve has nothing left to make fractional; a car that loses energy in it
+(another car's minimum took its room) gets its closed cells back. Rounds end when a solve is
+all-or-nothing and no car lost energy; after ``MAX_ROUNDS`` the open cells close and one last
+solve gives a plan that is all-or-nothing everywhere. All coefficients are non-negative and
+the on-cells' minimums fit, so every solve is feasible. Only bounds change between solves, so
+the solver starts each from the last basis.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from optimizer.solve import Solution
 __all__ = ["Repair", "delivered_kwh", "repair"]
 
 LOST_KWH = 1e-4  # energy [kWh] a car may lose against the LP before cells are retried
-MAX_ROUNDS = 8  # solves after the LP; the last one leaves no cell undecided
+MAX_ROUNDS = 4  # solves after the LP; the last one leaves no cell undecided
 
 
 @dataclass(frozen=True)
@@ -67,12 +71,17 @@ def repair(problem: Problem, model: LinearModel, first: Solution,
                                                          model.upper[:cells][keep])
     open_ &= ~keep
     no_overshoot = _without_slack(model)
+    need = _need_kwh(problem)
+    wanted = np.minimum(delivered_kwh(problem, model, first.values), need)
     rounded_off = np.zeros(cells, dtype=bool)
+    idle = np.zeros(cells, dtype=bool)  # closed while at 0; reopened if their car loses
     solution, rounds, solve_s = first, 0, 0.0
     while rounds < MAX_ROUNDS:
         amps = solution.values[:cells]
         fractional = _fractional(model, amps, open_)
-        if not fractional.any():
+        lost = wanted - delivered_kwh(problem, model, solution.values) > LOST_KWH
+        reopen = idle & lost[model.evse]
+        if not fractional.any() and not reopen.any():
             break
         # the last round leaves no cell undecided
         last = rounds + 1 == MAX_ROUNDS or time_left() < 3 * solve_s
@@ -81,17 +90,27 @@ def repair(problem: Problem, model: LinearModel, first: Solution,
         order = np.argsort(-amps, kind="stable")
         switched = _switch_on(model, columns, model.row_upper if last else no_overshoot,
                               lower, upper, fractional, order)
+        # a car whose need left is below one cell at its minimum overshoots in any cell
+        left = need - delivered_kwh(problem, model, lower)
+        small = fractional & ~switched & (left[model.evse] < model.min_a * model.kwh_per_a)
+        switched |= _switch_on(model, columns, model.row_upper, lower, upper, small, order)
         rounded_off |= fractional & ~switched
         upper[:cells][fractional & ~switched] = 0.0
         open_ &= ~(on | fractional)
-        if last:
-            upper[:cells][open_] = 0.0
-            open_[:] = False
+        if not last:
+            upper[:cells][reopen] = model.upper[:cells][reopen]
+            open_ |= reopen
+            idle &= ~reopen
+        # idle cells stay open only where a car lost energy or a cell, to win it back there
+        lost[model.evse[rounded_off]] = True
+        close = open_ if last else open_ & ~lost[model.evse]
+        upper[:cells][close] = 0.0
+        open_ &= ~close
+        idle |= close
         started = time.perf_counter()
         solution, rounds = solve_within(lower, upper), rounds + 1
         solve_s = max(solve_s, time.perf_counter() - started)
     # cells switched off to spare a car's need may be all that is left to reach it
-    wanted = np.minimum(delivered_kwh(problem, model, first.values), _need_kwh(problem))
     lost = wanted - delivered_kwh(problem, model, solution.values) > LOST_KWH
     retry = rounded_off & lost[model.evse]
     if retry.any():

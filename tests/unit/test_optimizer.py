@@ -12,10 +12,13 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+import optimizer.solve as solve_module
 from energytree.plan import BATTERY_FULL, Plan, instant_plan
 from energytree.problem import ExternalSource, Problem
 from energytree.types import EnergyFlowRequest, ExternalLimits, ScheduleReqEntry, TimedValue
 from optimizer import optimise
+from optimizer.model import build_model
+from optimizer.solve import Solver
 from tests.builders import NOW, at, entry, evse, node, problem
 
 KWH_PER_A = 0.69  # [kWh] per ampere on three phases for one hour at 230 V
@@ -332,6 +335,33 @@ def test_glop_gives_the_same_cost_as_highs() -> None:
     assert any("(glop)" in note for note in glop.notes)
     assert glop.cost() == pytest.approx(highs.cost(), rel=1e-6)
     np.testing.assert_allclose(glop.energy_kwh(), highs.energy_kwh(), rtol=1e-6, atol=1e-6)
+
+
+def test_warm_re_solves_give_what_cold_solves_give() -> None:
+    # one HiGHS instance through its C API, bounds changed between solves, against a fresh
+    # OR-Tools solve each time
+    model = build_model(hours(site(), 6))
+    warm, cold = Solver(model), Solver(model, warm=False)
+    assert warm.warm and not cold.warm
+    lower, upper = model.lower.copy(), model.upper.copy()
+    for cells in (slice(0, 0), slice(0, model.cells, 2), slice(1, model.cells, 3)):
+        upper[cells] = np.minimum(upper[cells], 7.0)
+        lower[cells] = np.minimum(upper[cells], 6.0)
+        got, expected = warm.solve(lower, upper, 10.0), cold.solve(lower, upper, 10.0)
+        assert got.objective == pytest.approx(expected.objective, rel=1e-9, abs=1e-9)
+        assert np.all(got.values >= lower - TOL) and np.all(got.values <= upper + TOL)
+        np.testing.assert_allclose(got.activity, model.matrix @ got.values)
+
+
+def test_without_the_bundled_highs_library_the_plan_costs_the_same(monkeypatch) -> None:
+    p = hours(site(), 6)
+    warm = optimise(p)
+    monkeypatch.setattr(solve_module, "load", lambda: None)
+    assert not Solver(build_model(p)).warm
+    cold = optimise(p)
+    assert cold.method == warm.method == "optimiser"
+    assert cold.cost() == pytest.approx(warm.cost(), rel=1e-6)
+    np.testing.assert_allclose(cold.energy_kwh(), warm.energy_kwh(), rtol=1e-6, atol=1e-6)
 
 
 def test_no_time_budget_falls_back_to_a_safe_instant_plan() -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import timedelta
 
+import numpy as np
 import pytest
 
 from energytree.inputs import load_prices, load_request
-from energytree.plan import instant_plan
-from energytree.planjson import enforced_limits_json
+from energytree.plan import floor_towards_zero, instant_plan
+from energytree.planjson import _codes, enforced_limits_json
 from energytree.problem import build_problem
 from optimizer import optimise
 from tests.builders import EXAMPLES, NOW
@@ -26,3 +28,16 @@ def test_the_fast_json_equals_the_model_dump(path, planner) -> None:
     slow = [x.model_dump(mode="json", exclude_none=True)
             for x in plan.enforced_limits(until, 30)]
     assert json.loads(enforced_limits_json(plan, until, 30)) == slow
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e17], ids=["one key per entry", "too large a key"])
+def test_equal_limits_share_a_code_and_only_they(scale) -> None:
+    amps = floor_towards_zero(np.array([0.0, -0.0, 6.004, 6.0, -6.0, 16.0, 6.0]) * scale, 2)
+    watts = floor_towards_zero(np.array([0.0, 0.0, 4141.9, 4140.0, -4140.0, 11040.0,
+                                         4140.0]) * scale, 1)
+    phases = np.array([3, 3, 3, 3, 3, 3, 1])
+    code, first = _codes(amps, phases, watts)
+    keys = list(zip(amps.tolist(), phases.tolist(), watts.tolist(), strict=True))
+    for i, j in itertools.combinations(range(len(keys)), 2):
+        assert (code[i] == code[j]) == (keys[i] == keys[j]), (i, j)
+    assert sorted(code[first].tolist()) == list(range(len(first)))

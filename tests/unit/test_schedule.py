@@ -6,7 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from energytree.resample import resample_all
 from energytree.schedule import (
     prices_per_slot,
     resample_limits,
@@ -183,3 +186,22 @@ def test_frequency_table_ignored_without_measurement() -> None:
 def test_no_setpoints() -> None:
     amps, watts = setpoints_per_slot([], HOUR_GRID, 50.0)
     assert np.all(np.isnan(amps)) and np.all(np.isnan(watts))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(-30, 90), st.floats(0, 32)), max_size=5),
+                min_size=1, max_size=6))
+def test_all_schedules_at_once_resample_as_one_by_one(schedules) -> None:
+    # minutes on a 15-minute grid from NOW: before it, on slot starts, between them, after
+    # it; duplicates and unsorted input; empty schedules
+    grid = build_grid(NOW, 3600, 900)
+    entries = [[entry(at(minute), amps, ac_max_phase_count=1 + i % 3) for i, (minute, amps)
+                in enumerate(schedule)] for schedule in schedules]
+    names = [f"n{i}" for i in range(len(entries))]
+    one_by_one = [resample_limits(e, grid, n) for e, n in zip(entries, names, strict=True)]
+    for one, all_at_once in zip(one_by_one,
+                                resample_all(entries, grid, names), strict=True):
+        for field in ("current_a", "power_w", "min_current_a", "max_phases", "min_phases",
+                      "current_source", "power_source"):
+            np.testing.assert_array_equal(getattr(all_at_once, field), getattr(one, field))
+            assert getattr(all_at_once, field).dtype == getattr(one, field).dtype
