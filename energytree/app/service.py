@@ -30,6 +30,7 @@ from adapters.sunspec import SunSpecServerConfig
 from adapters.web import DashboardConfig
 from energytree.app.simulation import SimulatedCar
 from energytree.gridops import GZF
+from energytree.heap import freeze_startup_heap, thaw_heap
 from energytree.site import SiteConfig, evse_configs
 from energytree.yamlfile import load_model
 
@@ -196,6 +197,7 @@ async def _serve(service: Service, duration: float | None) -> None:
             loop.add_signal_handler(sig, stop.set)
     try:  # a start that fails half-way stops what already runs
         await service.start()
+        freeze_startup_heap()  # full collections then skip the start-up heap (see heap.py)
         if duration is None:
             await stop.wait()
         else:
@@ -203,4 +205,5 @@ async def _serve(service: Service, duration: float | None) -> None:
                 await asyncio.wait_for(stop.wait(), timeout=duration)
     finally:
         await service.stop()
+        thaw_heap()
         sys.stdout.write("energytree stopped\n")
