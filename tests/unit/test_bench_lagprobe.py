@@ -1,0 +1,16 @@
+"""The lag probe's figures: a stall counts as the process's own only if it worked through it."""
+
+from __future__ import annotations
+
+from bench.lagprobe import figures
+
+
+def test_stalls_are_split_into_own_work_and_waits_for_a_core() -> None:
+    lags = [0.001] * 97 + [0.06, 0.2, 0.04]
+    cpus = [0.001] * 97 + [0.058, 0.003, 0.04]  # worked, waited, below the bound
+    row = figures(lags, cpus)
+    assert row["stalls"] == 2
+    assert row["own_stalls"] == 1
+    assert row["max_ms"] == 200.0
+    assert round(row["busiest_ms"]) == 58
+    assert round(row["p50_ms"]) == 1
