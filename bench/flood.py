@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.floodload import HOST, load
+from bench.floodload import HOST
 from bench.lagprobe import LagProbe, figures
 from energytree.app.runtime import Service
 from energytree.app.service import ServiceConfig
@@ -138,14 +138,20 @@ def _cpus(pin: bool) -> tuple[int, int] | None:
     return (cores[0], cores[1]) if pin and len(cores) >= 2 else None
 
 
-async def _flood(port: int, args: argparse.Namespace, load_cpu: int | None) -> dict[str, Any]:
-    command = [sys.executable, "-m", "bench.flood", "--load", str(port), "--rate",
-               str(args.rate), "--connect-rate", str(args.connect_rate), "--seconds",
-               str(args.seconds), "--connections", str(args.connections)]
+async def _spawn_load(port: int, args: argparse.Namespace,
+                      load_cpu: int | None) -> asyncio.subprocess.Process:
+    """The load process, started before the quiet phase (forking a service-sized process
+    blocks the loop for a while): it waits for a line on stdin before it sends anything."""
+    command = [sys.executable, "-m", "bench.floodload", str(port), str(args.rate),
+               str(args.connect_rate), str(args.seconds), str(args.connections)]
     if load_cpu is not None:
-        command += ["--cpu", str(load_cpu)]
-    process = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE)
-    out, _ = await process.communicate()
+        command.append(str(load_cpu))
+    return await asyncio.create_subprocess_exec(*command, stdin=subprocess.PIPE,
+                                                stdout=subprocess.PIPE)
+
+
+async def _flood(process: asyncio.subprocess.Process) -> dict[str, Any]:
+    out, _ = await process.communicate(b"go\n")
     return dict(json.loads(out))
 
 
@@ -171,6 +177,7 @@ async def run(args: argparse.Namespace, load_cpu: int | None) -> None:
         if args.freeze:
             freeze_startup_heap()  # as ``energytree serve`` does
         try:
+            process = await _spawn_load(port, args, load_cpu)
             probe = Probe(service)
             cpu, wall = time.process_time(), time.perf_counter()
             await asyncio.sleep(args.quiet_s)
@@ -178,7 +185,7 @@ async def run(args: argparse.Namespace, load_cpu: int | None) -> None:
             quiet.cpu = (time.process_time() - cpu) / (time.perf_counter() - wall)
             rss_before = _rss_mb()
             cpu, wall = time.process_time(), time.perf_counter()
-            report = await _flood(port, args, load_cpu)
+            report = await _flood(process)
             flood = probe.take()
             flood.cpu = (time.process_time() - cpu) / (time.perf_counter() - wall)
             flood.rss_mb = _rss_mb() - rss_before
@@ -206,20 +213,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="let the service and the load share all cores")
     parser.add_argument("--no-freeze", dest="freeze", action="store_false",
                         help="leave the start-up heap to the garbage collector")
-    parser.add_argument("--load", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    parser.add_argument("--cpu", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not (0 < args.rate <= 5000 and 0 <= args.connect_rate <= 1000
             and 1 <= args.connections <= 64 and 0 < args.seconds <= 300):
         parser.error("bounded: --rate up to 5000/s, --connect-rate up to 1000/s, "
                      "--connections 1 to 64, --seconds up to 300")
-    if args.load is not None:
-        if args.cpu is not None:
-            os.sched_setaffinity(0, {args.cpu})
-        report = asyncio.run(load(args.load, args.rate, args.connect_rate, args.seconds,
-                                  args.connections))
-        sys.stdout.write(json.dumps(report))
-        return
     cpus = _cpus(args.pin)
     if cpus is not None:
         os.sched_setaffinity(0, {cpus[0]})  # before the service starts its threads

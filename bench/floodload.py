@@ -1,5 +1,9 @@
 """The flood's load process (``bench.flood`` starts it): garbage at a fixed rate, on 127.0.0.1.
 
+``python -m bench.floodload PORT RATE CONNECT_RATE SECONDS CONNECTIONS [CPU]`` pins itself to
+``CPU``, waits for a line on stdin, sends, and prints what happened as JSON. It imports
+nothing of the service, so it starts fast and light.
+
 Two streams, both paced on a schedule fixed in advance, so a slow server makes them late
 (``took_s`` grows) rather than lighter:
 
@@ -22,7 +26,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
+import os
 import random
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +37,7 @@ HOST = "127.0.0.1"  # the load never leaves this machine
 MAX_IN_FLIGHT = 64  # pipelined requests per keep-alive connection before the sender waits
 MAX_CONNECTING = 200  # new-connection requests open at once
 REPLY_TIMEOUT_S = 5.0
+MAX_RATE, MAX_CONNECT_RATE, MAX_SECONDS = 5000, 1000, 300  # the load is bounded
 BODY = b"x" * (1 << 20)
 WRONG = b"Authorization: Basic YWRtaW46d3Jvbmc=\r\n"  # admin:wrong
 
@@ -216,3 +224,21 @@ async def load(port: int, rate: float, connect_rate: float, seconds: float,
             "keep_alive": {"sent": kept.total, "answers": dict(kept_tally.answers),
                            "connections": kept_tally.connections},
             "new_connections": {"sent": new.total, "answers": dict(new_tally.answers)}}
+
+
+def main(argv: list[str]) -> None:
+    port, connections = int(argv[0]), int(argv[4])
+    rate, connect_rate, seconds = (float(a) for a in argv[1:4])
+    if not (0 < rate <= MAX_RATE and 0 <= connect_rate <= MAX_CONNECT_RATE
+            and 1 <= connections <= 64 and 0 < seconds <= MAX_SECONDS):
+        sys.exit(f"bounded: rate up to {MAX_RATE}/s, connect rate up to {MAX_CONNECT_RATE}/s, "
+                 f"1 to 64 connections, up to {MAX_SECONDS} s")
+    if len(argv) > 5:
+        os.sched_setaffinity(0, {int(argv[5])})
+    sys.stdin.readline()  # the go from the bench, after its quiet phase
+    report = asyncio.run(load(port, rate, connect_rate, seconds, connections))
+    sys.stdout.write(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
