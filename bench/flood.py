@@ -100,8 +100,7 @@ class Probe:
         meter.poll_once = counted_poll  # type: ignore[method-assign]
 
     def take(self) -> Phase:
-        lags, cpus = self.lag.take()
-        taken = Phase(self.ticks, figures(lags, cpus), self.failed_polls)
+        taken = Phase(self.ticks, figures(*self.lag.take()), self.failed_polls)
         self.ticks, self.failed_polls = [], 0
         return taken
 
@@ -118,7 +117,8 @@ class Phase:
 
 
 HEADER = ("ticks", "tick p50 ms", "tick p99 ms", "tick max ms", "lag p99 ms", "lag max ms",
-          "stalls >50 ms (own)", "busiest ms", "failed polls", "RSS +MB", "CPU %")
+          "stalls >50 ms (own)", "busiest ms", "full GCs (max ms)", "failed polls", "RSS +MB",
+          "CPU %")
 
 
 def _row(name: str, phase: Phase) -> str:
@@ -127,7 +127,8 @@ def _row(name: str, phase: Phase) -> str:
     lag = phase.lag
     cells = [str(len(phase.ticks)), *(f"{1000 * t:.2f}" for t in tick), f"{lag['p99_ms']:.2f}",
              f"{lag['max_ms']:.2f}", f"{lag['stalls']} ({lag['own_stalls']})",
-             f"{lag['busiest_ms']:.1f}", str(phase.failed_polls), f"{phase.rss_mb:+.1f}",
+             f"{lag['busiest_ms']:.1f}", f"{lag['full_gcs']} ({lag['full_gc_max_ms']:.0f})",
+             str(phase.failed_polls), f"{phase.rss_mb:+.1f}",
              f"{100 * phase.cpu:.0f}"]
     return f"{name:<6} " + " ".join(f"{c:>{len(h)}}" for c, h in zip(cells, HEADER, strict=True))
 

@@ -163,8 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.bytes:
         _print_bytes()
     print(f"\nevent-loop lag, simulated {args.lag_evses}-EVSE depot, {args.lag_s:.0f} s each")
-    print(f"{'write path':<22} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-          f"{'stalls >50 ms (own)':>19} {'busiest ms':>10}")
+    print(f"{'write path':<24} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+          f"{'stalls >50 ms (own)':>19} {'busiest ms':>10} {'full GCs (max ms)':>17}")
     started = time.perf_counter()
     rows = [("batched", asyncio.run(loop_lag(args.lag_evses, args.lag_s)))]
     if args.no_freeze_too:
@@ -174,8 +174,9 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(("old (loop)", asyncio.run(loop_lag(args.lag_evses, args.lag_s))))
     for name, row in rows:
         stalls = f"{row['stalls']} ({row['own_stalls']})"
-        print(f"{name:<22} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} {row['max_ms']:>7.2f} "
-              f"{stalls:>19} {row['busiest_ms']:>10.1f}")
+        gcs = f"{row['full_gcs']} ({row['full_gc_max_ms']:.0f})"
+        print(f"{name:<24} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} {row['max_ms']:>7.2f} "
+              f"{stalls:>19} {row['busiest_ms']:>10.1f} {gcs:>17}")
     print(f"(lag runs took {time.perf_counter() - started:.0f} s)")
 
 
