@@ -196,12 +196,16 @@ class _Stream:
 
 
 async def _connecting(stream: _Stream, requests: list[bytes], tally: Tally) -> None:
+    """One new connection per request; the kinds drawn at random (seeded), as a strict
+    rotation would meet the door's token bucket in step and let only some kinds through."""
     slots = asyncio.Semaphore(MAX_CONNECTING)
     tasks: set[asyncio.Task[None]] = set()
+    draw = random.Random(18)
     for k in range(stream.total):
         await stream.wait_until(k)
         await slots.acquire()
-        task = asyncio.create_task(_one_connection(stream.port, requests[k % len(requests)], tally))
+        request = requests[draw.randrange(len(requests))]
+        task = asyncio.create_task(_one_connection(stream.port, request, tally))
         task.add_done_callback(lambda _t: slots.release())
         tasks.add(task)
         task.add_done_callback(tasks.discard)
