@@ -2,9 +2,9 @@
 
 Before its first tick the service has imported and built some 100,000 objects (pydantic
 models, numpy, the optimiser, the site tree, the first plan). A full collection of the oldest
-generation walks all of them: 70–85 ms of CPU on a small machine, an event-loop stall that
-delays a meter poll or a tick (longer when the core is shared), and under an API flood it
-comes every few seconds. These objects live as long as the process, so once start-up is done
+generation walks all of them: 70–88 ms of CPU on a small machine, an event-loop stall that
+delays a meter poll or a tick (longer when the core is shared), every minute or two at 120
+EVSEs. These objects live as long as the process, so once start-up is done
 ``gc.freeze()`` moves them to the permanent generation; later collections walk only what was
 made since (a few ms). Frozen objects are still freed by reference counting; only a reference
 cycle among them that becomes garbage later stays until the process exits.
