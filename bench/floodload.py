@@ -161,10 +161,8 @@ async def _one_connection(port: int, request: bytes, tally: Tally) -> None:
         async with asyncio.timeout(REPLY_TIMEOUT_S):
             reader, writer = await asyncio.open_connection(HOST, port)
             try:
-                writer.write(request)
-                with contextlib.suppress(ConnectionError):
-                    await writer.drain()
-                line = await reader.readline()
+                writer.write(request)  # sent in the background: the answer may come first,
+                line = await reader.readline()  # then a reset for the unread rest of the body
             finally:
                 writer.close()
         outcome = line.split(b" ")[1].decode() if line.count(b" ") >= 2 else "refused"
