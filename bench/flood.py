@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.floodload import HOST
-from bench.lagprobe import LagProbe, figures
+from bench.lagprobe import LagProbe, cpu_ticks, figures, steal_pct
 from energytree.app.runtime import Service
 from energytree.app.service import ServiceConfig
 from energytree.heap import freeze_startup_heap, thaw_heap
@@ -114,11 +114,12 @@ class Phase:
     failed_polls: int
     rss_mb: float = 0.0
     cpu: float = 0.0
+    steal: float = float("nan")
 
 
 HEADER = ("ticks", "tick p50 ms", "tick p99 ms", "tick max ms", "lag p99 ms", "lag max ms",
           "stalls >50 ms (own)", "busiest ms", "full GCs (max ms)", "failed polls", "RSS +MB",
-          "CPU %")
+          "CPU %", "steal %")
 
 
 def _row(name: str, phase: Phase) -> str:
@@ -129,7 +130,7 @@ def _row(name: str, phase: Phase) -> str:
              f"{lag['max_ms']:.2f}", f"{lag['stalls']} ({lag['own_stalls']})",
              f"{lag['busiest_ms']:.1f}", f"{lag['full_gcs']} ({lag['full_gc_max_ms']:.0f})",
              str(phase.failed_polls), f"{phase.rss_mb:+.1f}",
-             f"{100 * phase.cpu:.0f}"]
+             f"{100 * phase.cpu:.0f}", f"{phase.steal:.0f}"]
     return f"{name:<6} " + " ".join(f"{c:>{len(h)}}" for c, h in zip(cells, HEADER, strict=True))
 
 
@@ -180,15 +181,17 @@ async def run(args: argparse.Namespace, load_cpu: int | None) -> None:
         try:
             process = await _spawn_load(port, args, load_cpu)
             probe = Probe(service)
-            cpu, wall = time.process_time(), time.perf_counter()
+            cpu, wall, ticks = time.process_time(), time.perf_counter(), cpu_ticks()
             await asyncio.sleep(args.quiet_s)
             quiet = probe.take()
             quiet.cpu = (time.process_time() - cpu) / (time.perf_counter() - wall)
+            quiet.steal = steal_pct(ticks, cpu_ticks())
             rss_before = _rss_mb()
-            cpu, wall = time.process_time(), time.perf_counter()
+            cpu, wall, ticks = time.process_time(), time.perf_counter(), cpu_ticks()
             report = await _flood(process)
             flood = probe.take()
             flood.cpu = (time.process_time() - cpu) / (time.perf_counter() - wall)
+            flood.steal = steal_pct(ticks, cpu_ticks())
             flood.rss_mb = _rss_mb() - rss_before
             await probe.lag.stop()
         finally:

@@ -5,7 +5,9 @@ service's own work) or the process waited for a core (other programs on a shared
 Every sample keeps the lag and the CPU time the process used in the same window
 (``time.process_time``: all its threads). A stall of 60 ms with 55 ms of CPU was the
 service's own; one with 3 ms of CPU was the machine's. The probe also times the full
-(oldest-generation) garbage collections, the longest pauses a Python service makes itself.
+(oldest-generation) garbage collections, the longest pauses a Python service makes itself,
+and the share of CPU time the hypervisor took from this virtual machine ("steal", Linux):
+a VM whose host is busy loses its cores for tens of milliseconds at a time.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["STALL_S", "LagProbe", "figures"]
+__all__ = ["STALL_S", "LagProbe", "cpu_ticks", "figures", "steal_pct"]
 
 PERIOD_S = 0.01
 STALL_S = 0.05  # the issue's bound on an event-loop stall
@@ -84,3 +86,20 @@ def figures(lags: list[float], cpus: list[float],
         "full_gcs": len(full_gcs or []),
         "full_gc_max_ms": 1000 * max(full_gcs or [], default=0.0),
     }
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(stolen, total) CPU ticks of the machine so far, from ``/proc/stat``; None elsewhere."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return fields[7], sum(fields)
+
+
+def steal_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float:
+    """The share of CPU time the hypervisor took between two ``cpu_ticks`` [%]."""
+    if before is None or after is None or after[1] <= before[1]:
+        return float("nan")
+    return 100.0 * (after[0] - before[0]) / (after[1] - before[1])

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.lagprobe import LagProbe, figures
+from bench.lagprobe import LagProbe, cpu_ticks, figures, steal_pct
 from energytree.app import runtime
 from energytree.app.service import ServiceConfig
 from energytree.batchwrite import BatchWriter, thread_bytes_written
@@ -126,14 +126,16 @@ async def loop_lag(n: int, seconds: float, freeze: bool = True) -> dict[str, flo
         if freeze:
             freeze_startup_heap()
         probe = LagProbe()
+        ticks = cpu_ticks()
         try:
             probe.start()
             await asyncio.sleep(seconds)
         finally:
             await probe.stop()
+            steal = steal_pct(ticks, cpu_ticks())
             await service.stop()
             thaw_heap()
-    return figures(*probe.take())
+    return {**figures(*probe.take()), "steal_pct": steal}
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -164,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
         _print_bytes()
     print(f"\nevent-loop lag, simulated {args.lag_evses}-EVSE depot, {args.lag_s:.0f} s each")
     print(f"{'write path':<24} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-          f"{'stalls >50 ms (own)':>19} {'busiest ms':>10} {'full GCs (max ms)':>17}")
+          f"{'stalls >50 ms (own)':>19} {'busiest ms':>10} {'full GCs (max ms)':>17} "
+          f"{'steal %':>7}")
     started = time.perf_counter()
     rows = [("batched", asyncio.run(loop_lag(args.lag_evses, args.lag_s)))]
     if args.no_freeze_too:
@@ -176,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         stalls = f"{row['stalls']} ({row['own_stalls']})"
         gcs = f"{row['full_gcs']} ({row['full_gc_max_ms']:.0f})"
         print(f"{name:<24} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} {row['max_ms']:>7.2f} "
-              f"{stalls:>19} {row['busiest_ms']:>10.1f} {gcs:>17}")
+              f"{stalls:>19} {row['busiest_ms']:>10.1f} {gcs:>17} {row['steal_pct']:>7.0f}")
     print(f"(lag runs took {time.perf_counter() - started:.0f} s)")
 
 

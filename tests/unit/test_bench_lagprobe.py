@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bench.lagprobe import figures
+import math
+
+from bench.lagprobe import figures, steal_pct
 
 
 def test_stalls_are_split_into_own_work_and_waits_for_a_core() -> None:
@@ -16,3 +18,9 @@ def test_stalls_are_split_into_own_work_and_waits_for_a_core() -> None:
     assert round(row["p50_ms"]) == 1
     assert row["full_gcs"] == 2
     assert round(row["full_gc_max_ms"]) == 88
+
+
+def test_steal_is_the_stolen_share_of_the_ticks_in_between() -> None:
+    assert steal_pct((10, 1000), (60, 1200)) == 25.0
+    assert math.isnan(steal_pct(None, (60, 1200)))
+    assert math.isnan(steal_pct((10, 1000), (10, 1000)))
