@@ -14,9 +14,11 @@ than the load generator taking its core.
 
 Printed, for a quiet phase (the baseline, same run) and the flood: the manager's tick time
 p50 / p99 / max, the event-loop lag (how late a 10 ms timer fires: what a meter poll or the
-next tick waits for) p99 / max, failed meter polls, RSS growth and CPU use of the service
-process, and what happened to every request: its HTTP status, ``refused`` (closed by the
-door before an answer), ``lost`` or ``timeout``. The rates reached are printed too.
+next tick waits for) p99 / max with the stalls beyond 50 ms and how many were the service's
+own (``bench.lagprobe``), full garbage collections, failed meter polls, RSS growth and CPU use
+of the service process, the hypervisor's steal, and what happened to every request: its HTTP
+status, ``refused`` (closed by the door before an answer), ``lost`` or ``timeout``. The rates
+reached are printed too.
 """
 
 from __future__ import annotations
