@@ -1,94 +1,50 @@
-"""Flood benchmark: ``python -m bench.flood [--rate R] [--seconds S]``.
+"""Flood benchmark: ``python -m bench.flood [--rate R] [--connect-rate C] [--seconds S]``.
 
 Runs the real service (``Service``: simulated home, grid meter polled over Modbus on
-127.0.0.1, the HTTP API) and, from a separate process, sends it garbage at ``--rate``
-requests per second for ``--seconds``: 1 MB bodies without credentials, over-long request
-lines, oversized headers, wrong passwords and random bytes, over at most ``CONCURRENCY``
-connections. Everything stays on 127.0.0.1 and stops after rate × seconds requests.
+127.0.0.1, the HTTP API) and, from a separate process (``bench.floodload``), sends it
+garbage for ``--seconds``: ``--rate`` requests a second pipelined on keep-alive connections
+(wrong password, no credentials, unknown paths: what reaches the parser and the middlewares)
+and ``--connect-rate`` new connections a second with a request each that the server answers
+and closes (1 MB body, over-long request line, oversized headers, random bytes). Everything
+stays on 127.0.0.1 and stops after rate × seconds requests (both bounded).
+
+On a machine with two or more cores the service is pinned to one core and the load process
+to another (``--no-pin`` shares them), so the figures show the service's own work rather
+than the load generator taking its core.
 
 Printed, for a quiet phase (the baseline, same run) and the flood: the manager's tick time
 p50 / p99 / max, the event-loop lag (how late a 10 ms timer fires: what a meter poll or the
-next tick waits for) p99 / max, failed meter polls, RSS growth of the service process, and
-the answers the flood got. The achieved rate is printed too: on a busy machine the load
-process may not reach ``--rate``.
+next tick waits for) p99 / max with the stalls beyond 50 ms and how many were the service's
+own (``bench.lagprobe``), full garbage collections, failed meter polls, RSS growth and CPU use
+of the service process, the hypervisor's steal, and what happened to every request: its HTTP
+status, ``refused`` (closed by the door before an answer), ``lost`` or ``timeout``. The rates
+reached are printed too.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
 import json
-import random
+import os
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.floodload import HOST
+from bench.lagprobe import LagProbe, cpu_ticks, figures, steal_pct
 from energytree.app.runtime import Service
 from energytree.app.service import ServiceConfig
+from energytree.heap import freeze_startup_heap, thaw_heap
 
-HOST = "127.0.0.1"  # the load never leaves this machine
-CONCURRENCY = 200
-REPLY_TIMEOUT_S = 5.0
-BODY = b"x" * (1 << 20)
-LAG_PROBE_S = 0.01
-
-
-def _garbage(kind: int, port: int) -> bytes:
-    host = f"Host: {HOST}:{port}\r\n".encode()
-    if kind == 0:  # 1 MB body, no credentials
-        return (b"POST /cnf?cmd=set_cm_vars HTTP/1.1\r\n" + host
-                + f"Content-Length: {len(BODY)}\r\n\r\n".encode() + BODY)
-    if kind == 1:  # an over-long request line
-        return b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\n" + host + b"\r\n"
-    if kind == 2:  # 12 KB of headers
-        return b"GET /cnf HTTP/1.1\r\n" + host + b"X-Pad: " + b"p" * 12_000 + b"\r\n\r\n"
-    if kind == 3:  # a wrong password
-        return (b"GET /cnf?cmd=get_cm_vars HTTP/1.1\r\n" + host
-                + b"Authorization: Basic YWRtaW46d3Jvbmc=\r\n\r\n")
-    return random.randbytes(512) + b"\r\n\r\n"  # not HTTP at all
-
-
-async def _one(port: int, kind: int, answers: collections.Counter[str]) -> None:
-    try:
-        async with asyncio.timeout(REPLY_TIMEOUT_S):
-            reader, writer = await asyncio.open_connection(HOST, port)
-            try:
-                writer.write(_garbage(kind, port))
-                with contextlib.suppress(ConnectionError):
-                    await writer.drain()
-                line = await reader.readline()
-            finally:
-                writer.close()
-        status = line.split(b" ")[1].decode() if line.count(b" ") >= 2 else "closed"
-    except (ConnectionError, TimeoutError, OSError):
-        status = "closed"
-    answers[status] += 1
-
-
-async def _load(port: int, rate: float, seconds: float) -> dict[str, Any]:
-    """The flood itself (run in its own process): ``rate`` requests per second."""
-    answers: collections.Counter[str] = collections.Counter()
-    slots = asyncio.Semaphore(CONCURRENCY)
-    tasks: set[asyncio.Task[None]] = set()
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    total = int(rate * seconds)
-    for k in range(total):
-        await asyncio.sleep(max(0.0, start + k / rate - loop.time()))
-        await slots.acquire()
-        task = asyncio.create_task(_one(port, k % 5, answers))
-        task.add_done_callback(lambda _t: slots.release())
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    await asyncio.gather(*tasks)
-    return {"sent": total, "took_s": loop.time() - start, "answers": dict(answers)}
+KEEP_ALIVE_CONNECTIONS = 16
 
 
 def _free_port() -> int:
@@ -122,9 +78,9 @@ class Probe:
 
     def __init__(self, service: Service) -> None:
         self.ticks: list[float] = []
-        self.lags: list[float] = []
         self.failed_polls = 0
-        self._lagging = asyncio.create_task(self._measure_lag())
+        self.lag = LagProbe()
+        self.lag.start()
         tick = service.manager.tick
 
         def timed_tick() -> Any:
@@ -145,82 +101,133 @@ class Probe:
 
         meter.poll_once = counted_poll  # type: ignore[method-assign]
 
-    async def _measure_lag(self) -> None:
-        """How late a 10 ms timer fires: what a meter poll or a tick would wait for."""
-        loop = asyncio.get_running_loop()
-        while True:
-            asked = loop.time()
-            await asyncio.sleep(LAG_PROBE_S)
-            self.lags.append(loop.time() - asked - LAG_PROBE_S)
-
-    def take(self) -> tuple[list[float], list[float], int]:
-        taken = self.ticks, self.lags, self.failed_polls
-        self.ticks, self.lags, self.failed_polls = [], [], 0
+    def take(self) -> Phase:
+        taken = Phase(self.ticks, figures(*self.lag.take()), self.failed_polls)
+        self.ticks, self.failed_polls = [], 0
         return taken
 
-    async def stop(self) -> None:
-        self._lagging.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._lagging
+
+@dataclass
+class Phase:
+    """The figures of one phase (quiet or flood)."""
+
+    ticks: list[float]
+    lag: dict[str, float]
+    failed_polls: int
+    rss_mb: float = 0.0
+    cpu: float = 0.0
+    steal: float = float("nan")
 
 
-def _ms(values: list[float]) -> tuple[float, float, float]:
-    """p50, p99 and max [ms]."""
-    ordered = sorted(values) or [float("nan")]
-    p99 = ordered[int(0.99 * (len(ordered) - 1))]
-    return 1000 * statistics.median(ordered), 1000 * p99, 1000 * ordered[-1]
+HEADER = ("ticks", "tick p50 ms", "tick p99 ms", "tick max ms", "lag p99 ms", "lag max ms",
+          "stalls >50 ms (own)", "busiest ms", "full GCs (max ms)", "failed polls", "RSS +MB",
+          "CPU %", "steal %")
 
 
-def _row(name: str, taken: tuple[list[float], list[float], int], rss_mb: float) -> str:
-    ticks, lags, failed = taken
-    tick, lag = _ms(ticks), _ms(lags)
-    return (f"{name:<6} {len(ticks):>5} {tick[0]:>7.2f} {tick[1]:>7.2f} {tick[2]:>7.2f} "
-            f"{lag[1]:>7.2f} {lag[2]:>7.2f} {failed:>7} {rss_mb:>+7.1f}")
+def _row(name: str, phase: Phase) -> str:
+    ordered = sorted(phase.ticks) or [float("nan")]
+    tick = (statistics.median(ordered), ordered[int(0.99 * (len(ordered) - 1))], ordered[-1])
+    lag = phase.lag
+    cells = [str(len(phase.ticks)), *(f"{1000 * t:.2f}" for t in tick), f"{lag['p99_ms']:.2f}",
+             f"{lag['max_ms']:.2f}", f"{lag['stalls']} ({lag['own_stalls']})",
+             f"{lag['busiest_ms']:.1f}", f"{lag['full_gcs']} ({lag['full_gc_max_ms']:.0f})",
+             str(phase.failed_polls), f"{phase.rss_mb:+.1f}",
+             f"{100 * phase.cpu:.0f}", f"{phase.steal:.0f}"]
+    return f"{name:<6} " + " ".join(f"{c:>{len(h)}}" for c, h in zip(cells, HEADER, strict=True))
 
 
-async def run(rate: float, seconds: float, quiet_s: float) -> None:
+def _cpus(pin: bool) -> tuple[int, int] | None:
+    """A core for the service and another for the load, or None (shared)."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return (cores[0], cores[1]) if pin and len(cores) >= 2 else None
+
+
+async def _spawn_load(port: int, args: argparse.Namespace,
+                      load_cpu: int | None) -> asyncio.subprocess.Process:
+    """The load process, started before the quiet phase (forking a service-sized process
+    blocks the loop for a while): it waits for a line on stdin before it sends anything."""
+    command = [sys.executable, "-m", "bench.floodload", str(port), str(args.rate),
+               str(args.connect_rate), str(args.seconds), str(args.connections)]
+    if load_cpu is not None:
+        command.append(str(load_cpu))
+    return await asyncio.create_subprocess_exec(*command, stdin=subprocess.PIPE,
+                                                stdout=subprocess.PIPE)
+
+
+async def _flood(process: asyncio.subprocess.Process) -> dict[str, Any]:
+    out, _ = await process.communicate(b"go\n")
+    return dict(json.loads(out))
+
+
+def _rates(report: dict[str, Any]) -> list[str]:
+    took = report["took_s"]
+    lines = []
+    for name in ("keep_alive", "new_connections"):
+        part = report[name]
+        answers = part["answers"]
+        answered = sum(n for k, n in answers.items() if k.isdigit())
+        lines.append(f"{name}: {part['sent']} sent in {took:.1f} s ({part['sent'] / took:.0f}/s),"
+                     f" {answered} answered ({answered / took:.0f}/s), refused "
+                     f"{answers.get('refused', 0)}, lost {answers.get('lost', 0)}, timeout "
+                     f"{answers.get('timeout', 0)}; answers {dict(sorted(answers.items()))}")
+    return lines
+
+
+async def run(args: argparse.Namespace, load_cpu: int | None) -> None:
     port = _free_port()
     with tempfile.TemporaryDirectory() as folder, contextlib.redirect_stdout(sys.stderr):
         service = Service(_site(port), Path(folder), simulate=True)
         await service.start()
+        if args.freeze:
+            freeze_startup_heap()  # as ``energytree serve`` does
         try:
+            process = await _spawn_load(port, args, load_cpu)
             probe = Probe(service)
-            await asyncio.sleep(quiet_s)
+            cpu, wall, ticks = time.process_time(), time.perf_counter(), cpu_ticks()
+            await asyncio.sleep(args.quiet_s)
             quiet = probe.take()
+            quiet.cpu = (time.process_time() - cpu) / (time.perf_counter() - wall)
+            quiet.steal = steal_pct(ticks, cpu_ticks())
             rss_before = _rss_mb()
-            load = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bench.flood", "--load", str(port), "--rate", str(rate),
-                "--seconds", str(seconds), stdout=subprocess.PIPE)
-            out, _ = await load.communicate()
+            cpu, wall, ticks = time.process_time(), time.perf_counter(), cpu_ticks()
+            report = await _flood(process)
             flood = probe.take()
-            rss_growth = _rss_mb() - rss_before
-            await probe.stop()
+            flood.cpu = (time.process_time() - cpu) / (time.perf_counter() - wall)
+            flood.steal = steal_pct(ticks, cpu_ticks())
+            flood.rss_mb = _rss_mb() - rss_before
+            await probe.lag.stop()
         finally:
             await service.stop()
-    report = json.loads(out)
-    print(f"flood: {report['sent']} requests in {report['took_s']:.1f} s "
-          f"({report['sent'] / report['took_s']:.0f}/s), answers {report['answers']}")
-    print(f"{'':<6} {'':>5} {'tick':>7} {'tick':>7} {'tick':>7} {'lag':>7} {'lag':>7} "
-          f"{'failed':>7} {'RSS':>7}")
-    print(f"{'phase':<6} {'ticks':>5} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'p99 ms':>7} "
-          f"{'max ms':>7} {'polls':>7} {'+MB':>7}")
-    print(_row("quiet", quiet, 0.0))
-    print(_row("flood", flood, rss_growth))
+            thaw_heap()
+    print("\n".join(_rates(report)))
+    print(f"{'phase':<6} " + " ".join(HEADER))
+    print(_row("quiet", quiet))
+    print(_row("flood", flood))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.flood")
-    parser.add_argument("--rate", type=float, default=1000.0, help="requests per second")
+    parser.add_argument("--rate", type=float, default=1000.0,
+                        help="requests per second on keep-alive connections")
+    parser.add_argument("--connect-rate", type=float, default=200.0,
+                        help="new connections per second, one request each")
+    parser.add_argument("--connections", type=int, default=KEEP_ALIVE_CONNECTIONS,
+                        help="keep-alive connections")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long the flood lasts")
     parser.add_argument("--quiet-s", type=float, default=10.0, help="baseline phase")
-    parser.add_argument("--load", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="let the service and the load share all cores")
+    parser.add_argument("--no-freeze", dest="freeze", action="store_false",
+                        help="leave the start-up heap to the garbage collector")
     args = parser.parse_args(argv)
-    if not (0 < args.rate <= 5000 and 0 < args.seconds <= 300):
-        parser.error("bounded: --rate up to 5000/s, --seconds up to 300")
-    if args.load is not None:
-        sys.stdout.write(json.dumps(asyncio.run(_load(args.load, args.rate, args.seconds))))
-        return
-    asyncio.run(run(args.rate, args.seconds, args.quiet_s))
+    if not (0 < args.rate <= 5000 and 0 <= args.connect_rate <= 1000
+            and 1 <= args.connections <= 64 and 0 < args.seconds <= 300):
+        parser.error("bounded: --rate up to 5000/s, --connect-rate up to 1000/s, "
+                     "--connections 1 to 64, --seconds up to 300")
+    cpus = _cpus(args.pin)
+    if cpus is not None:
+        os.sched_setaffinity(0, {cpus[0]})  # before the service starts its threads
+    asyncio.run(run(args, None if cpus is None else cpus[1]))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Write-volume and loop-lag benchmark: ``python -m bench.writes [--lag-s S]``.
+"""Write-volume and loop-lag benchmark: ``python -m bench.writes [--lag-s S] [--no-bytes]``.
 
 1. Bytes the session log writes per hour of steady charging (every EVSE charging, a meter
    reading per EVSE per second), for 2 and 120 EVSEs, and per EVSE per day. Measured as the
@@ -7,8 +7,11 @@
    transaction with fsync per change, on the event loop), over a shorter span scaled to an hour.
    The batched log runs a whole simulated hour on a fake clock.
 2. Event-loop lag of the real service (``Service``, simulated 120-EVSE depot: chargers, meter
-   over Modbus on 127.0.0.1, session log, status) for ``--lag-s`` seconds: how late a 10 ms
-   timer fires, p99 and max, against the same service with the old write path.
+   over Modbus on 127.0.0.1, session log, status; the start-up heap frozen as ``energytree
+   serve`` does) for ``--lag-s`` seconds: how late a 10 ms timer fires, p50, p99 and max,
+   the stalls beyond 50 ms and how many of them the process spent working (``bench.lagprobe``:
+   the others waited for a core), against the same service with the old write path and,
+   with ``--no-freeze-too``, without the frozen heap.
 
 Linux only for the byte counts (``/proc``); elsewhere they print as n/a.
 """
@@ -18,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import statistics
 import sys
 import tempfile
 import time
@@ -26,9 +28,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench.lagprobe import LagProbe, cpu_ticks, figures, steal_pct
 from energytree.app import runtime
 from energytree.app.service import ServiceConfig
 from energytree.batchwrite import BatchWriter, thread_bytes_written
+from energytree.heap import freeze_startup_heap, thaw_heap
 from energytree.sessions import Database, MeterReading, SessionLog, SessionTracker, StateChanged
 from energytree.types import EvseState
 
@@ -36,7 +40,6 @@ HOUR_S = 3600
 INTERVAL_S = 300.0  # the site file's default session_log_interval_s
 BASELINE_COMMITS = 3000  # the old path commits per reading: bounded, then scaled to an hour
 POWER_W = 11_000.0
-PROBE_S = 0.01
 
 
 class FakeClock:
@@ -114,35 +117,32 @@ def _old_write_path() -> Iterator[None]:
         runtime.SessionLog = original  # type: ignore[misc]
 
 
-async def loop_lag(n: int, seconds: float) -> dict[str, float]:
-    """How late a 10 ms timer fires while the simulated depot runs [ms]."""
+async def loop_lag(n: int, seconds: float, freeze: bool = True) -> dict[str, float]:
+    """How late a 10 ms timer fires while the simulated depot runs [ms] (``freeze``: the
+    start-up heap frozen, as ``energytree serve`` does)."""
     with tempfile.TemporaryDirectory() as folder, contextlib.redirect_stdout(sys.stderr):
         service = runtime.Service(_depot(n), Path(folder), simulate=True)
         await service.start()
-        lags: list[float] = []
+        if freeze:
+            freeze_startup_heap()
+        probe = LagProbe()
+        ticks = cpu_ticks()
         try:
-            loop = asyncio.get_running_loop()
-            end = loop.time() + seconds
-            while loop.time() < end:
-                asked = loop.time()
-                await asyncio.sleep(PROBE_S)
-                lags.append(loop.time() - asked - PROBE_S)
+            probe.start()
+            await asyncio.sleep(seconds)
         finally:
+            await probe.stop()
+            steal = steal_pct(ticks, cpu_ticks())
             await service.stop()
-    lags.sort()
-    return {"p50_ms": 1000 * statistics.median(lags),
-            "p99_ms": 1000 * lags[int(0.99 * (len(lags) - 1))], "max_ms": 1000 * lags[-1]}
+            thaw_heap()
+    return {**figures(*probe.take()), "steal_pct": steal}
 
 
 def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.writes")
-    parser.add_argument("--lag-s", type=float, default=30.0, help="loop-lag run per variant")
-    parser.add_argument("--lag-evses", type=int, default=120)
-    args = parser.parse_args(argv)
+def _print_bytes() -> None:
     print(f"session log, steady charging, counters every {INTERVAL_S:.0f} s")
     print(f"{'N':>4} {'batched B/h':>12} {'commits/h':>9} {'MB/EVSE/day':>11} "
           f"{'old B/h':>12} {'old/batched':>11}")
@@ -151,14 +151,35 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{n:>4} {_fmt(row['batched_B_per_h'], ',.0f'):>12} "
               f"{row['commits_per_h']:>9.0f} {_fmt(row['per_evse_MB_per_day'], '.3f'):>11} "
               f"{_fmt(row['old_B_per_h'], ',.0f'):>12} {_fmt(row['ratio_old'], '.0f'):>11}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.writes")
+    parser.add_argument("--lag-s", type=float, default=30.0, help="loop-lag run per variant")
+    parser.add_argument("--lag-evses", type=int, default=120)
+    parser.add_argument("--bytes", action=argparse.BooleanOptionalAction, default=True,
+                        help="the write-volume part (--no-bytes: only the loop lag)")
+    parser.add_argument("--no-freeze-too", action="store_true",
+                        help="also a run without freezing the start-up heap")
+    args = parser.parse_args(argv)
+    if args.bytes:
+        _print_bytes()
     print(f"\nevent-loop lag, simulated {args.lag_evses}-EVSE depot, {args.lag_s:.0f} s each")
-    print(f"{'write path':<12} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}")
+    print(f"{'write path':<24} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+          f"{'stalls >50 ms (own)':>19} {'busiest ms':>10} {'full GCs (max ms)':>17} "
+          f"{'steal %':>7}")
     started = time.perf_counter()
-    batched = asyncio.run(loop_lag(args.lag_evses, args.lag_s))
+    rows = [("batched", asyncio.run(loop_lag(args.lag_evses, args.lag_s)))]
+    if args.no_freeze_too:
+        rows.append(("batched, heap not frozen",
+                     asyncio.run(loop_lag(args.lag_evses, args.lag_s, freeze=False))))
     with _old_write_path():
-        old = asyncio.run(loop_lag(args.lag_evses, args.lag_s))
-    for name, row in (("batched", batched), ("old (loop)", old)):
-        print(f"{name:<12} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} {row['max_ms']:>7.2f}")
+        rows.append(("old (loop)", asyncio.run(loop_lag(args.lag_evses, args.lag_s))))
+    for name, row in rows:
+        stalls = f"{row['stalls']} ({row['own_stalls']})"
+        gcs = f"{row['full_gcs']} ({row['full_gc_max_ms']:.0f})"
+        print(f"{name:<24} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} {row['max_ms']:>7.2f} "
+              f"{stalls:>19} {row['busiest_ms']:>10.1f} {gcs:>17} {row['steal_pct']:>7.0f}")
     print(f"(lag runs took {time.perf_counter() - started:.0f} s)")
 
 

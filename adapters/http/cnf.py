@@ -19,6 +19,7 @@ authenticates the gateway by its TLS client certificate instead.
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
@@ -49,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 REALM = "energytree"
+UNAUTHORIZED = json.dumps({"error": "authentication required"})
 VARS_SHAPE = '{"vars": [{"name": …, "expr": …}, …]}'
 
 EnvironmentProvider = Callable[[], FormulaEnvironment]
@@ -204,12 +206,14 @@ async def error_middleware(request: web.Request, handler: web.RequestHandler) ->
 def basic_auth_middleware(username: str, password: str) -> Callable:
     """Require HTTP basic auth with these credentials, compared in constant time."""
     expected = (username.encode("utf-8"), password.encode("utf-8"))
+    challenge = {"WWW-Authenticate": f'Basic realm="{REALM}"'}
 
     @web.middleware
     async def basic_auth(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
         if not credentials_match(request.headers.get("Authorization", ""), *expected):
-            challenge = {"WWW-Authenticate": f'Basic realm="{REALM}"'}
-            raise web.HTTPUnauthorized(headers=challenge, text="authentication required")
+            # returned, not raised: a flood of wrong passwords costs one small answer each
+            return web.Response(text=UNAUTHORIZED, status=401, headers=challenge,
+                                content_type="application/json")
         return await handler(request)
 
     return basic_auth

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from energytree.app.plugs.registry import site_file_model
 from energytree.gridops import GZF
+from energytree.heap import freeze_startup_heap, thaw_heap
 from energytree.site import SiteConfig
 from energytree.yamlfile import load_model
 
@@ -119,6 +120,7 @@ async def _serve(service: Service, duration: float | None) -> None:
             loop.add_signal_handler(sig, stop.set)
     try:  # a start that fails half-way stops what already runs
         await service.start()
+        freeze_startup_heap()  # full collections then skip the start-up heap (see heap.py)
         if duration is None:
             await stop.wait()
         else:
@@ -126,4 +128,5 @@ async def _serve(service: Service, duration: float | None) -> None:
                 await asyncio.wait_for(stop.wait(), timeout=duration)
     finally:
         await service.stop()
+        thaw_heap()
         sys.stdout.write("energytree stopped\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -150,3 +151,21 @@ async def test_connections_beyond_the_accept_rate_are_closed(tmp_path: Path) -> 
                 await client.get(url, params={"cmd": "get_cm_vars"})
     finally:
         await listener.stop()
+
+
+async def test_connections_get_a_small_receive_buffer(api: HttpApi) -> None:
+    """A client pushing a body nobody reads is held back by TCP, not read in 256 KiB turns."""
+    assert api.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    try:
+        writer.write(b"GET /cnf?cmd=get_cm_vars HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await reader.readline()).startswith(b"HTTP/1.1 401 ")
+        handlers = api._listeners[0].runner.server
+        assert handlers is not None and handlers.connections
+        for handler in handlers.connections:
+            assert handler.transport is not None
+            sock = handler.transport.get_extra_info("socket")
+            size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            assert size <= 2 * door.RECEIVE_BUFFER_BYTES
+    finally:
+        writer.close()

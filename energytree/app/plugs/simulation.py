@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SimulationPlug"]
 
+FEED_SLICE = 30  # simulated EVSEs whose readings reach the session log in one loop turn
+
 
 class SimulationPlug(Plug[SimulationSection]):
     section = "simulation"
@@ -41,10 +43,14 @@ class SimulationPlug(Plug[SimulationSection]):
         self.spawn(self._run(simulation), "sim")
 
     async def _run(self, simulation: SiteSimulation) -> None:
-        """Step the simulation every tick; its sessions reach the session log."""
+        """Step the simulation every tick; its readings reach the session log in slices, a
+        loop turn each (120 EVSEs in one go: 20 ms of work without a pause)."""
         site, dt = self.site, self.site.config.tick_s
         feed = SimulatedFeed(site)
         while True:
             simulation.step(dt)
-            feed.poll(site.simulated.values(), site.manager_now())
+            evses, now = list(site.simulated.values()), site.manager_now()
+            for first in range(0, len(evses), FEED_SLICE):
+                await asyncio.sleep(0)
+                feed.poll(evses[first:first + FEED_SLICE], now)
             await asyncio.sleep(dt)
