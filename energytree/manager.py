@@ -172,7 +172,7 @@ class EnergyManager:
             self._live.states[uuid] = state
             if state in CAR_STOPPED and before not in CAR_STOPPED:
                 self._feedback.car_stopped(evse, self._clock.monotonic())
-            if state == EvseState.PausedEV:
+            if state == EvseState.PausedEV and before == EvseState.Charging:
                 self._car_refused(evse)
             elif before == EvseState.PausedEV and state == EvseState.Charging:
                 self._feedback.car_resumed(evse)
@@ -461,7 +461,7 @@ class EnergyManager:
     # ---- internals ----------------------------------------------------------------------
 
     def _car_refused(self, evse: int) -> None:
-        """A car paused by itself: it may need more than it was offered."""
+        """A charging car paused by itself: it may need more than it was offered."""
         problem = self._alloc_problem
         if problem is None or evse >= problem.evse_count:
             return
