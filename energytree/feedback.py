@@ -47,7 +47,7 @@ class Feedback:
     learned_version: int = 0
     meter_fresh: bool = False
     _offered: dict[int, tuple[int, float]] = field(default_factory=dict)
-    _granted_a: np.ndarray | None = None  # the last tick's grants per grid phase [N, 3]
+    _last_grant: tuple[Problem, SlotAllocation] | None = None  # the last tick's
     _phased: tuple[tuple[int, int, int], Problem] | None = None
 
     def __post_init__(self) -> None:
@@ -75,10 +75,11 @@ class Feedback:
     def car_refused(self, problem: Problem, evse: int, slot: int) -> float | None:
         """The car at EVSE ``evse`` paused by itself while offered its last grant: it may
         need more than that (``energytree.carminimum``). The minimum it now gets, if new."""
-        if self._granted_a is None or evse >= len(self._granted_a) or slot >= problem.slots:
+        last = self._last_grant
+        if last is None or last[0] is not problem or slot >= problem.slots:
             return None
         uuid = problem.evse_uuids[evse]
-        offered = float(self._granted_a[evse].max())
+        offered = float(last[1].current_a[evse])
         if self.minimums.refused(uuid, offered, float(problem.min_current_a[evse, slot]),
                                  float(problem.evse_cap_a[0][evse, slot])):
             return self.minimums.minimum_a[uuid]
@@ -87,8 +88,8 @@ class Feedback:
     def car_resumed(self, evse: int) -> None:
         """The car at EVSE ``evse`` charges again after pausing by itself: it draws its last
         grant from now on (``MeterLoop.resumed``)."""
-        if self._granted_a is not None and evse < len(self._granted_a):
-            self.loop.resumed(evse, self._granted_a[evse].copy())
+        if self._last_grant is not None and evse < self._last_grant[0].evse_count:
+            self.loop.resumed(evse, granted_per_phase(*self._last_grant)[evse])
 
     def session_ended(self, uuid: str) -> None:
         """The next car at this EVSE starts from configuration again."""
@@ -155,9 +156,9 @@ class Feedback:
         self.lending.explain(problem, alloc, self.drawn)
         self.ramps.limit(problem, slot, alloc, live, self.drawn, self.fresh_since(now_s),
                          now_s)
-        self._granted_a = granted_per_phase(problem, alloc)
+        self._last_grant = problem, alloc  # the grants per phase only when a car asks
         if with_meter:
-            drawing = self._granted_a.copy()
+            drawing = granted_per_phase(problem, alloc)
             drawing[car_stopped] = 0.0
             self.loop.granted(drawing, now_s)
         offered = np.where(alloc.current_a > 0, alloc.phases, 0).tolist()

@@ -41,7 +41,7 @@ class SunSpecPlug(Plug[SunSpecServerConfig]):
     async def start(self) -> None:
         site, config = self.site, self.config
         written = read_json(site.state_dir / SUNSPEC_FILE)
-        if "sunspec" in site.manager.leases.leases and isinstance(written, dict):
+        if self.limit_source in site.manager.leases.leases and isinstance(written, dict):
             percent = written.get("percent")  # what the operator wrote, kept over a restart
             if isinstance(percent, int | float) and not isinstance(percent, bool):
                 self.percent = float(percent)
