@@ -73,13 +73,14 @@ class Feedback:
         self.loop.released(evse, now_s)
 
     def car_refused(self, problem: Problem, evse: int, slot: int) -> float | None:
-        """The car at EVSE ``evse`` paused by itself while offered its last grant: it may
-        need more than that (``energytree.carminimum``). The minimum it now gets, if new."""
+        """The car at EVSE ``evse`` paused by itself: it may need more than it was offered
+        (``energytree.carminimum``). Its report may answer any offer of the last response
+        time, so the least of them counts. The minimum it now gets, if new."""
         last = self._last_grant
-        if last is None or last[0] is not problem or slot >= problem.slots:
+        offered = self.ramps.least_offered(evse)
+        if last is None or last[0] is not problem or slot >= problem.slots or offered is None:
             return None
         uuid = problem.evse_uuids[evse]
-        offered = float(last[1].current_a[evse])
         if self.minimums.refused(uuid, offered, float(problem.min_current_a[evse, slot]),
                                  float(problem.evse_cap_a[0][evse, slot])):
             return self.minimums.minimum_a[uuid]
@@ -147,15 +148,16 @@ class Feedback:
 
     def granted(self, problem: Problem, slot: int, alloc: SlotAllocation,
                 live: Sequence[LiveCap], last: SlotAllocation | None, now_s: float,
-                with_meter: bool, car_stopped: np.ndarray) -> None:
+                with_meter: bool, car_stopped: np.ndarray, charging: np.ndarray) -> None:
         """Finish a tick's allocation (lending reasons, rises held back to the room now) and
         remember what was offered. A car that stopped by itself (``car_stopped``: it left or
         finished, or says it pauses — EVerest's PausedEV, OCPP's SuspendedEV) draws nothing of
         its grant: the meter loop must not take its grant for part of our draw, or the
-        household looks that much smaller than it is."""
+        household looks that much smaller than it is. Only a ``charging`` car keeps its
+        minimum while others follow their cut; any other waits until its minimum fits."""
         self.lending.explain(problem, alloc, self.drawn)
         self.ramps.limit(problem, slot, alloc, live, self.drawn, self.fresh_since(now_s),
-                         now_s)
+                         now_s, charging)
         self._last_grant = problem, alloc  # the grants per phase only when a car asks
         if with_meter:
             drawing = granted_per_phase(problem, alloc)

@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 TreeSource = Callable[[datetime], EnergyFlowRequest]
 LiveSources = Callable[[datetime], Sequence[ExternalSource]]
 CAR_STOPPED = NOT_WANTING_POWER | {EvseState.PausedEV}  # states in which a car draws nothing
+CHARGING_OR_UNKNOWN = {EvseState.Charging, None}  # a car that may be drawing by itself
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ class EnergyManager:
             self._live.states[uuid] = state
             if state in CAR_STOPPED and before not in CAR_STOPPED:
                 self._feedback.car_stopped(evse, self._clock.monotonic())
-            if state == EvseState.PausedEV and before == EvseState.Charging:
+            if state == EvseState.PausedEV:
                 self._car_refused(evse)
             elif before == EvseState.PausedEV and state == EvseState.Charging:
                 self._feedback.car_resumed(evse)
@@ -447,10 +448,11 @@ class EnergyManager:
         if plan is not None:
             alloc.reasons[:] = [plan.reasons[e][slot] if r.startswith("plan:") else r
                                 for e, r in enumerate(alloc.reasons)]
-        car_stopped = np.array([self._live.states.get(uuid) in CAR_STOPPED
-                                for uuid in problem.evse_uuids], dtype=bool)
+        states = [self._live.states.get(uuid) for uuid in problem.evse_uuids]
+        car_stopped = np.array([state in CAR_STOPPED for state in states], dtype=bool)
+        charging = np.array([state in CHARGING_OR_UNKNOWN for state in states], dtype=bool)
         self._feedback.granted(problem, slot, alloc, live, self._last_alloc, now_s,
-                               self._meter is not None, car_stopped)
+                               self._meter is not None, car_stopped, charging)
         self._switcher.explain_holds(alloc, now, self._clock.monotonic())
         self._last_alloc, self._alloc_problem = alloc, problem
         self._publisher.publish(now, problem.evse_uuids, alloc, self._schedules, slot,
@@ -461,7 +463,7 @@ class EnergyManager:
     # ---- internals ----------------------------------------------------------------------
 
     def _car_refused(self, evse: int) -> None:
-        """A charging car paused by itself: it may need more than it was offered."""
+        """A car paused by itself: it may need more than it was offered."""
         problem = self._alloc_problem
         if problem is None or evse >= problem.evse_count:
             return

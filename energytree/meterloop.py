@@ -29,7 +29,8 @@ a car limited by its own charger) makes the household look smaller by the differ
 it charges that is harmless: its grant holds the room. When it stops of its own accord (it
 leaves, finishes or pauses), its grant must not be handed on before the meter shows what is
 really free, so ``released`` takes the last reading again as if it had been granted
-nothing: the meter still shows what it really drew, so its room waits for the meter. When
+nothing, and forgets its grants for the readings to come: the meter still shows what it
+really drew, so its room waits for the meter. When
 such a car starts again of its own accord, its draw comes back without a new grant; the loop
 counts its grant as drawn from then on (``resumed``), or the draw would look like a household
 step and cut everyone, the car would pause again, and the budget would swing.
@@ -85,15 +86,17 @@ class MeterLoop:
 
     def released(self, evse: int, now_s: float) -> None:
         """EVSE ``evse`` (its index in the grants) stopped drawing of its own accord: unless
-        its draw was measured, the budget falls to the last reading taken without its grant."""
+        its draw was measured, the budget falls to the last reading taken without its grant,
+        and its grants are forgotten, so the next readings do not take them back."""
         if self.budget_a is None or self._last is None:
             return
         limit_a, household_a, unmeasured = self._last
         if evse >= len(unmeasured) or not unmeasured[evse]:
             return
-        others = unmeasured.copy()
-        others[evse] = False
-        least, _ = self._granted_range(others, now_s)
+        for _, grants in self._grants:
+            if evse < len(grants):
+                grants[evse] = 0.0
+        least, _ = self._granted_range(unmeasured, now_s)
         self.budget_a = np.minimum(self.budget_a, np.maximum(limit_a - household_a + least, 0.0))
 
     def _granted_range(self, unmeasured: np.ndarray, now_s: float

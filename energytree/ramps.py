@@ -7,7 +7,7 @@ leave with what every EVSE may still be drawing: its fresh measurement (or, whil
 still be following a rise, the rise), or else the most it was granted during the cars' response
 time (nothing, where its state says no car charges).
 Cuts apply at once; a rise waits at most that response time. A rising EVSE whose room is
-below its minimum current waits (0 A) unless it already charges, then it keeps the minimum.
+below its minimum current waits (0 A) unless its car is charging, then it keeps the minimum.
 """
 
 from __future__ import annotations
@@ -38,19 +38,34 @@ class RampLimiter:
 
     def limit(self, problem: Problem, slot: int, alloc: SlotAllocation,
               live: Sequence[LiveCap], drawn: Mapping[str, Drawn], fresh_since_s: float,
-              now_s: float) -> None:
-        """Lower the rising grants of ``alloc`` to what fits now, then remember it."""
+              now_s: float, charging: np.ndarray | None = None) -> None:
+        """Lower the rising grants of ``alloc`` to what fits now, then remember it.
+
+        ``charging`` marks the EVSEs whose car is charging (default: all): only these keep
+        their minimum current where the room now is smaller; a car that is not charging would
+        start at it while the others still draw what they were cut from. (A car that says it
+        paused still counts with what it was granted: its report may answer an older offer,
+        and it resumes at the newer one.)"""
         may_draw = self._may_draw(problem, drawn, fresh_since_s)
+        if charging is None:
+            charging = np.ones(problem.evse_count, dtype=bool)
         new = granted_per_phase(problem, alloc)
         rising = np.nonzero((new > may_draw + EPS).any(axis=1))[0]
         if len(rising) and may_draw.any():
-            self._hold_back(problem, slot, alloc, live, may_draw, new, rising)
+            self._hold_back(problem, slot, alloc, live, may_draw, new, rising, charging)
             new = granted_per_phase(problem, alloc)
         if self._grants and self._grants[-1][1].shape != new.shape:
             self._grants.clear()  # another tree
         self._grants.append((now_s, new))
         while len(self._grants) > 1 and self._grants[0][0] < now_s - self.response_s:
             self._grants.popleft()
+
+    def least_offered(self, evse: int) -> float | None:
+        """The least current above 0 A offered to EVSE ``evse`` during the cars' response
+        time [A]: a car that reports a pause may be answering any of these offers."""
+        offers = [float(g[evse].max()) for _, g in self._grants if evse < len(g)]
+        offers = [a for a in offers if a > EPS]
+        return min(offers) if offers else None
 
     def _may_draw(self, problem: Problem, drawn: Mapping[str, Drawn],
                   fresh_since_s: float) -> np.ndarray:
@@ -72,7 +87,7 @@ class RampLimiter:
 
     def _hold_back(self, problem: Problem, slot: int, alloc: SlotAllocation,
                    live: Sequence[LiveCap], may_draw: np.ndarray, new: np.ndarray,
-                   rising: np.ndarray) -> None:
+                   rising: np.ndarray, charging: np.ndarray) -> None:
         volts = problem.voltage_v
         base = np.maximum(may_draw, np.where(
             np.isin(np.arange(len(new)), rising)[:, None], 0.0, new))
@@ -90,7 +105,7 @@ class RampLimiter:
                           max(room_w, 0.0) / (volts * max(int(phases.sum()), 1)))
             if allowed < problem.min_current_a[e, slot] - EPS:
                 allowed = min(problem.min_current_a[e, slot], alloc.current_a[e]) \
-                    if now_a > EPS else 0.0
+                    if now_a > EPS and charging[e] else 0.0
             if allowed < alloc.current_a[e] - EPS:
                 alloc.current_a[e] = allowed
                 alloc.power_w[e] = allowed * alloc.phases[e] * volts

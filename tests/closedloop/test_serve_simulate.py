@@ -118,3 +118,30 @@ async def test_serve_simulate_can_drive_simulated_cars_against_an_external_meter
     finally:
         await service.stop()
         await external.stop()
+
+
+async def test_serve_simulate_serves_one_of_two_cars_that_need_more_than_a_shared_fuse_gives(
+        tmp_path: Path) -> None:
+    """Two cars that need 8 A behind a 12 A fuse: shared equally (6 A each) both pause and
+    nothing flows. Through ``serve --simulate``, once they have paused, one car draws."""
+    config = ServiceConfig.model_validate({
+        "name": "two picky cars", "tick_s": 0.1, "plan_budget_s": 1, "status_interval_s": 3600,
+        "grid": {"uuid": "house", "max_current_A": 35, "children": [
+            {"fuse": "carports", "max_current_A": 12, "children": [
+                {"evse": "left", "max_current_A": 16},
+                {"evse": "right", "max_current_A": 16}]}]},
+        "simulation": {"cars": {
+            uuid: {"phases": 3, "max_current_A": 16, "min_current_A": 8, "lag_s": 0.2}
+            for uuid in ("left", "right")}},
+    })
+    service = Service(config, tmp_path, simulate=True)
+    await service.start()
+    try:
+        cars = service.simulated
+        async with asyncio.timeout(60):
+            while not any(sim.current_a >= 8.0 for sim in cars.values()):
+                await asyncio.sleep(0.05)
+        drawing = sorted(sim.current_a for sim in cars.values())
+    finally:
+        await service.stop()
+    assert drawing[0] == 0.0 and 8.0 <= drawing[1] <= 12.0

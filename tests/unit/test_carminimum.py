@@ -40,3 +40,29 @@ async def test_two_cars_that_need_8_a_on_a_12_a_fuse_are_served_one_at_a_time() 
         manager.tick()
     served = sorted([grants(manager)["a"], grants(manager)["b"]])
     assert served == [0.0, 12.0]
+
+
+async def test_a_pause_that_answers_an_older_offer_teaches_from_that_offer() -> None:
+    """The car at ``a`` needs 8 A. It was offered 6 A, then all of its 12 A fuse as ``b``
+    left; it reports its pause a second later, answering the 6 A offer. Learning from the
+    12 A it was offered last (it needs 13 A, more than the fuse) would keep it from charging
+    for its whole session; the least offer of the response time counts."""
+    manager = EnergyManager(node("grid", node("fuse", evse("a", 16), evse("b", 16), max_a=12),
+                                 max_a=63),
+                            planner=instant_plan, clock=ManualClock(NOW),
+                            options=ManagerOptions(response_s=5.0))
+    for uuid in ("a", "b"):
+        manager.set_evse_state(uuid, EvseState.Charging)
+    await manager.replan()
+    manager.tick()
+    assert grants(manager)["a"] == 6.0
+    manager.clock.advance(1)  # type: ignore[attr-defined]
+    manager.set_evse_state("b", EvseState.Unplugged)
+    await manager.replan()
+    manager.tick()
+    assert grants(manager)["a"] == 12.0
+    manager.clock.advance(1)  # type: ignore[attr-defined]
+    manager.set_evse_state("a", EvseState.PausedEV)
+    await manager.replan()
+    manager.tick()
+    assert grants(manager)["a"] == 12.0

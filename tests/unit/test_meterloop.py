@@ -100,6 +100,24 @@ def test_a_car_that_drew_less_than_its_grant_leaves_no_phantom_room() -> None:
     assert loop.budget_a[0] == pytest.approx(LIMIT_A - household)
 
 
+def test_a_reading_right_after_a_car_left_does_not_take_its_grant_back() -> None:
+    """A 1-phase car on a 3-phase EVSE without a meter is granted 9 A on every phase but
+    draws on L1 only, so on L2 the household looks 9 A smaller than it is. It leaves, and
+    the meter answers before the next grant: counting its old grant with that reading would
+    hand the 9 A it never drew on L2 to the others. Its grants are forgotten when it leaves."""
+    loop = MeterLoop(response_s=6.0, meter_period_s=1.0)
+    household, other = 2.0, 10.0
+    grant = np.array([[9.0] * 3, [other] * 3])
+    meter = np.array([household + 9.0 + other, household + other, household + other])
+    for t in range(20):
+        loop.reading(np.full(3, LIMIT_A), meter, np.zeros(3), np.array([True, True]), float(t))
+        loop.granted(grant, float(t))
+    loop.released(0, 20.0)
+    after = loop.reading(np.full(3, LIMIT_A), np.full(3, household + other), np.zeros(3),
+                         np.array([True, True]), 20.0)
+    assert np.all(household + after <= LIMIT_A + 1e-9), after  # L2 was 9 A over before
+
+
 def test_a_car_that_resumes_by_itself_is_not_taken_for_a_household_step() -> None:
     """Car A paused by itself (its grant of 10 A counted as 0), then resumes: the meter shows
     its 10 A again without a new grant. Counting the grant from the moment it resumes keeps

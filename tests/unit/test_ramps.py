@@ -61,3 +61,33 @@ async def test_a_car_that_pauses_itself_does_not_hide_the_household() -> None:
     granted = grants(manager)
     assert granted["a"] > 0  # a is still offered current: its car may start any moment
     assert granted["a"] + granted["b"] <= connection_a - margin_a - household_a + 0.01
+
+
+def drawing(current_a: float) -> Powermeter:
+    return Powermeter(current_A=PhaseValues(L1=current_a, L2=current_a, L3=current_a))
+
+
+async def test_a_car_that_is_not_charging_waits_for_its_minimum_while_others_follow_a_cut() -> None:
+    """``a``'s car refuses its offer (PausedEV), so it is offered more, and ``b`` is cut for
+    it; ``b``'s car follows its cut late. ``a`` was granted current a moment ago, but its car
+    draws nothing: starting it at its new minimum before ``b`` has followed would overload
+    the fuse. It waits (0 A) until the room is there, then gets the minimum it needs."""
+    fuse_a = 12.0
+    manager = EnergyManager(
+        node("grid", node("fuse", evse("a", 16), evse("b", 16, min_a=1), max_a=fuse_a),
+             max_a=63),
+        planner=instant_plan, clock=ManualClock(NOW), options=ManagerOptions(response_s=5.0))
+    manager.set_evse_state("b", EvseState.Charging)
+    b_draws = 0.0
+    states = ["PausedEVSE", "PausedEVSE", "PausedEV", "PausedEVSE", "PausedEV", "PausedEVSE"]
+    for step, state in enumerate(states + ["PausedEVSE"] * 3):
+        manager.clock.advance(1)  # type: ignore[attr-defined]
+        manager.set_evse_state("a", EvseState(state))
+        follows = step < 1 or step >= len(states)  # b's car follows rises, and its cut late
+        manager.report_measurement("b", drawing(b_draws))
+        await manager.replan()
+        manager.tick()
+        granted = grants(manager)
+        assert granted["a"] + b_draws <= fuse_a + 1e-6, (step, granted, b_draws)
+        b_draws = granted["b"] if follows else max(b_draws, granted["b"])
+    assert granted["a"] >= 9.5  # it refused 8.5 A: now it gets at least an ampere more
