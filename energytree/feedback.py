@@ -76,21 +76,22 @@ class Feedback:
         """The car at EVSE ``evse`` paused by itself: it may need more than it was offered
         (``energytree.carminimum``). Its report may answer any offer of the last response
         time, so the least of them counts. The minimum it now gets, if new."""
-        last = self._last_grant
-        offered = self.ramps.least_offered(evse)
-        if last is None or last[0] is not problem or slot >= problem.slots or offered is None:
+        last, least = self._last_grant, self.ramps.least_offer(evse)
+        if last is None or last[0] is not problem or slot >= problem.slots or least is None:
             return None
-        uuid = problem.evse_uuids[evse]
+        uuid, offered = problem.evse_uuids[evse], float(least.max())
         if self.minimums.refused(uuid, offered, float(problem.min_current_a[evse, slot]),
                                  float(problem.evse_cap_a[0][evse, slot])):
             return self.minimums.minimum_a[uuid]
         return None
 
     def car_resumed(self, evse: int) -> None:
-        """The car at EVSE ``evse`` charges again after pausing by itself: it draws its last
-        grant from now on (``MeterLoop.resumed``)."""
-        if self._last_grant is not None and evse < self._last_grant[0].evse_count:
-            self.loop.resumed(evse, granted_per_phase(*self._last_grant)[evse])
+        """The car at EVSE ``evse`` charges again after pausing by itself: it draws at least
+        the least of its recent offers from now on (``MeterLoop.resumed``); it may be answering
+        an older, lower one than its last grant."""
+        least = self.ramps.least_offer(evse)
+        if least is not None:
+            self.loop.resumed(evse, least)
 
     def session_ended(self, uuid: str) -> None:
         """The next car at this EVSE starts from configuration again."""

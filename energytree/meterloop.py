@@ -26,14 +26,22 @@ through the cars at all; the wait then only spaces the raises. See docs/semantic
 
 A car without its own meter that draws less than its grant (a 1-phase car on a 3-phase EVSE,
 a car limited by its own charger) makes the household look smaller by the difference. While
-it charges that is harmless: its grant holds the room. When it stops of its own accord (it
-leaves, finishes or pauses), its grant must not be handed on before the meter shows what is
-really free, so ``released`` takes the last reading again as if it had been granted
-nothing, and forgets its grants for the readings to come: the meter still shows what it
-really drew, so its room waits for the meter. When
-such a car starts again of its own accord, its draw comes back without a new grant; the loop
-counts its grant as drawn from then on (``resumed``), or the draw would look like a household
-step and cut everyone, the car would pause again, and the budget would swing.
+it charges that is mostly harmless: its grant holds the room. But the EVSEs without a
+measurement drew at most what the meter showed beyond the measured ones at the previous
+reading; where that reading came after the cars answered the last change of a grant, that
+bounds *our draw* too. Otherwise a household step would be cut from grants the cars do not
+take, which frees nothing, and the overload would last until the grants fall below the
+draws, one settling time per step. (While the cars still answer a change, their answer
+moves the meter between readings, and the bound would turn it into a cut.)
+
+When such a car stops of its own accord (it leaves, finishes or pauses), its grant must not
+be handed on before the meter shows what is really free, so ``released`` takes the last
+reading again as if it had been granted nothing, and forgets its grants for the readings to
+come: the meter still shows what it really drew, so its room waits for the meter. When it
+starts again of its own accord, its draw comes back without a new grant; the loop counts
+what the car is taken to draw (the least of its recent offers) from then on (``resumed``),
+or the draw would look like a household step and cut everyone, the car would pause again,
+and the budget would swing.
 """
 
 from __future__ import annotations
@@ -59,6 +67,9 @@ class MeterLoop:
     expected_a: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _grants: deque[tuple[float, np.ndarray]] = field(default_factory=deque)
     _last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # limit, household, unmeasured
+    _ceiling: np.ndarray | None = None  # the unmeasured EVSEs drew at most this at the last reading
+    _ceiling_at_s: float = -np.inf
+    _changed_at_s: np.ndarray = field(default_factory=lambda: np.full(3, -np.inf))  # any grant
 
     @property
     def settle_s(self) -> float:
@@ -68,21 +79,27 @@ class MeterLoop:
     def reset(self) -> None:
         self.budget_a = None
         self.acted_at_s = np.full(3, -np.inf)
+        self._last = self._ceiling = None
 
     def granted(self, grant_a: np.ndarray, now_s: float) -> None:
         """What each EVSE was granted this tick per grid phase, [N, 3] [A]."""
         if self._grants and self._grants[-1][1].shape != grant_a.shape:
             self._grants.clear()  # another tree
+        if self._grants:
+            changed = np.abs(grant_a - self._grants[-1][1]).max(axis=0, initial=0.0) > NEWS_A
+            self._changed_at_s = np.where(changed, now_s, self._changed_at_s)
         self._grants.append((now_s, grant_a))
         while len(self._grants) > 1 and self._grants[0][0] < now_s - self.response_s:
             self._grants.popleft()
 
     def resumed(self, evse: int, grant_a: np.ndarray) -> None:
-        """EVSE ``evse`` draws its grant again (its car resumed of its own accord): count
-        ``grant_a`` [3] as what it was granted throughout the response time."""
+        """EVSE ``evse`` draws again (its car resumed of its own accord): count ``grant_a``
+        [3] as what it was granted throughout the response time."""
         for _, grants in self._grants:
             if evse < len(grants):
                 grants[evse] = grant_a
+        if self._ceiling is not None:  # and as part of what the meter showed last
+            self._ceiling = self._ceiling + grant_a
 
     def released(self, evse: int, now_s: float) -> None:
         """EVSE ``evse`` (its index in the grants) stopped drawing of its own accord: unless
@@ -116,7 +133,11 @@ class MeterLoop:
         EVSEs with a fresh measurement draw, and which EVSEs have none [N bool]."""
         least, most = self._granted_range(unmeasured, now_s)
         household = measured_a - measured_ours_a
-        self._last = limit_a, household, unmeasured
+        if self._ceiling is not None:  # taken once the cars had answered the last change
+            answered = self._ceiling_at_s - self._changed_at_s >= self.response_s
+            least = np.where(answered, np.minimum(least, self._ceiling), least)
+        self._last, self._ceiling, self._ceiling_at_s = (limit_a, household, unmeasured), \
+            household, now_s
         estimate = np.maximum(limit_a - household + least, 0.0)
         if self.budget_a is None:
             self.budget_a = estimate

@@ -60,12 +60,12 @@ class RampLimiter:
         while len(self._grants) > 1 and self._grants[0][0] < now_s - self.response_s:
             self._grants.popleft()
 
-    def least_offered(self, evse: int) -> float | None:
-        """The least current above 0 A offered to EVSE ``evse`` during the cars' response
-        time [A]: a car that reports a pause may be answering any of these offers."""
-        offers = [float(g[evse].max()) for _, g in self._grants if evse < len(g)]
-        offers = [a for a in offers if a > EPS]
-        return min(offers) if offers else None
+    def least_offer(self, evse: int) -> np.ndarray | None:
+        """[3] The least offered to EVSE ``evse`` per grid phase during the cars' response
+        time, among its offers above 0 A [A]: a car that reports a pause or a resumption may
+        be answering any of them."""
+        offers = [g[evse] for _, g in self._grants if evse < len(g) and g[evse].max() > EPS]
+        return np.min(offers, axis=0) if offers else None
 
     def _may_draw(self, problem: Problem, drawn: Mapping[str, Drawn],
                   fresh_since_s: float) -> np.ndarray:

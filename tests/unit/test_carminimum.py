@@ -11,19 +11,25 @@ from tests.builders import NOW, evse, node
 from tests.unit.test_ramps import grants
 
 
-def test_a_refusal_teaches_one_ampere_more_for_the_session() -> None:
+def test_a_refusal_teaches_the_next_known_minimum_for_the_session() -> None:
     learner = MinimumLearner()
-    assert learner.refused("a", 6.0, evse_min_a=6.0, evse_max_a=16.0)
-    assert learner.minimum_a == {"a": 7.0}
-    assert not learner.refused("a", 5.0, evse_min_a=6.0, evse_max_a=16.0)  # below the EVSE's
-    assert not learner.refused("a", 16.0, evse_min_a=6.0, evse_max_a=16.0)  # a full car
-    assert not learner.refused("a", 6.0, evse_min_a=6.0, evse_max_a=16.0)  # nothing new
-    assert learner.forget("a") and learner.minimum_a == {}
+    assert learner.refused("a", 6.0, evse_min_a=6.0, evse_max_a=32.0)
+    assert learner.minimum_a == {"a": 8.0}
+    assert learner.refused("a", 8.0, evse_min_a=6.0, evse_max_a=32.0)
+    assert learner.minimum_a == {"a": 10.0}
+    assert not learner.refused("a", 5.0, evse_min_a=6.0, evse_max_a=32.0)  # below the EVSE's
+    assert not learner.refused("a", 32.0, evse_min_a=6.0, evse_max_a=32.0)  # a full car
+    assert not learner.refused("a", 6.0, evse_min_a=6.0, evse_max_a=32.0)  # nothing new
+    assert learner.refused("a", 17.0, evse_min_a=6.0, evse_max_a=32.0)  # beyond them: +1 A
+    assert learner.minimum_a == {"a": 18.0}
+    assert learner.refused("b", 9.5, evse_min_a=6.0, evse_max_a=10.0)  # never above the EVSE
+    assert learner.minimum_a["b"] == 10.0
+    assert learner.forget("a") and learner.minimum_a == {"b": 10.0}
 
 
 async def test_two_cars_that_need_8_a_on_a_12_a_fuse_are_served_one_at_a_time() -> None:
     """Shared equally, both get 6 A and both cars refuse it: nothing flows. Once each car has
-    refused, the manager offers at least 7 A, so the fuse serves one car with 12 A."""
+    refused, the manager offers at least 8 A, so the fuse serves one car with 12 A."""
     fuse = node("fuse", evse("a", 16), evse("b", 16), max_a=12)
     manager = EnergyManager(node("grid", fuse, max_a=63), planner=instant_plan,
                             clock=ManualClock(NOW), options=ManagerOptions(response_s=1.0))

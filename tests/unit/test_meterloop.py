@@ -75,8 +75,8 @@ def test_it_settles_at_the_limit_without_oscillating(lag_s: int, period_s: int,
 
 def test_a_car_that_drew_less_than_its_grant_leaves_no_phantom_room() -> None:
     """Two EVSEs without meters on a 31 A budget; car A is granted 16 A but draws 6 A (its own
-    charger limits it), so the household looks 10 A smaller than it is. When A leaves, its
-    16 A must not go to B before the meter shows what is free: only the 6 A A really drew."""
+    charger limits it), so the household looks smaller than it is. When A leaves, its 16 A
+    must not go to B before the meter shows what is free: only the 6 A A really drew."""
     loop = MeterLoop(response_s=2.0, meter_period_s=1.0)
     household, drawn_a = 5.0, 6.0
     grant = np.array([[16.0] * 3, [10.0] * 3])
@@ -86,7 +86,9 @@ def test_a_car_that_drew_less_than_its_grant_leaves_no_phantom_room() -> None:
                      np.array([True, True]), float(t))
         loop.granted(grant, float(t))
     assert loop.budget_a is not None
-    assert loop.budget_a[0] == pytest.approx(LIMIT_A - household + 16.0 - drawn_a)  # 36 A
+    # the grants (26 A) exceed all the meter shows (21 A): the household looks like nothing,
+    # not like -5 A, so the budget is the limit, not 36 A
+    assert loop.budget_a[0] == pytest.approx(LIMIT_A)
     loop.released(0, 20.0)  # A left
     left = np.array([[0.0] * 3, [10.0] * 3])
     loop.granted(left, 20.0)
@@ -98,6 +100,28 @@ def test_a_car_that_drew_less_than_its_grant_leaves_no_phantom_room() -> None:
                      np.array([True, True]), float(t))
         loop.granted(left, float(t))
     assert loop.budget_a[0] == pytest.approx(LIMIT_A - household)
+
+
+def test_a_household_step_is_cut_from_what_the_cars_draw_not_from_their_grants() -> None:
+    """Car A (no meter) is granted 20 A but its own charger takes 10 A; B draws its 10 A. A
+    household step of 12 A puts the connection 2 A over. Cutting 2 A off the grants takes
+    nothing off A's draw, and the next cut comes a settling time later, so the overload would
+    stay for half a minute. The meter showed 21 A in all before the step: the EVSEs drew at
+    most that, so the cut is made from there and the overload ends within a settling time."""
+    loop = MeterLoop(response_s=2.0, meter_period_s=1.0)
+    household, step_at, step_a = 1.0, 20, 12.0
+    granted = (20.0, 10.0)
+    over = []
+    for t in range(60):
+        drawn = min(granted[0], 10.0) + min(granted[1], 10.0)  # the cars answer within a tick
+        grid = household + (step_a if t >= step_at else 0.0) + drawn
+        over += [t] if grid > LIMIT_A + 1e-9 else []
+        budget = float(loop.reading(np.full(3, LIMIT_A), np.full(3, grid), np.zeros(3),
+                                    np.array([True, True]), float(t))[0])
+        b = min(10.0, budget / 2)
+        granted = (min(20.0, budget - b), b)
+        loop.granted(np.array([[granted[0]] * 3, [granted[1]] * 3]), float(t))
+    assert over[0] == step_at and over[-1] - step_at <= loop.settle_s, over  # 10 s before
 
 
 def test_a_reading_right_after_a_car_left_does_not_take_its_grant_back() -> None:
