@@ -96,16 +96,14 @@ def _own_labels(problem: Problem, evses: np.ndarray, slots: np.ndarray) -> list[
     """For cells at their EVSE's own cap: the limit that caps it (power or a phase current)."""
     if len(evses) == 0:
         return []
-    which = np.unique(evses)
-    limits = [problem.limits(problem.tree.evses[e]) for e in which]
-    row = np.searchsorted(which, evses)
-    current = np.stack([lim.current_a for lim in limits])[row, slots]  # [cells, 3]
-    power = np.stack([lim.power_w for lim in limits])[row, slots]
+    node, table = problem.tree.evse_nodes[evses], problem.imp.all
+    current = table.current_a[node, slots]  # [cells, 3]
+    power = table.power_w[node, slots]
     phase = current.argmin(axis=1)
     by_power = power / (problem.voltage_v * np.maximum(problem.max_phases[evses, slots], 1)
                         ) < current.min(axis=1)
-    power_source = np.stack([lim.power_source for lim in limits])[row, slots]
-    current_source = np.stack([lim.current_source for lim in limits])[row, slots, phase]
+    power_source = table.power_source[node, slots]
+    current_source = table.current_source[node, slots, phase]
     text: dict[tuple[bool, str], str] = {}
     return [text.get((watts, source)) or text.setdefault(
         (watts, source), f"{source}: total_power_W" if watts else f"{source}: ac_max_current_A")

@@ -92,11 +92,8 @@ def _node_rows(problem: Problem, evse: np.ndarray, slot: np.ndarray, phases: np.
     k_count, t_count = len(problem.inner), problem.slots
     if k_count == 0 or len(evse) == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), []
-    depth = max(len(p) for p in problem.inner_paths)
-    pathmat = np.full((problem.evse_count, depth), -1, dtype=np.int64)
-    for e, path in enumerate(problem.inner_paths):
-        pathmat[e, : len(path)] = path
-    cell_nodes = pathmat[evse]  # [C, D]
+    cell_nodes = problem.inner_path_matrix[evse]  # [C, D]
+    depth = cell_nodes.shape[1]
     cell_idx = np.repeat(np.arange(len(evse)), depth)
     node_idx = cell_nodes.ravel()
     keep = node_idx >= 0
