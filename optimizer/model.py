@@ -20,6 +20,7 @@ that can bind; per target the energy balance; per slot the local generation that
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,9 +105,12 @@ def _node_rows(problem: Problem, evse: np.ndarray, slot: np.ndarray, phases: np.
     next_row = first_row
 
     def add(key: np.ndarray, coef: np.ndarray, cells: np.ndarray, cap: np.ndarray,
-            reach: np.ndarray, kind: str, phase_of_key) -> None:
+            reach: np.ndarray, kind: str,
+            where: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> None:
+        """Rows for the keys whose cells can reach ``cap``; ``where`` gives their labels'
+        node position and phase."""
         nonlocal next_row
-        uniq, inverse = np.unique(key, return_inverse=True)
+        uniq, inverse = _groups(key, len(cap))
         possible = np.bincount(inverse, weights=reach, minlength=len(uniq))
         binds = possible > cap[uniq] + EPS
         row_of = np.full(len(uniq), -1, dtype=np.int64)
@@ -116,14 +120,16 @@ def _node_rows(problem: Problem, evse: np.ndarray, slot: np.ndarray, phases: np.
         entries_r.append(rows[sel])
         entries_c.append(cells[sel])
         entries_v.append(coef[sel])
-        for u in uniq[binds]:
-            labels.append((kind, *phase_of_key(int(u)), float(cap[u])))
+        bound = uniq[binds]
+        node, phase = where(bound)
+        labels.extend(zip([kind] * len(bound), node.tolist(), phase.tolist(),
+                          cap[bound].tolist(), strict=True))
         next_row += int(binds.sum())
 
     # A node whose cells all run on three phases gets one current row, with the smallest
     # phase cap, instead of three identical ones.
     pair = node_idx * t_count + t_idx
-    pairs, pair_inv = np.unique(pair, return_inverse=True)
+    pairs, pair_inv = _groups(pair, k_count * t_count)
     all_three = np.bincount(pair_inv, weights=phases[cell_idx] < PHASES, minlength=len(pairs)) == 0
     three = all_three[pair_inv]
     caps = problem.node_cap_a[0].reshape(-1)  # [K*T*3] in (k, t, phase) order
@@ -144,13 +150,20 @@ def _node_rows(problem: Problem, evse: np.ndarray, slot: np.ndarray, phases: np.
     key = node_idx * t_count + t_idx
     watts = phases[cell_idx] * volts
     add(key, watts, cell_idx, problem.node_cap_w[0].reshape(-1), upper[cell_idx] * watts,
-        "W", lambda u: (u // t_count, PHASES))
+        "W", lambda u: (u // t_count, np.full(len(u), PHASES)))
     return np.concatenate(entries_r), np.concatenate(entries_c), np.concatenate(entries_v), labels
 
 
-def _min_phase(problem: Problem, pair: int, t_count: int) -> int:
-    """The grid phase with the smallest cap of node-slot ``pair`` (for row labels)."""
-    return int(problem.node_cap_a[0][pair // t_count, pair % t_count].argmin())
+def _min_phase(problem: Problem, pairs: np.ndarray, t_count: int) -> np.ndarray:
+    """The grid phase with the smallest cap of each node-slot pair (for row labels)."""
+    return problem.node_cap_a[0][pairs // t_count, pairs % t_count].argmin(axis=1)
+
+
+def _groups(key: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(key, return_inverse=True)`` for keys in ``range(space)``: a count per key
+    instead of a sort (the keys are node-slot(-phase) numbers, a few ten thousand)."""
+    present = np.bincount(key, minlength=space) > 0
+    return np.nonzero(present)[0], (np.cumsum(present) - 1)[key]
 
 
 @dataclass
