@@ -10,7 +10,7 @@ phase range is 1..3.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -66,9 +66,14 @@ class ByNode:
         return (self[node] for node in range(len(self)))
 
     def put(self, node: int, limits: SlotLimits) -> None:
-        """Replace node ``node``'s limits (copied into the stacked arrays)."""
+        """Replace node ``node``'s limits (copied into the stacked arrays; an array that is
+        a read-only view, such as labels broadcast per node, becomes a copy first)."""
         for f in fields(SlotLimits):
-            getattr(self.all, f.name)[node] = getattr(limits, f.name)
+            table = getattr(self.all, f.name)
+            if not table.flags.writeable:
+                table = table.copy()
+                self.all = replace(self.all, **{f.name: table})
+            table[node] = getattr(limits, f.name)
         self._made.pop(node, None)
 
 

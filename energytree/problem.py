@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 
@@ -206,9 +206,14 @@ def with_car_minimums(problem: Problem, minimum_a: dict[int, float]) -> Problem:
     return replace(problem, min_current_a=min_current)
 
 
-def _parse_phase_map(request: EnergyFlowRequest) -> list[int]:
-    rotation = request.phase_rotation or "L1L2L3"
-    return [PHASE_INDEX[rotation[i : i + 2]] for i in range(0, 6, 2)]
+def _parse_phase_map(request: EnergyFlowRequest) -> tuple[int, ...]:
+    return _phase_map(request.phase_rotation or "L1L2L3")
+
+
+@cache
+def _phase_map(rotation: str) -> tuple[int, ...]:
+    """Grid phase of each EVSE phase (six rotations exist, a site has thousands of EVSEs)."""
+    return tuple(PHASE_INDEX[rotation[i : i + 2]] for i in range(0, 6, 2))
 
 
 def _with_sources(
@@ -311,10 +316,12 @@ def _past_leave_times(requests: Sequence[EnergyFlowRequest], now: datetime) -> l
     return notes
 
 
-def _unknown_batteries(requests: Sequence[EnergyFlowRequest]) -> list[str]:
-    """A note naming the EVSEs planned without any bound from a battery (at most five)."""
-    unknown = [r.uuid for r in requests if r.evse_state not in NOT_WANTING_POWER
-               and np.isinf(battery_room_kwh(r.optimizer_target))
+def _unknown_batteries(requests: Sequence[EnergyFlowRequest], room_kwh: Sequence[float]
+                       ) -> list[str]:
+    """A note naming the EVSEs planned without any bound from a battery (at most five);
+    ``room_kwh`` is each one's ``battery_room_kwh``."""
+    unknown = [r.uuid for r, room in zip(requests, room_kwh, strict=True)
+               if r.evse_state not in NOT_WANTING_POWER and math.isinf(room)
                and not (r.optimizer_target and r.optimizer_target.energy_amount_needed)]
     if not unknown:
         return []
@@ -417,6 +424,7 @@ def _assemble(
     root = tree.root.request
     inner = tree.inner_nodes()
     caps = [_stack_caps(tree, inner, limits) for limits in (imp, exp)]
+    rooms = [battery_room_kwh(r.optimizer_target) for r in evse_requests]
     return Problem(
         tree=tree,
         grid=grid,
@@ -434,8 +442,8 @@ def _assemble(
         price_export=prices_per_slot(root.schedule_export, grid),
         generation_w=resample_values(root.local_generation_W or [], grid, 0.0),
         targets=_targets(evse_requests, grid, now),
-        room_kwh=np.array([battery_room_kwh(r.optimizer_target) for r in evse_requests]),
-        notes=(*_past_leave_times(evse_requests, now), *_unknown_batteries(evse_requests)),
+        room_kwh=np.array(rooms),
+        notes=(*_past_leave_times(evse_requests, now), *_unknown_batteries(evse_requests, rooms)),
         inner=inner,
         node_cap_a=(caps[0][0], caps[1][0]),
         node_cap_w=(caps[0][1], caps[1][1]),

@@ -54,20 +54,23 @@ def resample_all(schedules: Sequence[Sequence[ScheduleReqEntry]], grid: SlotGrid
     """``resample_limits(schedules[i], grid, sources[i])`` for every ``i``, as one table;
     ``in_force`` is ``entry_in_force(schedules, grid)`` where the caller has it already."""
     entries, pick = in_force or entry_in_force(schedules, grid)
-    merged = merge_entries(entries)
     # an empty schedule allows nothing: its pick (-1) takes a last row of 0 A and 0 W
     nothing = (np.zeros((1, PHASES)), np.zeros(1), np.zeros(1), np.full(1, PHASES, np.int8),
                np.ones(1, np.int8))
-    current, power, min_current, max_phases, min_phases = (
-        np.concatenate([values, none])[pick] for values, none in zip(merged, nothing,
-                                                                     strict=True))
+    if entries:
+        current, power, min_current, max_phases, min_phases = (
+            np.concatenate([values, none])[pick]
+            for values, none in zip(merge_entries(entries), nothing, strict=True))
+    else:  # all empty (as export schedules often are): zeros need no gathering
+        current, power, min_current = (np.zeros((*pick.shape, PHASES)), np.zeros(pick.shape),
+                                       np.zeros(pick.shape))
+        max_phases = np.full(pick.shape, PHASES, dtype=np.int8)
+        min_phases = np.ones(pick.shape, dtype=np.int8)
     empty = pick[:, 0] < 0 if pick.shape[1] else np.array([len(s) == 0 for s in schedules])
     names = np.array([f"{source} (empty schedule)" if none else source
                       for source, none in zip(sources, empty.tolist(), strict=True)],
                      dtype=object)
-    current_source = np.empty(current.shape, dtype=object)
-    current_source[:] = names[:, None, None]
-    power_source = np.empty(power.shape, dtype=object)
-    power_source[:] = names[:, None]
+    # one label per node, as views: a few MB of pointers less to write (``put`` copies them)
     return ByNode(SlotLimits(current, power, min_current, max_phases, min_phases,
-                             current_source, power_source))
+                             np.broadcast_to(names[:, None, None], current.shape),
+                             np.broadcast_to(names[:, None], power.shape)))
