@@ -27,7 +27,7 @@ from pathlib import Path
 from bench.instance import DAY_START, make_request
 from energytree.app.cli import no_cyclic_gc
 from energytree.inputs import load_request
-from energytree.planjson import enforced_limits_json
+from energytree.planjson import write_enforced_limits
 from energytree.problem import PlanOptions, build_problem
 from optimizer import PlanReport, optimise_with_report
 from optimizer.model import build_model
@@ -59,7 +59,7 @@ def run(n: int, budget_s: float = 60.0) -> dict[str, float]:
             assert report is not None, plan.notes
             row["optimise_s"], mark = _timed(mark)
             with open(Path(folder) / "limits.json", "w") as out:  # as the command prints it
-                out.write(enforced_limits_json(plan, DAY_START + timedelta(seconds=60), 60))
+                write_enforced_limits(plan, DAY_START + timedelta(seconds=60), 60, out)
             row["write_s"], end = _timed(mark)
         row["e2e_s"] = end - started
         row.update(_stages(row.pop("optimise_s"), report))

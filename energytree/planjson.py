@@ -5,14 +5,16 @@ many times longer than the solve for a large site (1000 EVSEs × 96 slots is 96 
 The text here is the same JSON (same fields, order and values, checked by a test), written
 from the plan's arrays: each distinct limit, each slot's timestamp and price, and each entry
 that occurs (a slot with a limit) is formatted once, put in place with numpy indexing, and
-the whole text is one string join.
+joined a few dozen EVSEs at a time (the command writes each such piece as it comes).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from datetime import datetime
+from typing import TextIO
 
 import numpy as np
 
@@ -20,7 +22,7 @@ from energytree.allocator import EPS
 from energytree.plan import Plan, floor_towards_zero
 from energytree.types import format_timestamp
 
-__all__ = ["enforced_limits_json"]
+__all__ = ["enforced_limits_chunks", "enforced_limits_json", "write_enforced_limits"]
 
 
 def _number(value: float) -> str:
@@ -95,15 +97,32 @@ def _root_side(plan: Plan) -> list[str]:
 
 
 def enforced_limits_json(plan: Plan, valid_until: datetime, valid_for_s: int) -> str:
-    """The whole plan, one ``EnforcedLimits`` per EVSE in tree order, as JSON text.
+    """The whole plan, one ``EnforcedLimits`` per EVSE in tree order, as JSON text."""
+    return "".join(enforced_limits_chunks(plan, valid_until, valid_for_s))
+
+
+def write_enforced_limits(plan: Plan, valid_until: datetime, valid_for_s: int,
+                          out: TextIO) -> None:
+    """``enforced_limits_json`` written to ``out`` piece by piece: a site's plan is tens of
+    MB, and one string of it (and its encoded copy) costs more in fresh memory than the
+    writing."""
+    for chunk in enforced_limits_chunks(plan, valid_until, valid_for_s):
+        out.write(chunk)
+
+
+def enforced_limits_chunks(plan: Plan, valid_until: datetime, valid_for_s: int,
+                           cells_per_chunk: int = 2048) -> Iterator[str]:
+    """``enforced_limits_json`` in consecutive pieces of whole EVSEs, about
+    ``cells_per_chunk`` slots each.
 
     Each entry that occurs (a limit in a slot) is written once, with what follows it (the
     separator, or the end of the EVSE's schedule after its last slot), and put in its places
-    in one array of strings ([EVSE, slot]), which is joined at the end.
+    in one array of strings ([EVSE, slot]), which is joined a chunk at a time.
     """
     n, t_count = plan.current_a.shape
     if n == 0:
-        return "[\n\n]\n"
+        yield "[\n\n]\n"
+        return
     amps = floor_towards_zero(plan.current_a, 2).ravel()
     watts = floor_towards_zero(plan.power_w, 1).ravel()
     phases = plan.phases.astype(np.int64).ravel()
@@ -127,4 +146,7 @@ def enforced_limits_json(plan: Plan, valid_until: datetime, valid_for_s: int) ->
                     for uuid, root_side, first_entry in zip(
                         plan.problem.evse_uuids, _root_side(plan), pieces[:, 0], strict=True)]
     pieces[-1, -1] = pieces[-1, -1].removesuffix(ends[-1]) + "]}\n]\n"
-    return "[\n" + "".join(pieces.ravel().tolist())
+    yield "[\n"
+    rows = max(1, cells_per_chunk // t_count)
+    for start in range(0, n, rows):
+        yield "".join(pieces[start : start + rows].ravel().tolist())

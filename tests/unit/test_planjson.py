@@ -11,7 +11,7 @@ import pytest
 
 from energytree.inputs import load_prices, load_request
 from energytree.plan import floor_towards_zero, instant_plan
-from energytree.planjson import _codes, enforced_limits_json
+from energytree.planjson import _codes, enforced_limits_chunks, enforced_limits_json
 from energytree.problem import build_problem
 from optimizer import optimise
 from tests.builders import EXAMPLES, NOW
@@ -47,6 +47,16 @@ def test_the_fast_json_is_byte_for_byte_the_layout(path) -> None:
     slow = [x.model_dump(mode="json", exclude_none=True)
             for x in plan.enforced_limits(until, 30)]
     assert enforced_limits_json(plan, until, 30) == _layout(slow)
+
+
+@pytest.mark.parametrize("cells", [1, 5, 10_000])
+def test_chunks_are_whole_evses_of_the_same_text(cells) -> None:
+    plan = optimise(build_problem(load_request(REQUESTS[0]), NOW))
+    until = NOW + timedelta(seconds=30)
+    chunks = list(enforced_limits_chunks(plan, until, 30, cells_per_chunk=cells))
+    assert "".join(chunks) == enforced_limits_json(plan, until, 30)
+    assert all(chunk.endswith("\n") for chunk in chunks)
+    assert len(chunks) == 1 + (plan.problem.evse_count if cells < plan.problem.slots else 1)
 
 
 @pytest.mark.parametrize("groups", [1, 2], ids=["alone", "with the slot"])
