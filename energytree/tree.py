@@ -56,7 +56,7 @@ class Tree:
 
     @classmethod
     def from_request(cls, root: EnergyFlowRequest) -> Tree:
-        nodes: list[Node] = []
+        nodes: list[Node | None] = []
         evse_count = 0
         seen: set[str] = set()
 
@@ -73,7 +73,7 @@ class Tree:
                 raise RequestError(f"EVSE {request.uuid!r} has children; EVSEs must be leaves")
             index = len(nodes)
             lo = evse_count
-            nodes.append(Node(index, request, parent, depth, lo, lo))
+            nodes.append(None)  # its place; the node is made once its EVSE range is known
             if request.node_type == NodeType.Evse:
                 evse_count += 1
             for child in request.children:
@@ -81,7 +81,7 @@ class Tree:
             nodes[index] = Node(index, request, parent, depth, lo, evse_count)
 
         visit(root, -1, 0)
-        return cls(nodes)
+        return cls([node for node in nodes if node is not None])
 
     @property
     def root(self) -> Node:
