@@ -45,10 +45,12 @@ def assemble(problem: Problem, model: LinearModel, solution: Solution,
     current = np.nan_to_num(fixed_a)
     phases = fixed_phases.copy()
     power = current * phases * problem.voltage_v
+    own = np.zeros((n, t_count), dtype=bool)
+    own[model.evse, model.slot] = _at_own_cap(model, x[: model.cells])
     if np.isnan(fixed_a).any():
         _share_the_rest(problem, rotation, fixed_a, fixed_phases,
                         (current, phases, power, reasons))
-    own = reasons == OWN
+        own = reasons == OWN  # the allocator names caps too
     reasons[own] = _own_labels(problem, *np.nonzero(own))
     return Plan(problem, current, phases, power, reasons.tolist(), method="optimiser")
 
@@ -142,14 +144,19 @@ def _cell_reasons(problem: Problem, model: LinearModel, x: np.ndarray, activity:
     reasons[by_row] = labels[inverse.reshape(-1)]
     short = by_row[no_room[by_row]]
     reasons[short] = [f"{MINIMUM_CURRENT}: {label}" for label in reasons[short]]
-    reasons[(amps > EPS) & (amps >= model.upper_a - 1e-6)] = OWN
+    reasons[_at_own_cap(model, amps)] = OWN
     return reasons
+
+
+def _at_own_cap(model: LinearModel, amps: np.ndarray) -> np.ndarray:
+    """Per cell: does it run at its EVSE's own cap? (The last reason to apply.)"""
+    return (amps > EPS) & (amps >= model.upper_a - 1e-6)
 
 
 def _row_without_room_for_minimum(model: LinearModel, activity: np.ndarray,
                                   node_rows: np.ndarray) -> np.ndarray:
     """Per cell, a node row whose room left is below the cell's minimum current (or -1)."""
-    coo = model.matrix[:, : model.cells].tocoo()
+    coo = model.cell_columns.tocoo()  # per cell its rows, in order (the last counts)
     keep = node_rows[coo.row] & (coo.data > 0)
     rows, cols, coef = coo.row[keep], coo.col[keep], coo.data[keep]
     room_a = (model.row_upper[rows] - activity[rows]) / coef

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -61,6 +62,11 @@ class LinearModel:
     @property
     def cells(self) -> int:
         return len(self.evse)
+
+    @cached_property
+    def cell_columns(self) -> sp.csc_matrix:
+        """The cells' columns of ``matrix``, column by column (the rows each cell is in)."""
+        return self.matrix[:, : self.cells].tocsc()
 
 
 def _planned_evses(problem: Problem) -> np.ndarray:

@@ -61,7 +61,7 @@ def repair(problem: Problem, model: LinearModel, first: Solution,
     is small. A round that might not finish within ``time_left`` becomes the last one.
     """
     cells = model.cells
-    columns = model.matrix[:, :cells].tocsc()
+    columns = model.cell_columns
     lower, upper = model.lower.copy(), model.upper.copy()
     open_ = model.min_a > EPS  # undecided cells; those without a minimum need no decision
     fractional_in_lp = _fractional(model, first.values, open_)
