@@ -85,28 +85,41 @@ def _admit(fill: _Fill, candidates: np.ndarray, order: np.ndarray, paths: list[n
     if (np.all(room[candidates]) and _fits(fill, load_a, load_w)
             and not np.any(candidates & droppable & (fill.lower < MIN_ROOM_A))):
         return candidates.copy()
-    admitted = np.zeros_like(candidates)
-    load_a = np.zeros_like(fill.cap_a)
-    load_w = np.zeros_like(fill.cap_w)
     # EVSEs with a real minimum first: a ~0 A minimum fits anywhere until the others come
     order = np.concatenate([order[fill.lower[order] >= MIN_ROOM_A],
                             order[fill.lower[order] < MIN_ROOM_A]])
-    for e in order:
-        if not candidates[e]:
+    return _admit_in_order(fill, candidates, order, paths, one_phase)
+
+
+def _admit_in_order(fill: _Fill, candidates: np.ndarray, order: np.ndarray,
+                    paths: list[np.ndarray], one_phase: _Fill | None) -> np.ndarray:
+    """``_admit``'s greedy pass. Each EVSE touches a few nodes, so the sums are kept in
+    Python floats (the same arithmetic as numpy's, without a numpy call per EVSE and node)."""
+    admitted = np.zeros_like(candidates)
+    load_a = [[0.0] * PHASES for _ in range(len(fill.cap_a))]
+    load_w = [0.0] * len(fill.cap_w)
+    cap_a, cap_w = fill.cap_a.tolist(), fill.cap_w.tolist()
+    variants = [(v, v.lower.tolist(), v.upper.tolist(), v.watts_per_amp.tolist(),
+                 v.usage.tolist()) for v in (fill, one_phase) if v is not None]
+    # first look for real room (MIN_ROOM_A) on all or one phase, then for the minimum only
+    tries = [(*v, MIN_ROOM_A) for v in variants] + [(*v, 0.0) for v in variants]
+    wanted = candidates.tolist()
+    for e in order.tolist():
+        if not wanted[e]:
             continue
-        variants = [v for v in (fill, one_phase) if v is not None]
-        # first look for real room (MIN_ROOM_A) on all or one phase, then for the minimum only
-        for variant, need in [(v, MIN_ROOM_A) for v in variants] + [(v, 0.0) for v in variants]:
-            need_a = max(variant.lower[e], need)
-            add_a = variant.lower[e] * variant.usage[e]
-            add_w = variant.lower[e] * variant.watts_per_amp[e]
-            path = paths[e]
-            if variant.upper[e] + EPS >= need_a and np.all(
-                load_a[path] + need_a * variant.usage[e] <= fill.cap_a[path] + EPS
-            ) and np.all(load_w[path] + need_a * variant.watts_per_amp[e]
-                         <= fill.cap_w[path] + EPS):
-                load_a[path] += add_a
-                load_w[path] += add_w
+        path = paths[e].tolist()
+        for variant, lower, upper, watts_per_amp, usage, need in tries:
+            need_a = max(lower[e], need)
+            use, wpa = usage[e], watts_per_amp[e]
+            if upper[e] + EPS >= need_a and all(
+                load_a[k][p] + need_a * use[p] <= cap_a[k][p] + EPS
+                for k in path for p in range(PHASES)
+            ) and all(load_w[k] + need_a * wpa <= cap_w[k] + EPS for k in path):
+                for k in path:
+                    row = load_a[k]
+                    for p in range(PHASES):
+                        row[p] += lower[e] * use[p]
+                    load_w[k] += lower[e] * wpa
                 admitted[e] = True
                 if variant is one_phase:
                     for name in ("lower", "upper", "watts_per_amp"):
@@ -189,8 +202,15 @@ def _node_reasons(problem: Problem, slot: int, export: bool,
                   live: Sequence[tuple[int, LiveCap]]) -> Callable[[int, int], str]:
     """What a tight node constraint is called: its source, the field and the phase."""
     d = int(export)
+    named: dict[tuple[int, int], str] = {}  # many EVSEs meet the same node in a slot
 
     def reason(k: int, phase: int) -> str:
+        text = named.get((k, phase))
+        if text is None:
+            text = named[(k, phase)] = _name(k, phase)
+        return text
+
+    def _name(k: int, phase: int) -> str:
         lim = problem.limits(problem.inner[k], export)
         if phase == PHASES:
             label, value = str(lim.power_source[slot]), problem.node_cap_w[d][k, slot]
@@ -300,6 +320,8 @@ def allocate_slot(
 def live_positions(problem: Problem, live_caps: Sequence[LiveCap]
                    ) -> list[tuple[int, LiveCap]]:
     """Each live cap with the position of its node among ``problem.inner``."""
+    if not live_caps:
+        return []
     position = {node.index: k for k, node in enumerate(problem.inner)}
     return [(position[c.node_index], c) for c in live_caps if c.node_index in position]
 
@@ -321,6 +343,8 @@ def _evse_caps(problem: Problem, live_caps: Sequence[LiveCap], phases: np.ndarra
                ) -> tuple[np.ndarray | None, list[str | None]]:
     """Fold live caps on EVSE nodes into the per-EVSE caps, each with its own label."""
     labels: list[str | None] = [label] * problem.evse_count
+    if not live_caps:
+        return extra, labels
     evse_pos = {node.index: e for e, node in enumerate(problem.tree.evses)}
     mine = [(evse_pos[c.node_index], c) for c in live_caps if c.node_index in evse_pos]
     if not mine:
@@ -397,22 +421,30 @@ def _below(problem: Problem, nodes: np.ndarray) -> np.ndarray:
 
 def _explain_idle(problem: Problem, slot: int, signed: np.ndarray, reasons: list[str],
                   extra_cap: np.ndarray | None, extra_labels: list[str | None]) -> None:
+    """Why each EVSE without a reason yet gets nothing (its own labels read in one go)."""
+    idle = [e for e, reason in enumerate(reasons) if not reason]
+    if not idle:
+        return
     closed = _closed_nodes(problem, slot)
     under_closed = _below(problem, closed)
-    for e, node in enumerate(problem.tree.evses):
-        if reasons[e]:
-            continue
-        if not problem.wants_power[e]:
+    own_labels = problem.imp.all.current_source[problem.tree.evse_nodes[idle], slot, 0]
+    wants = problem.wants_power[idle].tolist()
+    shut = [False] * len(idle) if extra_cap is None else (extra_cap[idle] <= EPS).tolist()
+    for e, own_label, wanted, zero, below in zip(idle, own_labels.tolist(), wants, shut,
+                                                 under_closed[idle].tolist(), strict=True):
+        node = problem.tree.evses[e]
+        if not wanted:
             reasons[e] = f"{node.uuid}: no power wanted (state {node.request.evse_state})"
-        elif extra_cap is not None and extra_cap[e] <= EPS and extra_labels[e]:
+        elif zero and extra_labels[e]:
             reasons[e] = f"{extra_labels[e]}: 0 A"
         else:
-            lim = problem.limits(node)
-            for k in problem.inner_paths[e] if under_closed[e] else ():  # it names itself
+            label = own_label
+            for k in problem.inner_paths[e] if below else ():  # it names itself
                 if not closed[k]:
                     continue
                 lim = problem.limits(problem.inner[k])
                 if problem.node_cap_w[0][k, slot] <= EPS:
                     reasons[e] = f"{lim.power_source[slot]}: no import allowed"
+                label = lim.current_source[slot, 0]
                 break
-            reasons[e] = reasons[e] or f"{lim.current_source[slot, 0]}: no import allowed"
+            reasons[e] = reasons[e] or f"{label}: no import allowed"

@@ -5,10 +5,23 @@ Reference numbers are worked out by hand in each case (230 V per phase).
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from energytree.allocator import NOT_ADMITTED, LiveCap, allocate_slot
+from energytree import allocator
+from energytree.allocator import (
+    EPS,
+    MIN_ROOM_A,
+    NOT_ADMITTED,
+    LiveCap,
+    SlotAllocation,
+    allocate_slot,
+)
+from energytree.problem import build_problem
 from tests.builders import alloc, entry, evse, node, problem, setpoint
 
 VOLT = 230.0
@@ -273,3 +286,76 @@ def test_a_closed_node_above_names_itself() -> None:
     assert alloc(node("grid", evse("a"), schedule=[])).reasons == [
         "grid (empty schedule): no import allowed"
     ]
+
+
+def _admit_on_arrays(fill, candidates, order, paths, one_phase):
+    """The greedy admission pass written on numpy arrays, one call per EVSE and node: the
+    reference for the pass on Python floats."""
+    admitted = np.zeros_like(candidates)
+    load_a, load_w = np.zeros_like(fill.cap_a), np.zeros_like(fill.cap_w)
+    variants = [v for v in (fill, one_phase) if v is not None]
+    for e in order:
+        if not candidates[e]:
+            continue
+        for variant, need in [(v, MIN_ROOM_A) for v in variants] + [(v, 0.0) for v in variants]:
+            need_a, path = max(variant.lower[e], need), paths[e]
+            if variant.upper[e] + EPS >= need_a and np.all(
+                load_a[path] + need_a * variant.usage[e] <= fill.cap_a[path] + EPS
+            ) and np.all(load_w[path] + need_a * variant.watts_per_amp[e]
+                         <= fill.cap_w[path] + EPS):
+                load_a[path] += variant.lower[e] * variant.usage[e]
+                load_w[path] += variant.lower[e] * variant.watts_per_amp[e]
+                admitted[e] = True
+                if variant is one_phase:
+                    for name in ("lower", "upper", "watts_per_amp", "usage"):
+                        getattr(fill, name)[e] = getattr(one_phase, name)[e]
+                break
+    return admitted
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([6.0, 8.0, 16.0, 32.0]), st.sampled_from([0.0, 6.0]),
+                          st.sampled_from([1, 3]), st.booleans(),
+                          st.sampled_from(["L1L2L3", "L2L3L1", "L3L1L2"])),
+                min_size=2, max_size=9),
+       st.sampled_from([10.0, 20.0, 45.0]), st.sampled_from([12.0, 40.0]),
+       st.integers(0, 20))
+def test_admission_on_python_floats_is_the_pass_on_arrays(cars, fuse_a, group_a,
+                                                          rotation) -> None:
+    evses = [evse(f"e{i}", max_a, min_a, phases, switchable=switchable, rotation=turn)
+             for i, (max_a, min_a, phases, switchable, turn) in enumerate(cars)]
+    request = node("grid", node("left", *evses[::2], max_a=group_a), *evses[1::2],
+                   max_a=fuse_a)
+    fast = alloc(request, rotation=rotation)
+    with patch.object(allocator, "_admit_in_order", _admit_on_arrays):
+        reference = alloc(request, rotation=rotation)
+    assert fast.current_a.tolist() == reference.current_a.tolist()
+    assert fast.phases.tolist() == reference.phases.tolist()
+    assert fast.reasons == reference.reasons
+
+
+def test_a_third_without_targets_share_what_the_plan_leaves() -> None:
+    """The plan's EVSEs without a target get what the allocator gives slot by slot with the
+    planned EVSEs fixed and the batteries filling (the reasons' path through it included)."""
+    from bench.instance import DAY_START, make_request
+    from energytree.plan import BATTERY_FULL
+    from optimizer import optimise
+    from optimizer.assemble import _room_cap_a
+
+    problem_ = build_problem(make_request(24, seed=3, untargeted=1 / 3), DAY_START)
+    plan = optimise(problem_, time_budget_s=60)
+    free = np.array([t is None for t in problem_.targets])
+    assert free.sum() == 8
+    room = problem_.room_kwh.copy()
+    for t in range(problem_.slots):
+        fixed_a = np.where(free, np.nan, plan.current_a[:, t])
+        fixed = SlotAllocation(fixed_a, plan.phases[:, t], plan.power_w[:, t],
+                               [plan.reasons[e][t] for e in range(problem_.evse_count)])
+        one = allocate_slot(problem_, t, rotation=t, fixed=fixed,
+                            evse_cap_a=_room_cap_a(problem_, t, room),
+                            evse_cap_label=BATTERY_FULL)
+        assert one.current_a[free].tolist() == plan.current_a[free, t].tolist()
+        assert [one.reasons[e] for e in np.nonzero(free)[0]] == [
+            plan.reasons[e][t] for e in np.nonzero(free)[0]]
+        room -= (plan.power_w[:, t].clip(min=0) * problem_.grid.hours[t]
+                 * problem_.efficiency[:, t] / 1000)
