@@ -129,25 +129,32 @@ def _admit_in_order(fill: _Fill, candidates: np.ndarray, order: np.ndarray,
     return admitted
 
 
-def _misfit_alone(fill: _Fill, one_phase: _Fill | None, e: int,
-                  path: np.ndarray) -> tuple[int, int] | None:
-    """The node (and phase, or PHASES for power) where the minimum would not fit even alone.
-
-    None when it would fit on some variant: then it waits for others, not for a node.
-    """
-    misfit = None
-    for variant in (fill, one_phase):
-        if variant is None or variant.upper[e] + EPS < variant.lower[e]:
-            continue
-        over_a = variant.lower[e] * variant.usage[e] > fill.cap_a[path] + EPS
-        over_w = variant.lower[e] * variant.watts_per_amp[e] > fill.cap_w[path] + EPS
-        if not over_a.any() and not over_w.any():
-            return None
-        if misfit is None:
-            k = int(np.nonzero(over_a.any(axis=1) | over_w)[0][0])
-            phase = int(np.argmax(over_a[k])) if over_a[k].any() else PHASES
-            misfit = (int(path[k]), phase)
-    return misfit
+def _misfits(fill: _Fill, one_phase: _Fill | None, evses: list[int],
+             paths: list[np.ndarray]) -> dict[int, tuple[int, int] | None]:
+    """Per EVSE, the node (and phase, or PHASES for power) where its minimum would not fit
+    even alone; None when it would fit on some variant: then it waits for others, not for a
+    node. The caps are read once as Python floats (the same comparisons as on arrays)."""
+    if not evses:
+        return {}
+    cap_a, cap_w = fill.cap_a.tolist(), fill.cap_w.tolist()
+    variants = [(v.lower.tolist(), v.upper.tolist(), v.usage.tolist(), v.watts_per_amp.tolist())
+                for v in (fill, one_phase) if v is not None]
+    found: dict[int, tuple[int, int] | None] = {}
+    for e in evses:
+        misfit = None
+        for lower, upper, usage, watts_per_amp in variants:
+            if upper[e] + EPS < lower[e]:
+                continue
+            amps, use, watts = lower[e], usage[e], lower[e] * watts_per_amp[e]
+            over = next(((k, p) for k in paths[e].tolist() for p in (*range(PHASES), PHASES)
+                         if (amps * use[p] > cap_a[k][p] + EPS if p < PHASES
+                             else watts > cap_w[k] + EPS)), None)
+            if over is None:
+                misfit = None
+                break
+            misfit = misfit or over
+        found[e] = misfit
+    return found
 
 
 def _water_fill(fill: _Fill, admitted: np.ndarray, node_reason: Callable[[int, int], str],
@@ -227,16 +234,29 @@ def _node_reasons(problem: Problem, slot: int, export: bool,
     return reason
 
 
-def _own_reason(problem: Problem, evse: int, slot: int, export: bool, upper_label: str | None,
-                capped_by_extra: bool) -> str:
-    if capped_by_extra and upper_label:
-        return f"{upper_label}: ac_max_current_A"
-    lim = problem.limits(problem.tree.evses[evse], export)
-    phases = int(problem.max_phases[evse, slot])
-    amps = lim.current_a[slot].min()
-    if lim.power_w[slot] / (problem.voltage_v * max(phases, 1)) < amps:
-        return f"{lim.power_source[slot]}: total_power_W"
-    return f"{lim.current_source[slot, int(lim.current_a[slot].argmin())]}: ac_max_current_A"
+def _own_reasons(problem: Problem, evses: list[int], slot: int, export: bool,
+                 upper_labels: list[str | None], capped_by_extra: np.ndarray) -> list[str]:
+    """Each EVSE's own cap that binds: the extra cap, its power cap, or its smallest phase
+    cap (one read of the limits table for all of them)."""
+    if not evses:
+        return []
+    table = (problem.exp if export else problem.imp).all
+    nodes = problem.tree.evse_nodes[evses]
+    current = table.current_a[nodes, slot]  # [m, 3]
+    phases = np.maximum(problem.max_phases[evses, slot].astype(int), 1)
+    by_power = (table.power_w[nodes, slot] / (problem.voltage_v * phases)
+                < current.min(axis=1)).tolist()
+    power_source = table.power_source[nodes, slot].tolist()
+    current_source = table.current_source[nodes, slot, current.argmin(axis=1)].tolist()
+    texts = []
+    for i, e in enumerate(evses):
+        if capped_by_extra[e] and upper_labels[e]:
+            texts.append(f"{upper_labels[e]}: ac_max_current_A")
+        elif by_power[i]:
+            texts.append(f"{power_source[i]}: total_power_W")
+        else:
+            texts.append(f"{current_source[i]}: ac_max_current_A")
+    return texts
 
 
 def allocate_slot(
@@ -289,16 +309,22 @@ def allocate_slot(
         admitted = _admit(fill, candidates, order, paths, one_phase)
         node_reason = _node_reasons(problem, slot, export, live)
         x = _water_fill(fill, admitted, node_reason, reasons)
-        for e in np.nonzero(candidates)[0]:
-            if not admitted[e] and fill.upper[e] + EPS < fill.lower[e]:
-                own = _own_reason(problem, e, slot, export, cap_labels[e], extra[e])
-                reasons[e] = f"{own} below the minimum current"
-            elif not admitted[e] and (misfit := _misfit_alone(fill, one_phase, e, paths[e])):
-                reasons[e] = f"{node_reason(*misfit)} below the minimum current"
-            elif not admitted[e]:
+        wanting = np.nonzero(candidates)[0].tolist()
+        got, short = admitted.tolist(), (fill.upper + EPS < fill.lower).tolist()
+        at_own = [e for e in wanting if (short[e] if not got[e] else reasons[e] == "own")]
+        own = dict(zip(at_own, _own_reasons(problem, at_own, slot, export, cap_labels, extra),
+                       strict=True))
+        misfit = _misfits(fill, one_phase, [e for e in wanting if not got[e] and not short[e]],
+                          paths)
+        for e in wanting:
+            if not got[e] and short[e]:
+                reasons[e] = f"{own[e]} below the minimum current"
+            elif not got[e] and (where := misfit[e]):
+                reasons[e] = f"{node_reason(*where)} below the minimum current"
+            elif not got[e]:
                 reasons[e] = NOT_ADMITTED
             elif reasons[e] == "own":
-                reasons[e] = _own_reason(problem, e, slot, export, cap_labels[e], extra[e])
+                reasons[e] = own[e]
         active = admitted & (x > EPS)
         used_phases = np.where(active, fill.usage.sum(axis=1).astype(int), used_phases)
         if export:
