@@ -293,6 +293,11 @@ def allocate_slot(
 
     export_x, export_usage, export_wpa = np.zeros(n), np.zeros((n, PHASES)), np.zeros(n)
     for export in (True, False):
+        wanting = _wanting(problem, slot, export)
+        if fixed is not None:
+            wanting &= np.isnan(fixed.current_a)
+        if not wanting.any():  # (often export) nobody to fill: nothing changes
+            continue
         cap_a, cap_w = node_caps(problem, slot, export, live)
         if not export:  # export below a node nets against import below it
             cap_a = cap_a + subtree_sums(export_x[:, None] * export_usage,
@@ -303,9 +308,7 @@ def allocate_slot(
             cap_a, cap_w = _minus_fixed(problem, fixed, export, cap_a, cap_w)
         fill, one_phase, extra = _direction_fill(problem, slot, export, chosen, cap_a, cap_w,
                                                  evse_cap_a, hold_phases)
-        candidates = _candidates(problem, slot, export, fill)
-        if fixed is not None:
-            candidates &= np.isnan(fixed.current_a)
+        candidates = wanting & (fill.upper > EPS)
         admitted = _admit(fill, candidates, order, paths, one_phase)
         node_reason = _node_reasons(problem, slot, export, live)
         x = _water_fill(fill, admitted, node_reason, reasons)
@@ -420,7 +423,7 @@ def _direction_fill(problem: Problem, slot: int, export: bool, phases: np.ndarra
     return fill, one_phase, capped_by_extra
 
 
-def _candidates(problem: Problem, slot: int, export: bool, fill: _Fill) -> np.ndarray:
+def _wanting(problem: Problem, slot: int, export: bool) -> np.ndarray:
     """EVSEs that want power in this direction: import is preferred over export."""
     imp_open = (problem.evse_cap_a[0][:, slot] > EPS) & (problem.evse_cap_w[0][:, slot] > EPS)
     exp_open = (problem.evse_cap_a[1][:, slot] > EPS) & (problem.evse_cap_w[1][:, slot] > EPS)
@@ -428,7 +431,7 @@ def _candidates(problem: Problem, slot: int, export: bool, fill: _Fill) -> np.nd
     # node, as EVerest's fixture 8 sends) turns the EVSEs below it to export
     imp_open &= ~_below(problem, _closed_nodes(problem, slot))
     direction = ~imp_open & exp_open if export else imp_open
-    return problem.wants_power & direction & (fill.upper > EPS)
+    return problem.wants_power & direction
 
 
 def _closed_nodes(problem: Problem, slot: int) -> np.ndarray:
