@@ -112,11 +112,12 @@ def _node_rows(problem: Problem, evse: np.ndarray, slot: np.ndarray, phases: np.
 
     def add(key: np.ndarray, coef: np.ndarray, cells: np.ndarray, cap: np.ndarray,
             reach: np.ndarray, kind: str,
-            where: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> None:
+            where: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+            groups: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """Rows for the keys whose cells can reach ``cap``; ``where`` gives their labels'
-        node position and phase."""
+        node position and phase; ``groups`` is ``_groups(key, len(cap))`` if known."""
         nonlocal next_row
-        uniq, inverse = _groups(key, len(cap))
+        uniq, inverse = groups or _groups(key, len(cap))
         possible = np.bincount(inverse, weights=reach, minlength=len(uniq))
         binds = possible > cap[uniq] + EPS
         row_of = np.full(len(uniq), -1, dtype=np.int64)
@@ -136,27 +137,29 @@ def _node_rows(problem: Problem, evse: np.ndarray, slot: np.ndarray, phases: np.
     # phase cap, instead of three identical ones.
     pair = node_idx * t_count + t_idx
     pairs, pair_inv = _groups(pair, k_count * t_count)
-    all_three = np.bincount(pair_inv, weights=phases[cell_idx] < PHASES, minlength=len(pairs)) == 0
+    cell_phases, cell_upper = phases[cell_idx], upper[cell_idx]
+    all_three = np.bincount(pair_inv, weights=cell_phases < PHASES, minlength=len(pairs)) == 0
     three = all_three[pair_inv]
     caps = problem.node_cap_a[0].reshape(-1)  # [K*T*3] in (k, t, phase) order
     min_caps = problem.node_cap_a[0].min(axis=2).reshape(-1)
     add(pair[three], np.ones(int(three.sum())), cell_idx[three], min_caps,
-        upper[cell_idx[three]], "A", lambda u: (u // t_count, _min_phase(problem, u, t_count)))
+        cell_upper[three], "A", lambda u: (u // t_count, _min_phase(problem, u, t_count)))
     # one call for all phases: with a phase rotation, an EVSE's first phase and another's
     # second may be the same grid phase, and their currents add up on it
+    rest = np.nonzero(~three)[0]  # (none where every EVSE runs on three phases)
+    rest_cells, rest_phases = cell_idx[rest], cell_phases[rest]
+    rest_pair, rest_map = pair[rest], problem.phase_map[evse[rest_cells]]
     phase_cells, phase_keys = [], []
     for phase in range(PHASES):
-        grid_phase = problem.phase_map[evse[cell_idx], phase]
-        uses = (phases[cell_idx] > phase) & ~three
-        phase_cells.append(cell_idx[uses])
-        phase_keys.append((node_idx[uses] * t_count + t_idx[uses]) * PHASES + grid_phase[uses])
+        uses = rest_phases > phase
+        phase_cells.append(rest_cells[uses])
+        phase_keys.append(rest_pair[uses] * PHASES + rest_map[uses, phase])
     cells = np.concatenate(phase_cells)
     add(np.concatenate(phase_keys), np.ones(len(cells)), cells, caps, upper[cells], "A",
         lambda u: (u // (t_count * PHASES), u % PHASES))
-    key = node_idx * t_count + t_idx
-    watts = phases[cell_idx] * volts
-    add(key, watts, cell_idx, problem.node_cap_w[0].reshape(-1), upper[cell_idx] * watts,
-        "W", lambda u: (u // t_count, np.full(len(u), PHASES)))
+    watts = cell_phases * volts
+    add(pair, watts, cell_idx, problem.node_cap_w[0].reshape(-1), cell_upper * watts,
+        "W", lambda u: (u // t_count, np.full(len(u), PHASES)), (pairs, pair_inv))
     return np.concatenate(entries_r), np.concatenate(entries_c), np.concatenate(entries_v), labels
 
 
