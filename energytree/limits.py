@@ -46,8 +46,9 @@ class ByNode:
     when first asked for), so whole-tree steps index the arrays instead of stacking
     a thousand small ones."""
 
-    def __init__(self, stacked: SlotLimits) -> None:
+    def __init__(self, stacked: SlotLimits, empty: bool = False) -> None:
         self.all = stacked  # arrays with one more axis in front: the node
+        self.empty = empty  # every node allows nothing (no schedule has an entry)
         self._made: dict[int, SlotLimits] = {}
 
     def __len__(self) -> int:
@@ -75,6 +76,7 @@ class ByNode:
                 self.all = replace(self.all, **{f.name: table})
             table[node] = getattr(limits, f.name)
         self._made.pop(node, None)
+        self.empty = False
 
 
 def unlimited(slots: int, source: str = "") -> SlotLimits:

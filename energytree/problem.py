@@ -330,17 +330,15 @@ def _unknown_batteries(requests: Sequence[EnergyFlowRequest], room_kwh: Sequence
             "the car could take everything offered (set battery_kWh or a target)"]
 
 
-def _breakpoints(request: EnergyFlowRequest) -> list[datetime]:
-    points: list[datetime] = []
-    stack = [request]
-    while stack:
-        node = stack.pop()
-        for entries in (node.schedule_import, node.schedule_export, node.schedule_setpoints):
-            points.extend(e.timestamp for e in entries)
-        points.extend(v.timestamp for v in node.local_generation_W or ())
-        if node.optimizer_target and node.optimizer_target.leave_time:
-            points.append(node.optimizer_target.leave_time)
-        stack.extend(node.children)
+def _breakpoints(nodes: Sequence[Node]) -> list[datetime]:
+    """Every time a schedule, forecast or leave time of the tree changes something."""
+    requests = [node.request for node in nodes]
+    points = [e.timestamp for r in requests for e in r.schedule_import]
+    points += [e.timestamp for r in requests for e in r.schedule_export]
+    points += [e.timestamp for r in requests for e in r.schedule_setpoints]
+    points += [v.timestamp for r in requests for v in r.local_generation_W or ()]
+    points += [r.optimizer_target.leave_time for r in requests
+               if r.optimizer_target and r.optimizer_target.leave_time]
     return points
 
 
@@ -368,7 +366,7 @@ def build_problem(
             now,
             options.horizon_s,
             options.slot_s,
-            [*_breakpoints(request), *(p.timestamp for p in prices)],
+            [*_breakpoints(tree.nodes), *(p.timestamp for p in prices)],
         )
     except ValueError as exc:  # too many slots or breakpoints: the caller's input
         raise RequestError(str(exc)) from exc
@@ -470,6 +468,10 @@ def _stack_caps(tree: Tree, inner: list[Node], limits: ByNode
     at = np.array([n.index for n in inner], dtype=np.int64)
     evses = tree.evse_nodes
     table = limits.all
+    if limits.empty:  # nothing allowed anywhere (export, often): zeros, without gathering
+        slots = table.power_w.shape[1]
+        return (np.zeros((len(at), slots, PHASES)), np.zeros((len(at), slots)),
+                np.zeros((len(evses), slots)), np.zeros((len(evses), slots)))
     return (table.current_a[at], table.power_w[at],
             _smallest_phase(table.current_a[evses]), table.power_w[evses])
 

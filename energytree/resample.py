@@ -73,4 +73,4 @@ def resample_all(schedules: Sequence[Sequence[ScheduleReqEntry]], grid: SlotGrid
     # one label per node, as views: a few MB of pointers less to write (``put`` copies them)
     return ByNode(SlotLimits(current, power, min_current, max_phases, min_phases,
                              np.broadcast_to(names[:, None, None], current.shape),
-                             np.broadcast_to(names[:, None], power.shape)))
+                             np.broadcast_to(names[:, None], power.shape)), not entries)
