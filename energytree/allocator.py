@@ -2,10 +2,11 @@
 
 It is the realtime path (no solver) and the fallback whenever no plan exists. Steps:
 
-1. **Admission.** An EVSE gets 0 A or at least its minimum current. If not every EVSE that
-   wants power fits at its minimum, EVSEs are admitted greedily in rotation order, so who
-   waits changes with the rotation counter instead of starving the same EVSE forever. A
-   switchable EVSE that does not fit on all its phases is tried on one phase.
+1. **Admission** (``admission.py``). An EVSE gets 0 A or at least its minimum current. If
+   not every EVSE that wants power fits at its minimum, EVSEs are admitted greedily in
+   rotation order, so who waits changes with the rotation counter instead of starving the
+   same EVSE forever. A switchable EVSE that does not fit on all its phases is tried on one
+   phase.
 2. **Water-filling.** From the minimum, all admitted EVSEs rise at the same rate (amperes per
    phase); an EVSE stops when it reaches its own cap or a node on its path becomes tight on
    one of the phases it uses or on power. Sums below a node are prefix-sum differences.
@@ -23,14 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from energytree.admission import EPS, Fill, admit, fits, misfits
 from energytree.limits import PHASES
 from energytree.problem import Problem, phase_usage
 from energytree.tree import subtree_sums
 
 __all__ = ["LiveCap", "SlotAllocation", "allocate_slot", "live_positions", "node_caps"]
 
-EPS = 1e-7
-MIN_ROOM_A = 0.01  # [A] the resolution of a granted limit
 NOT_ADMITTED = "waiting: not enough capacity for the minimum current (rotation)"
 
 
@@ -54,114 +54,11 @@ class SlotAllocation:
     reasons: list[str]
 
 
-@dataclass
-class _Fill:
-    """The state of one direction's fill; arrays are per EVSE unless noted."""
-
-    lower: np.ndarray
-    upper: np.ndarray
-    usage: np.ndarray  # [N, 3] 1 where the EVSE draws on that grid phase
-    watts_per_amp: np.ndarray
-    cap_a: np.ndarray  # [K, 3]
-    cap_w: np.ndarray  # [K]
-    lo: np.ndarray
-    hi: np.ndarray
-
-
-def _fits(fill: _Fill, load_a: np.ndarray, load_w: np.ndarray) -> bool:
-    return bool(np.all(load_a <= fill.cap_a + EPS) and np.all(load_w <= fill.cap_w + EPS))
-
-
-def _admit(fill: _Fill, candidates: np.ndarray, order: np.ndarray, paths: list[np.ndarray],
-           one_phase: _Fill | None) -> np.ndarray:
-    """Who gets at least the minimum current; greedy in ``order`` when not everybody fits."""
-    lower = np.where(candidates, fill.lower, 0.0)
-    load_a = subtree_sums(lower[:, None] * fill.usage, fill.lo, fill.hi)
-    load_w = subtree_sums(lower * fill.watts_per_amp, fill.lo, fill.hi)
-    room = fill.upper + EPS >= fill.lower
-    # a switchable EVSE with a minimum of ~0 A "fits" on a phase that has no room left; the
-    # greedy pass below moves it to one phase then, so only skip it when nobody needs that
-    droppable = np.zeros_like(candidates) if one_phase is None else one_phase.upper > -np.inf
-    if (np.all(room[candidates]) and _fits(fill, load_a, load_w)
-            and not np.any(candidates & droppable & (fill.lower < MIN_ROOM_A))):
-        return candidates.copy()
-    # EVSEs with a real minimum first: a ~0 A minimum fits anywhere until the others come
-    order = np.concatenate([order[fill.lower[order] >= MIN_ROOM_A],
-                            order[fill.lower[order] < MIN_ROOM_A]])
-    return _admit_in_order(fill, candidates, order, paths, one_phase)
-
-
-def _admit_in_order(fill: _Fill, candidates: np.ndarray, order: np.ndarray,
-                    paths: list[np.ndarray], one_phase: _Fill | None) -> np.ndarray:
-    """``_admit``'s greedy pass. Each EVSE touches a few nodes, so the sums are kept in
-    Python floats (the same arithmetic as numpy's, without a numpy call per EVSE and node)."""
-    admitted = np.zeros_like(candidates)
-    load_a = [[0.0] * PHASES for _ in range(len(fill.cap_a))]
-    load_w = [0.0] * len(fill.cap_w)
-    cap_a, cap_w = fill.cap_a.tolist(), fill.cap_w.tolist()
-    variants = [(v, v.lower.tolist(), v.upper.tolist(), v.watts_per_amp.tolist(),
-                 v.usage.tolist()) for v in (fill, one_phase) if v is not None]
-    # first look for real room (MIN_ROOM_A) on all or one phase, then for the minimum only
-    tries = [(*v, MIN_ROOM_A) for v in variants] + [(*v, 0.0) for v in variants]
-    wanted = candidates.tolist()
-    for e in order.tolist():
-        if not wanted[e]:
-            continue
-        path = paths[e].tolist()
-        for variant, lower, upper, watts_per_amp, usage, need in tries:
-            need_a = max(lower[e], need)
-            use, wpa = usage[e], watts_per_amp[e]
-            if upper[e] + EPS >= need_a and all(
-                load_a[k][p] + need_a * use[p] <= cap_a[k][p] + EPS
-                for k in path for p in range(PHASES)
-            ) and all(load_w[k] + need_a * wpa <= cap_w[k] + EPS for k in path):
-                for k in path:
-                    row = load_a[k]
-                    for p in range(PHASES):
-                        row[p] += lower[e] * use[p]
-                    load_w[k] += lower[e] * wpa
-                admitted[e] = True
-                if variant is one_phase:
-                    for name in ("lower", "upper", "watts_per_amp"):
-                        getattr(fill, name)[e] = getattr(one_phase, name)[e]
-                    fill.usage[e] = one_phase.usage[e]
-                break
-    return admitted
-
-
-def _misfits(fill: _Fill, one_phase: _Fill | None, evses: list[int],
-             paths: list[np.ndarray]) -> dict[int, tuple[int, int] | None]:
-    """Per EVSE, the node (and phase, or PHASES for power) where its minimum would not fit
-    even alone; None when it would fit on some variant: then it waits for others, not for a
-    node. The caps are read once as Python floats (the same comparisons as on arrays)."""
-    if not evses:
-        return {}
-    cap_a, cap_w = fill.cap_a.tolist(), fill.cap_w.tolist()
-    variants = [(v.lower.tolist(), v.upper.tolist(), v.usage.tolist(), v.watts_per_amp.tolist())
-                for v in (fill, one_phase) if v is not None]
-    found: dict[int, tuple[int, int] | None] = {}
-    for e in evses:
-        misfit = None
-        for lower, upper, usage, watts_per_amp in variants:
-            if upper[e] + EPS < lower[e]:
-                continue
-            amps, use, watts = lower[e], usage[e], lower[e] * watts_per_amp[e]
-            over = next(((k, p) for k in paths[e].tolist() for p in (*range(PHASES), PHASES)
-                         if (amps * use[p] > cap_a[k][p] + EPS if p < PHASES
-                             else watts > cap_w[k] + EPS)), None)
-            if over is None:
-                misfit = None
-                break
-            misfit = misfit or over
-        found[e] = misfit
-    return found
-
-
-def _water_fill(fill: _Fill, admitted: np.ndarray, node_reason: Callable[[int, int], str],
+def _water_fill(fill: Fill, admitted: np.ndarray, node_reason: Callable[[int, int], str],
                 reasons: list[str]) -> np.ndarray:
     """Raise every admitted EVSE at the same rate until it or a node on its path is tight."""
     top = np.where(admitted, np.maximum(fill.upper, fill.lower), 0.0)
-    if _fits(fill, subtree_sums(top[:, None] * fill.usage, fill.lo, fill.hi),
+    if fits(fill, subtree_sums(top[:, None] * fill.usage, fill.lo, fill.hi),
              subtree_sums(top * fill.watts_per_amp, fill.lo, fill.hi)):
         for e in np.nonzero(admitted)[0]:  # everybody reaches their own cap (e.g. the plan's)
             reasons[e] = "own"
@@ -309,7 +206,7 @@ def allocate_slot(
         fill, one_phase, extra = _direction_fill(problem, slot, export, chosen, cap_a, cap_w,
                                                  evse_cap_a, hold_phases)
         candidates = wanting & (fill.upper > EPS)
-        admitted = _admit(fill, candidates, order, paths, one_phase)
+        admitted = admit(fill, candidates, order, paths, one_phase)
         node_reason = _node_reasons(problem, slot, export, live)
         x = _water_fill(fill, admitted, node_reason, reasons)
         wanting = np.nonzero(candidates)[0].tolist()
@@ -317,7 +214,7 @@ def allocate_slot(
         at_own = [e for e in wanting if (short[e] if not got[e] else reasons[e] == "own")]
         own = dict(zip(at_own, _own_reasons(problem, at_own, slot, export, cap_labels, extra),
                        strict=True))
-        misfit = _misfits(fill, one_phase, [e for e in wanting if not got[e] and not short[e]],
+        misfit = misfits(fill, one_phase, [e for e in wanting if not got[e] and not short[e]],
                           paths)
         for e in wanting:
             if not got[e] and short[e]:
@@ -400,7 +297,7 @@ def _minus_fixed(problem: Problem, fixed: SlotAllocation, export: bool, cap_a: n
 
 def _direction_fill(problem: Problem, slot: int, export: bool, phases: np.ndarray,
                     cap_a: np.ndarray, cap_w: np.ndarray, extra_cap: np.ndarray | None,
-                    hold_phases: bool = False) -> tuple[_Fill, _Fill | None, np.ndarray]:
+                    hold_phases: bool = False) -> tuple[Fill, Fill | None, np.ndarray]:
     d = int(export)
     volts = problem.voltage_v
     own_a = problem.evse_cap_a[d][:, slot]
@@ -408,9 +305,9 @@ def _direction_fill(problem: Problem, slot: int, export: bool, phases: np.ndarra
     extra = np.full(problem.evse_count, np.inf) if extra_cap is None else np.asarray(extra_cap)
     lower = (problem.export_min_current_a if export else problem.min_current_a)[:, slot]
 
-    def variant(ph: np.ndarray) -> _Fill:
+    def variant(ph: np.ndarray) -> Fill:
         upper = np.minimum(np.minimum(own_a, own_w / (volts * ph)), extra)
-        return _Fill(lower.copy(), upper, phase_usage(problem.phase_map, ph), ph * volts,
+        return Fill(lower.copy(), upper, phase_usage(problem.phase_map, ph), ph * volts,
                      cap_a, cap_w, problem.inner_lo, problem.inner_hi)
 
     fill = variant(phases)
