@@ -63,8 +63,8 @@ def parse_json(text: str, name: str) -> Any:
 
 
 def validate_json(model: type[Model], text: str) -> Model | None:
-    """``text`` validated by pydantic's own JSON parser (about twice as fast as ``json`` and
-    validating the objects), or None where the strict path must decide: pydantic refuses the
+    """``text`` validated by pydantic's own JSON parser (faster than ``json`` followed by
+    validating its objects), or None where the strict path must decide: pydantic refuses the
     text, or it holds ``NaN`` or ``Infinity``, which pydantic would let through where a value
     is dropped (an extra field, a number's source). Errors are always the strict path's."""
     if "NaN" in text or "Infinity" in text:
