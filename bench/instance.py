@@ -73,12 +73,17 @@ def _evse(uuid: str, rng: np.random.Generator) -> EnergyFlowRequest:
     )
 
 
-def make_request(n: int, seed: int = 0, with_targets: bool = True) -> EnergyFlowRequest:
-    """The benchmark day for ``n`` EVSEs (deterministic for a seed)."""
+def make_request(n: int, seed: int = 0, with_targets: bool = True,
+                 untargeted: float = 0.0) -> EnergyFlowRequest:
+    """The benchmark day for ``n`` EVSEs (deterministic for a seed); ``untargeted`` is the
+    share of EVSEs, spread evenly, whose cars come without a target (all with
+    ``with_targets=False``): the planner shares what the others leave among them."""
     rng = np.random.default_rng(seed + n)
     evses = [_evse(f"evse-{i:04d}", rng) for i in range(n)]
-    if not with_targets:
-        evses = [e.model_copy(update={"optimizer_target": None}) for e in evses]
+    share = 0.0 if with_targets else 1.0
+    share = max(share, untargeted)
+    evses = [e.model_copy(update={"optimizer_target": None})
+             if int((i + 1) * share) > int(i * share) else e for i, e in enumerate(evses)]
     per_evse_w = MAX_A * VOLTS * PHASES
     site_w = max(2 * per_evse_w, 0.25 * n * per_evse_w)
     site_a = site_w / (VOLTS * PHASES)

@@ -2,10 +2,11 @@
 
 It is the realtime path (no solver) and the fallback whenever no plan exists. Steps:
 
-1. **Admission.** An EVSE gets 0 A or at least its minimum current. If not every EVSE that
-   wants power fits at its minimum, EVSEs are admitted greedily in rotation order, so who
-   waits changes with the rotation counter instead of starving the same EVSE forever. A
-   switchable EVSE that does not fit on all its phases is tried on one phase.
+1. **Admission** (``admission.py``). An EVSE gets 0 A or at least its minimum current. If
+   not every EVSE that wants power fits at its minimum, EVSEs are admitted greedily in
+   rotation order, so who waits changes with the rotation counter instead of starving the
+   same EVSE forever. A switchable EVSE that does not fit on all its phases is tried on one
+   phase.
 2. **Water-filling.** From the minimum, all admitted EVSEs rise at the same rate (amperes per
    phase); an EVSE stops when it reaches its own cap or a node on its path becomes tight on
    one of the phases it uses or on power. Sums below a node are prefix-sum differences.
@@ -23,14 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from energytree.admission import EPS, Fill, admit, fits, misfits
 from energytree.limits import PHASES
 from energytree.problem import Problem, phase_usage
 from energytree.tree import subtree_sums
 
 __all__ = ["LiveCap", "SlotAllocation", "allocate_slot", "live_positions", "node_caps"]
 
-EPS = 1e-7
-MIN_ROOM_A = 0.01  # [A] the resolution of a granted limit
 NOT_ADMITTED = "waiting: not enough capacity for the minimum current (rotation)"
 
 
@@ -54,94 +54,11 @@ class SlotAllocation:
     reasons: list[str]
 
 
-@dataclass
-class _Fill:
-    """The state of one direction's fill; arrays are per EVSE unless noted."""
-
-    lower: np.ndarray
-    upper: np.ndarray
-    usage: np.ndarray  # [N, 3] 1 where the EVSE draws on that grid phase
-    watts_per_amp: np.ndarray
-    cap_a: np.ndarray  # [K, 3]
-    cap_w: np.ndarray  # [K]
-    lo: np.ndarray
-    hi: np.ndarray
-
-
-def _fits(fill: _Fill, load_a: np.ndarray, load_w: np.ndarray) -> bool:
-    return bool(np.all(load_a <= fill.cap_a + EPS) and np.all(load_w <= fill.cap_w + EPS))
-
-
-def _admit(fill: _Fill, candidates: np.ndarray, order: np.ndarray, paths: list[np.ndarray],
-           one_phase: _Fill | None) -> np.ndarray:
-    """Who gets at least the minimum current; greedy in ``order`` when not everybody fits."""
-    lower = np.where(candidates, fill.lower, 0.0)
-    load_a = subtree_sums(lower[:, None] * fill.usage, fill.lo, fill.hi)
-    load_w = subtree_sums(lower * fill.watts_per_amp, fill.lo, fill.hi)
-    room = fill.upper + EPS >= fill.lower
-    # a switchable EVSE with a minimum of ~0 A "fits" on a phase that has no room left; the
-    # greedy pass below moves it to one phase then, so only skip it when nobody needs that
-    droppable = np.zeros_like(candidates) if one_phase is None else one_phase.upper > -np.inf
-    if (np.all(room[candidates]) and _fits(fill, load_a, load_w)
-            and not np.any(candidates & droppable & (fill.lower < MIN_ROOM_A))):
-        return candidates.copy()
-    admitted = np.zeros_like(candidates)
-    load_a = np.zeros_like(fill.cap_a)
-    load_w = np.zeros_like(fill.cap_w)
-    # EVSEs with a real minimum first: a ~0 A minimum fits anywhere until the others come
-    order = np.concatenate([order[fill.lower[order] >= MIN_ROOM_A],
-                            order[fill.lower[order] < MIN_ROOM_A]])
-    for e in order:
-        if not candidates[e]:
-            continue
-        variants = [v for v in (fill, one_phase) if v is not None]
-        # first look for real room (MIN_ROOM_A) on all or one phase, then for the minimum only
-        for variant, need in [(v, MIN_ROOM_A) for v in variants] + [(v, 0.0) for v in variants]:
-            need_a = max(variant.lower[e], need)
-            add_a = variant.lower[e] * variant.usage[e]
-            add_w = variant.lower[e] * variant.watts_per_amp[e]
-            path = paths[e]
-            if variant.upper[e] + EPS >= need_a and np.all(
-                load_a[path] + need_a * variant.usage[e] <= fill.cap_a[path] + EPS
-            ) and np.all(load_w[path] + need_a * variant.watts_per_amp[e]
-                         <= fill.cap_w[path] + EPS):
-                load_a[path] += add_a
-                load_w[path] += add_w
-                admitted[e] = True
-                if variant is one_phase:
-                    for name in ("lower", "upper", "watts_per_amp"):
-                        getattr(fill, name)[e] = getattr(one_phase, name)[e]
-                    fill.usage[e] = one_phase.usage[e]
-                break
-    return admitted
-
-
-def _misfit_alone(fill: _Fill, one_phase: _Fill | None, e: int,
-                  path: np.ndarray) -> tuple[int, int] | None:
-    """The node (and phase, or PHASES for power) where the minimum would not fit even alone.
-
-    None when it would fit on some variant: then it waits for others, not for a node.
-    """
-    misfit = None
-    for variant in (fill, one_phase):
-        if variant is None or variant.upper[e] + EPS < variant.lower[e]:
-            continue
-        over_a = variant.lower[e] * variant.usage[e] > fill.cap_a[path] + EPS
-        over_w = variant.lower[e] * variant.watts_per_amp[e] > fill.cap_w[path] + EPS
-        if not over_a.any() and not over_w.any():
-            return None
-        if misfit is None:
-            k = int(np.nonzero(over_a.any(axis=1) | over_w)[0][0])
-            phase = int(np.argmax(over_a[k])) if over_a[k].any() else PHASES
-            misfit = (int(path[k]), phase)
-    return misfit
-
-
-def _water_fill(fill: _Fill, admitted: np.ndarray, node_reason: Callable[[int, int], str],
+def _water_fill(fill: Fill, admitted: np.ndarray, node_reason: Callable[[int, int], str],
                 reasons: list[str]) -> np.ndarray:
     """Raise every admitted EVSE at the same rate until it or a node on its path is tight."""
     top = np.where(admitted, np.maximum(fill.upper, fill.lower), 0.0)
-    if _fits(fill, subtree_sums(top[:, None] * fill.usage, fill.lo, fill.hi),
+    if fits(fill, subtree_sums(top[:, None] * fill.usage, fill.lo, fill.hi),
              subtree_sums(top * fill.watts_per_amp, fill.lo, fill.hi)):
         for e in np.nonzero(admitted)[0]:  # everybody reaches their own cap (e.g. the plan's)
             reasons[e] = "own"
@@ -189,8 +106,15 @@ def _node_reasons(problem: Problem, slot: int, export: bool,
                   live: Sequence[tuple[int, LiveCap]]) -> Callable[[int, int], str]:
     """What a tight node constraint is called: its source, the field and the phase."""
     d = int(export)
+    named: dict[tuple[int, int], str] = {}  # many EVSEs meet the same node in a slot
 
     def reason(k: int, phase: int) -> str:
+        text = named.get((k, phase))
+        if text is None:
+            text = named[(k, phase)] = _name(k, phase)
+        return text
+
+    def _name(k: int, phase: int) -> str:
         lim = problem.limits(problem.inner[k], export)
         if phase == PHASES:
             label, value = str(lim.power_source[slot]), problem.node_cap_w[d][k, slot]
@@ -207,16 +131,29 @@ def _node_reasons(problem: Problem, slot: int, export: bool,
     return reason
 
 
-def _own_reason(problem: Problem, evse: int, slot: int, export: bool, upper_label: str | None,
-                capped_by_extra: bool) -> str:
-    if capped_by_extra and upper_label:
-        return f"{upper_label}: ac_max_current_A"
-    lim = problem.limits(problem.tree.evses[evse], export)
-    phases = int(problem.max_phases[evse, slot])
-    amps = lim.current_a[slot].min()
-    if lim.power_w[slot] / (problem.voltage_v * max(phases, 1)) < amps:
-        return f"{lim.power_source[slot]}: total_power_W"
-    return f"{lim.current_source[slot, int(lim.current_a[slot].argmin())]}: ac_max_current_A"
+def _own_reasons(problem: Problem, evses: list[int], slot: int, export: bool,
+                 upper_labels: list[str | None], capped_by_extra: np.ndarray) -> list[str]:
+    """Each EVSE's own cap that binds: the extra cap, its power cap, or its smallest phase
+    cap (one read of the limits table for all of them)."""
+    if not evses:
+        return []
+    table = (problem.exp if export else problem.imp).all
+    nodes = problem.tree.evse_nodes[evses]
+    current = table.current_a[nodes, slot]  # [m, 3]
+    phases = np.maximum(problem.max_phases[evses, slot].astype(int), 1)
+    by_power = (table.power_w[nodes, slot] / (problem.voltage_v * phases)
+                < current.min(axis=1)).tolist()
+    power_source = table.power_source[nodes, slot].tolist()
+    current_source = table.current_source[nodes, slot, current.argmin(axis=1)].tolist()
+    texts = []
+    for i, e in enumerate(evses):
+        if capped_by_extra[e] and upper_labels[e]:
+            texts.append(f"{upper_labels[e]}: ac_max_current_A")
+        elif by_power[i]:
+            texts.append(f"{power_source[i]}: total_power_W")
+        else:
+            texts.append(f"{current_source[i]}: ac_max_current_A")
+    return texts
 
 
 def allocate_slot(
@@ -253,6 +190,11 @@ def allocate_slot(
 
     export_x, export_usage, export_wpa = np.zeros(n), np.zeros((n, PHASES)), np.zeros(n)
     for export in (True, False):
+        wanting = _wanting(problem, slot, export)
+        if fixed is not None:
+            wanting &= np.isnan(fixed.current_a)
+        if not wanting.any():  # (often export) nobody to fill: nothing changes
+            continue
         cap_a, cap_w = node_caps(problem, slot, export, live)
         if not export:  # export below a node nets against import below it
             cap_a = cap_a + subtree_sums(export_x[:, None] * export_usage,
@@ -263,22 +205,26 @@ def allocate_slot(
             cap_a, cap_w = _minus_fixed(problem, fixed, export, cap_a, cap_w)
         fill, one_phase, extra = _direction_fill(problem, slot, export, chosen, cap_a, cap_w,
                                                  evse_cap_a, hold_phases)
-        candidates = _candidates(problem, slot, export, fill)
-        if fixed is not None:
-            candidates &= np.isnan(fixed.current_a)
-        admitted = _admit(fill, candidates, order, paths, one_phase)
+        candidates = wanting & (fill.upper > EPS)
+        admitted = admit(fill, candidates, order, paths, one_phase)
         node_reason = _node_reasons(problem, slot, export, live)
         x = _water_fill(fill, admitted, node_reason, reasons)
-        for e in np.nonzero(candidates)[0]:
-            if not admitted[e] and fill.upper[e] + EPS < fill.lower[e]:
-                own = _own_reason(problem, e, slot, export, cap_labels[e], extra[e])
-                reasons[e] = f"{own} below the minimum current"
-            elif not admitted[e] and (misfit := _misfit_alone(fill, one_phase, e, paths[e])):
-                reasons[e] = f"{node_reason(*misfit)} below the minimum current"
-            elif not admitted[e]:
+        wanting = np.nonzero(candidates)[0].tolist()
+        got, short = admitted.tolist(), (fill.upper + EPS < fill.lower).tolist()
+        at_own = [e for e in wanting if (short[e] if not got[e] else reasons[e] == "own")]
+        own = dict(zip(at_own, _own_reasons(problem, at_own, slot, export, cap_labels, extra),
+                       strict=True))
+        misfit = misfits(fill, one_phase, [e for e in wanting if not got[e] and not short[e]],
+                          paths)
+        for e in wanting:
+            if not got[e] and short[e]:
+                reasons[e] = f"{own[e]} below the minimum current"
+            elif not got[e] and (where := misfit[e]):
+                reasons[e] = f"{node_reason(*where)} below the minimum current"
+            elif not got[e]:
                 reasons[e] = NOT_ADMITTED
             elif reasons[e] == "own":
-                reasons[e] = _own_reason(problem, e, slot, export, cap_labels[e], extra[e])
+                reasons[e] = own[e]
         active = admitted & (x > EPS)
         used_phases = np.where(active, fill.usage.sum(axis=1).astype(int), used_phases)
         if export:
@@ -300,6 +246,8 @@ def allocate_slot(
 def live_positions(problem: Problem, live_caps: Sequence[LiveCap]
                    ) -> list[tuple[int, LiveCap]]:
     """Each live cap with the position of its node among ``problem.inner``."""
+    if not live_caps:
+        return []
     position = {node.index: k for k, node in enumerate(problem.inner)}
     return [(position[c.node_index], c) for c in live_caps if c.node_index in position]
 
@@ -321,6 +269,8 @@ def _evse_caps(problem: Problem, live_caps: Sequence[LiveCap], phases: np.ndarra
                ) -> tuple[np.ndarray | None, list[str | None]]:
     """Fold live caps on EVSE nodes into the per-EVSE caps, each with its own label."""
     labels: list[str | None] = [label] * problem.evse_count
+    if not live_caps:
+        return extra, labels
     evse_pos = {node.index: e for e, node in enumerate(problem.tree.evses)}
     mine = [(evse_pos[c.node_index], c) for c in live_caps if c.node_index in evse_pos]
     if not mine:
@@ -347,7 +297,7 @@ def _minus_fixed(problem: Problem, fixed: SlotAllocation, export: bool, cap_a: n
 
 def _direction_fill(problem: Problem, slot: int, export: bool, phases: np.ndarray,
                     cap_a: np.ndarray, cap_w: np.ndarray, extra_cap: np.ndarray | None,
-                    hold_phases: bool = False) -> tuple[_Fill, _Fill | None, np.ndarray]:
+                    hold_phases: bool = False) -> tuple[Fill, Fill | None, np.ndarray]:
     d = int(export)
     volts = problem.voltage_v
     own_a = problem.evse_cap_a[d][:, slot]
@@ -355,9 +305,9 @@ def _direction_fill(problem: Problem, slot: int, export: bool, phases: np.ndarra
     extra = np.full(problem.evse_count, np.inf) if extra_cap is None else np.asarray(extra_cap)
     lower = (problem.export_min_current_a if export else problem.min_current_a)[:, slot]
 
-    def variant(ph: np.ndarray) -> _Fill:
+    def variant(ph: np.ndarray) -> Fill:
         upper = np.minimum(np.minimum(own_a, own_w / (volts * ph)), extra)
-        return _Fill(lower.copy(), upper, phase_usage(problem.phase_map, ph), ph * volts,
+        return Fill(lower.copy(), upper, phase_usage(problem.phase_map, ph), ph * volts,
                      cap_a, cap_w, problem.inner_lo, problem.inner_hi)
 
     fill = variant(phases)
@@ -370,7 +320,7 @@ def _direction_fill(problem: Problem, slot: int, export: bool, phases: np.ndarra
     return fill, one_phase, capped_by_extra
 
 
-def _candidates(problem: Problem, slot: int, export: bool, fill: _Fill) -> np.ndarray:
+def _wanting(problem: Problem, slot: int, export: bool) -> np.ndarray:
     """EVSEs that want power in this direction: import is preferred over export."""
     imp_open = (problem.evse_cap_a[0][:, slot] > EPS) & (problem.evse_cap_w[0][:, slot] > EPS)
     exp_open = (problem.evse_cap_a[1][:, slot] > EPS) & (problem.evse_cap_w[1][:, slot] > EPS)
@@ -378,7 +328,7 @@ def _candidates(problem: Problem, slot: int, export: bool, fill: _Fill) -> np.nd
     # node, as EVerest's fixture 8 sends) turns the EVSEs below it to export
     imp_open &= ~_below(problem, _closed_nodes(problem, slot))
     direction = ~imp_open & exp_open if export else imp_open
-    return problem.wants_power & direction & (fill.upper > EPS)
+    return problem.wants_power & direction
 
 
 def _closed_nodes(problem: Problem, slot: int) -> np.ndarray:
@@ -397,22 +347,30 @@ def _below(problem: Problem, nodes: np.ndarray) -> np.ndarray:
 
 def _explain_idle(problem: Problem, slot: int, signed: np.ndarray, reasons: list[str],
                   extra_cap: np.ndarray | None, extra_labels: list[str | None]) -> None:
+    """Why each EVSE without a reason yet gets nothing (its own labels read in one go)."""
+    idle = [e for e, reason in enumerate(reasons) if not reason]
+    if not idle:
+        return
     closed = _closed_nodes(problem, slot)
     under_closed = _below(problem, closed)
-    for e, node in enumerate(problem.tree.evses):
-        if reasons[e]:
-            continue
-        if not problem.wants_power[e]:
+    own_labels = problem.imp.all.current_source[problem.tree.evse_nodes[idle], slot, 0]
+    wants = problem.wants_power[idle].tolist()
+    shut = [False] * len(idle) if extra_cap is None else (extra_cap[idle] <= EPS).tolist()
+    for e, own_label, wanted, zero, below in zip(idle, own_labels.tolist(), wants, shut,
+                                                 under_closed[idle].tolist(), strict=True):
+        node = problem.tree.evses[e]
+        if not wanted:
             reasons[e] = f"{node.uuid}: no power wanted (state {node.request.evse_state})"
-        elif extra_cap is not None and extra_cap[e] <= EPS and extra_labels[e]:
+        elif zero and extra_labels[e]:
             reasons[e] = f"{extra_labels[e]}: 0 A"
         else:
-            lim = problem.limits(node)
-            for k in problem.inner_paths[e] if under_closed[e] else ():  # it names itself
+            label = own_label
+            for k in problem.inner_paths[e] if below else ():  # it names itself
                 if not closed[k]:
                     continue
                 lim = problem.limits(problem.inner[k])
                 if problem.node_cap_w[0][k, slot] <= EPS:
                     reasons[e] = f"{lim.power_source[slot]}: no import allowed"
+                label = lim.current_source[slot, 0]
                 break
-            reasons[e] = reasons[e] or f"{lim.current_source[slot, 0]}: no import allowed"
+            reasons[e] = reasons[e] or f"{label}: no import allowed"

@@ -9,11 +9,12 @@ phase range is 1..3.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-__all__ = ["SlotLimits", "labels", "tighten", "unlimited", "zero"]
+__all__ = ["ByNode", "SlotLimits", "labels", "tighten", "unlimited", "zero"]
 
 PHASES = 3
 
@@ -37,6 +38,45 @@ class SlotLimits:
     def current_cap_a(self) -> np.ndarray:
         """The smallest per-phase cap of each slot [A]."""
         return self.current_a.min(axis=1)
+
+
+class ByNode:
+    """Every node's limits in one direction, stacked: arrays ``[node, slot(, phase)]`` with
+    the fields of ``SlotLimits``. ``by_node[i]`` is node ``i``'s ``SlotLimits`` (views, made
+    when first asked for), so whole-tree steps index the arrays instead of stacking
+    a thousand small ones."""
+
+    def __init__(self, stacked: SlotLimits, empty: bool = False) -> None:
+        self.all = stacked  # arrays with one more axis in front: the node
+        self.empty = empty  # every node allows nothing (no schedule has an entry)
+        self._made: dict[int, SlotLimits] = {}
+
+    def __len__(self) -> int:
+        return len(self.all.power_w)
+
+    def __getitem__(self, node: int) -> SlotLimits:
+        limits = self._made.get(node)
+        if limits is None:
+            limits = self._made[node] = SlotLimits(*(getattr(self.all, f.name)[node]
+                                                     for f in fields(SlotLimits)))
+            # a view into the table: labels change only through ``put``
+            limits.current_source.flags.writeable = limits.power_source.flags.writeable = False
+        return limits
+
+    def __iter__(self) -> Iterator[SlotLimits]:
+        return (self[node] for node in range(len(self)))
+
+    def put(self, node: int, limits: SlotLimits) -> None:
+        """Replace node ``node``'s limits (copied into the stacked arrays; an array that is
+        a read-only view, such as labels broadcast per node, becomes a copy first)."""
+        for f in fields(SlotLimits):
+            table = getattr(self.all, f.name)
+            if not table.flags.writeable:
+                table = table.copy()
+                self.all = replace(self.all, **{f.name: table})
+            table[node] = getattr(limits, f.name)
+        self._made.pop(node, None)
+        self.empty = False
 
 
 def unlimited(slots: int, source: str = "") -> SlotLimits:

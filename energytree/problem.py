@@ -10,13 +10,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 
 from energytree.errors import RequestError
-from energytree.limits import PHASES, SlotLimits, tighten
-from energytree.resample import entry_in_force, resample_all
+from energytree.limits import PHASES, ByNode, SlotLimits, tighten
+from energytree.resample import InForce, entry_in_force, resample_all
 from energytree.schedule import (
     prices_per_slot,
     resample_limits,
@@ -93,8 +93,8 @@ class Problem:
     tree: Tree
     grid: SlotGrid
     voltage_v: float
-    imp: list[SlotLimits]
-    exp: list[SlotLimits]
+    imp: ByNode
+    exp: ByNode
     phase_map: np.ndarray
     switchable: np.ndarray
     wants_power: np.ndarray
@@ -140,16 +140,20 @@ class Problem:
     @cached_property
     def export_min_current_a(self) -> np.ndarray:
         """Each EVSE's own minimum export current per slot [A]."""
-        return np.stack([self.exp[n.index].min_current_a for n in self.tree.evses])
+        return self.exp.all.min_current_a[self.tree.evse_nodes]
+
+    @cached_property
+    def inner_path_matrix(self) -> np.ndarray:
+        """[N, D] ``inner_paths`` as one matrix (D at least 1), each row padded with -1."""
+        position = np.full(len(self.tree) + 1, -1, dtype=np.int64)  # [-1] (padding) → -1
+        position[[node.index for node in self.inner]] = np.arange(len(self.inner))
+        paths = position[self.tree.evse_paths]  # an EVSE is no inner node: -1 too
+        return paths[:, : max(1, paths.shape[1] - 1)]
 
     @cached_property
     def inner_paths(self) -> list[np.ndarray]:
         """For every EVSE, the positions (in ``inner``) of the nodes above it."""
-        pos = {node.index: k for k, node in enumerate(self.inner)}
-        return [
-            np.array([pos[n.index] for n in self.tree.path(e) if n.index in pos], dtype=np.int64)
-            for e in range(self.evse_count)
-        ]
+        return [row[row >= 0] for row in self.inner_path_matrix]
 
     @cached_property
     def wired_map(self) -> np.ndarray:
@@ -202,9 +206,14 @@ def with_car_minimums(problem: Problem, minimum_a: dict[int, float]) -> Problem:
     return replace(problem, min_current_a=min_current)
 
 
-def _parse_phase_map(request: EnergyFlowRequest) -> list[int]:
-    rotation = request.phase_rotation or "L1L2L3"
-    return [PHASE_INDEX[rotation[i : i + 2]] for i in range(0, 6, 2)]
+def _parse_phase_map(request: EnergyFlowRequest) -> tuple[int, ...]:
+    return _phase_map(request.phase_rotation or "L1L2L3")
+
+
+@cache
+def _phase_map(rotation: str) -> tuple[int, ...]:
+    """Grid phase of each EVSE phase (six rotations exist, a site has thousands of EVSEs)."""
+    return tuple(PHASE_INDEX[rotation[i : i + 2]] for i in range(0, 6, 2))
 
 
 def _with_sources(
@@ -307,10 +316,12 @@ def _past_leave_times(requests: Sequence[EnergyFlowRequest], now: datetime) -> l
     return notes
 
 
-def _unknown_batteries(requests: Sequence[EnergyFlowRequest]) -> list[str]:
-    """A note naming the EVSEs planned without any bound from a battery (at most five)."""
-    unknown = [r.uuid for r in requests if r.evse_state not in NOT_WANTING_POWER
-               and np.isinf(battery_room_kwh(r.optimizer_target))
+def _unknown_batteries(requests: Sequence[EnergyFlowRequest], room_kwh: Sequence[float]
+                       ) -> list[str]:
+    """A note naming the EVSEs planned without any bound from a battery (at most five);
+    ``room_kwh`` is each one's ``battery_room_kwh``."""
+    unknown = [r.uuid for r, room in zip(requests, room_kwh, strict=True)
+               if r.evse_state not in NOT_WANTING_POWER and math.isinf(room)
                and not (r.optimizer_target and r.optimizer_target.energy_amount_needed)]
     if not unknown:
         return []
@@ -319,17 +330,15 @@ def _unknown_batteries(requests: Sequence[EnergyFlowRequest]) -> list[str]:
             "the car could take everything offered (set battery_kWh or a target)"]
 
 
-def _breakpoints(request: EnergyFlowRequest) -> list[datetime]:
-    points: list[datetime] = []
-    stack = [request]
-    while stack:
-        node = stack.pop()
-        for entries in (node.schedule_import, node.schedule_export, node.schedule_setpoints):
-            points.extend(e.timestamp for e in entries)
-        points.extend(v.timestamp for v in node.local_generation_W or ())
-        if node.optimizer_target and node.optimizer_target.leave_time:
-            points.append(node.optimizer_target.leave_time)
-        stack.extend(node.children)
+def _breakpoints(nodes: Sequence[Node]) -> list[datetime]:
+    """Every time a schedule, forecast or leave time of the tree changes something."""
+    requests = [node.request for node in nodes]
+    points = [e.timestamp for r in requests for e in r.schedule_import]
+    points += [e.timestamp for r in requests for e in r.schedule_export]
+    points += [e.timestamp for r in requests for e in r.schedule_setpoints]
+    points += [v.timestamp for r in requests for v in r.local_generation_W or ()]
+    points += [r.optimizer_target.leave_time for r in requests
+               if r.optimizer_target and r.optimizer_target.leave_time]
     return points
 
 
@@ -357,26 +366,25 @@ def build_problem(
             now,
             options.horizon_s,
             options.slot_s,
-            [*_breakpoints(request), *(p.timestamp for p in prices)],
+            [*_breakpoints(tree.nodes), *(p.timestamp for p in prices)],
         )
     except ValueError as exc:  # too many slots or breakpoints: the caller's input
         raise RequestError(str(exc)) from exc
-    imp, exp = [], []
-    wired = np.full((len(tree.evses), len(grid)), PHASES, dtype=np.int8)
     nodes = list(tree)  # in index order
     uuids = [node.uuid for node in nodes]
-    own_imp = resample_all([node.request.schedule_import for node in nodes], grid, uuids)
-    own_exp = resample_all([node.request.schedule_export for node in nodes], grid, uuids)
-    for node, node_imp, node_exp in zip(nodes, own_imp, own_exp, strict=True):
+    in_force = entry_in_force([node.request.schedule_import for node in nodes], grid)
+    imp = resample_all([node.request.schedule_import for node in nodes], grid, uuids, in_force)
+    exp = resample_all([node.request.schedule_export for node in nodes], grid, uuids)
+    wired = imp.all.max_phases[tree.evse_nodes]  # the EVSEs' own, before sources
+    for node in nodes:
         sources = by_node.get(node.uuid, [])
-        if node.is_evse:
-            wired[node.evse_lo] = node_imp.max_phases
-        node_imp = _with_sources(node, node_imp, grid, sources, False)
-        node_exp = _with_sources(node, node_exp, grid, sources, True)
-        node_imp, node_exp = _apply_setpoints(node, grid, node_imp, node_exp)
-        imp.append(node_imp)
-        exp.append(node_exp)
-    problem = _assemble(tree, grid, options, now, imp, exp, wired)
+        if sources or node.request.schedule_setpoints:
+            node_imp = _with_sources(node, imp[node.index], grid, sources, False)
+            node_exp = _with_sources(node, exp[node.index], grid, sources, True)
+            node_imp, node_exp = _apply_setpoints(node, grid, node_imp, node_exp)
+            imp.put(node.index, node_imp)
+            exp.put(node.index, node_exp)
+    problem = _assemble(tree, grid, options, now, imp, exp, wired, in_force)
     _check_bounded(problem)
     if prices:
         series = [TimedValue(timestamp=p.timestamp, value=p.value) for p in prices]
@@ -389,15 +397,17 @@ def _assemble(
     grid: SlotGrid,
     options: PlanOptions,
     now: datetime,
-    imp: list[SlotLimits],
-    exp: list[SlotLimits],
+    imp: ByNode,
+    exp: ByNode,
     wired: np.ndarray,
+    in_force: InForce,
 ) -> Problem:
-    """``wired`` is each EVSE's own phase count per slot (its request, without any source)."""
+    """``wired`` is each EVSE's own phase count per slot (its request, without any source);
+    ``in_force`` the entries of the nodes' import schedules in force in each slot."""
     # path rules: largest minimum, smallest phase cap, largest phase floor
-    min_current = _along_paths(tree, [lim.min_current_a for lim in imp], np.maximum)
-    max_phases = _along_paths(tree, [lim.max_phases for lim in imp], np.minimum)
-    min_phases = _along_paths(tree, [lim.min_phases for lim in imp], np.maximum)
+    min_current = _along_paths(tree, imp.all.min_current_a, np.maximum)
+    max_phases = _along_paths(tree, imp.all.max_phases, np.minimum)
+    min_phases = _along_paths(tree, imp.all.min_phases, np.maximum)
     evse_requests = [e.request for e in tree.evses]
     switchable = np.array([_switchable(r) for r in evse_requests], dtype=bool)
     # an EVSE that cannot switch draws on every phase it is wired for, whatever a limit's
@@ -406,12 +416,13 @@ def _assemble(
     min_phases[~switchable] = wired[~switchable]
     min_phases = np.minimum(min_phases, max_phases)
     # the same entry selection as the limits (unsorted input, duplicates: last wins)
-    entries, pick = entry_in_force([r.schedule_import for r in evse_requests], grid)
+    entries, pick = in_force
     eff = np.array([entry.conversion_efficiency or 1.0 for entry in entries] + [1.0])
-    efficiency = eff[pick]  # -1 (an empty schedule) picks the 1.0 at the end
+    efficiency = eff[pick[tree.evse_nodes]]  # -1 (empty) picks the 1.0 at the end
     root = tree.root.request
     inner = tree.inner_nodes()
     caps = [_stack_caps(tree, inner, limits) for limits in (imp, exp)]
+    rooms = [battery_room_kwh(r.optimizer_target) for r in evse_requests]
     return Problem(
         tree=tree,
         grid=grid,
@@ -429,8 +440,8 @@ def _assemble(
         price_export=prices_per_slot(root.schedule_export, grid),
         generation_w=resample_values(root.local_generation_W or [], grid, 0.0),
         targets=_targets(evse_requests, grid, now),
-        room_kwh=np.array([battery_room_kwh(r.optimizer_target) for r in evse_requests]),
-        notes=(*_past_leave_times(evse_requests, now), *_unknown_batteries(evse_requests)),
+        room_kwh=np.array(rooms),
+        notes=(*_past_leave_times(evse_requests, now), *_unknown_batteries(evse_requests, rooms)),
         inner=inner,
         node_cap_a=(caps[0][0], caps[1][0]),
         node_cap_w=(caps[0][1], caps[1][1]),
@@ -439,31 +450,30 @@ def _assemble(
     )
 
 
-def _along_paths(tree: Tree, per_node: list[np.ndarray], combine: np.ufunc) -> np.ndarray:
-    """Per EVSE and slot, ``per_node`` combined over every node whose EVSE range holds it
-    (the EVSE itself and all nodes above it): one ``reduceat`` over (node, EVSE) pairs."""
-    lo = np.array([node.evse_lo for node in tree], dtype=np.int64)
-    size = np.array([node.evse_hi for node in tree], dtype=np.int64) - lo
-    node = np.repeat(np.arange(len(lo)), size)
-    evse = np.repeat(lo, size) + np.arange(len(node)) - np.repeat(np.cumsum(size) - size, size)
-    order = np.argsort(evse, kind="stable")
-    values = np.stack(per_node)[node[order]]
-    starts = np.searchsorted(evse[order], np.arange(len(tree.evses)))
-    return combine.reduceat(values, starts, axis=0)
+def _along_paths(tree: Tree, per_node: np.ndarray, combine: np.ufunc) -> np.ndarray:
+    """Per EVSE and slot, ``per_node`` ([node, slot]) combined over the nodes from the root
+    to the EVSE: one array operation per tree level."""
+    paths = tree.evse_paths
+    own = tree.evse_nodes
+    combined = per_node[own]
+    for column in paths.T[:-1]:
+        # a shorter path's padding takes the EVSE again (combining a value twice changes nothing)
+        combine(combined, per_node[np.where(column >= 0, column, own)], out=combined)
+    return combined
 
 
-def _stack_caps(
-    tree: Tree, inner: list[Node], limits: list[SlotLimits]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _stack_caps(tree: Tree, inner: list[Node], limits: ByNode
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Caps as dense arrays: inner nodes [K, T, 3] and [K, T]; EVSEs [N, T] and [N, T]."""
-    slots = limits[0].slots
-    node_a = np.stack([limits[n.index].current_a for n in inner]) if inner else np.zeros(
-        (0, slots, PHASES)
-    )
-    node_w = np.stack([limits[n.index].power_w for n in inner]) if inner else np.zeros((0, slots))
-    evse_a = _smallest_phase(np.stack([limits[n.index].current_a for n in tree.evses]))
-    evse_w = np.stack([limits[n.index].power_w for n in tree.evses])
-    return node_a, node_w, evse_a, evse_w
+    at = np.array([n.index for n in inner], dtype=np.int64)
+    evses = tree.evse_nodes
+    table = limits.all
+    if limits.empty:  # nothing allowed anywhere (export, often): zeros, without gathering
+        slots = table.power_w.shape[1]
+        return (np.zeros((len(at), slots, PHASES)), np.zeros((len(at), slots)),
+                np.zeros((len(evses), slots)), np.zeros((len(evses), slots)))
+    return (table.current_a[at], table.power_w[at],
+            _smallest_phase(table.current_a[evses]), table.power_w[evses])
 
 
 def _smallest_phase(current_a: np.ndarray) -> np.ndarray:
@@ -482,11 +492,9 @@ def _switchable(request: EnergyFlowRequest) -> bool:
 
 def _check_bounded(problem: Problem) -> None:
     """Every EVSE needs a finite cap on its path wherever it may draw, or sharing has no end."""
-    depth = max([1, *(len(path) for path in problem.inner_paths)])
     k_count = len(problem.inner)
-    paths = np.full((problem.evse_count, depth), k_count)  # k_count: a node without a cap
-    for e, path in enumerate(problem.inner_paths):
-        paths[e, : len(path)] = path
+    paths = problem.inner_path_matrix
+    paths = np.where(paths >= 0, paths, k_count)  # k_count: a node without a cap
     for d, field in ((0, "schedule_import"), (1, "schedule_export")):
         own = np.minimum(problem.evse_cap_a[d], problem.evse_cap_w[d])
         caps = problem.node_cap_a[d]

@@ -28,6 +28,7 @@ from energytree.types import (
 )
 
 __all__ = [
+    "merge_entries",
     "merge_entry",
     "prices_per_slot",
     "resample_limits",
@@ -103,6 +104,38 @@ def merge_entry(entry: ScheduleReqEntry) -> tuple[list[float], float, float, int
     min_phases = _max(root.ac_min_phase_count, leaves.ac_min_phase_count) or 1
     max_phases = PHASES if max_phases == np.inf else int(max_phases)
     return current, power, min_current, max_phases, int(min_phases)
+
+
+def merge_entries(entries: Sequence[ScheduleReqEntry]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``merge_entry`` of many entries as arrays (current [E, 3], power, minimum current,
+    phase counts as int8): the fields are read in one pass and the rules applied to columns,
+    an absent value as NaN, which ``fmin`` and ``fmax`` pass over."""
+    sides = np.array([(r.total_power_W, r.ac_max_current_A, r.ac_min_current_A,
+                       r.ac_max_phase_count, r.ac_min_phase_count,
+                       lv.total_power_W, lv.ac_max_current_A, lv.ac_min_current_A,
+                       lv.ac_max_phase_count, lv.ac_min_phase_count, e.conversion_efficiency)
+                      for e in entries for r, lv in ((e.limits_to_root, e.limits_to_leaves),)],
+                     dtype=float).reshape(-1, 11)
+    root, leaves = sides[:, :5], sides[:, 5:10]
+    efficiency = np.where(np.isnan(sides[:, 10]), 1.0, sides[:, 10])
+    common = np.fmin(root[:, 1], leaves[:, 1])
+    current = np.repeat(common[:, None], PHASES, axis=1)
+    for k, entry in enumerate(entries):
+        if (entry.limits_to_root.ac_max_current_per_phase_A is not None
+                or entry.limits_to_leaves.ac_max_current_per_phase_A is not None):
+            caps = np.array([_phase_caps(entry.limits_to_root),
+                             _phase_caps(entry.limits_to_leaves)], dtype=float)
+            current[k] = np.fmin(common[k], np.fmin(caps[0], caps[1]))
+    power = np.fmin(root[:, 0], leaves[:, 0] / efficiency)
+    least = np.fmax(root[:, 2], leaves[:, 2])
+    max_phases = np.fmin(root[:, 3], leaves[:, 3])
+    min_phases = np.fmax(root[:, 4], leaves[:, 4])
+    return (np.where(np.isnan(current), np.inf, current),
+            np.where(np.isnan(power), np.inf, power),
+            np.where(least > 0, least, 0.0),  # none (or -0.0) is 0 A
+            np.where(np.isnan(max_phases), PHASES, max_phases).astype(np.int8),
+            np.where(min_phases > 0, min_phases, 1).astype(np.int8))  # none or 0: 1
 
 
 def resample_limits(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -55,7 +56,7 @@ class Tree:
 
     @classmethod
     def from_request(cls, root: EnergyFlowRequest) -> Tree:
-        nodes: list[Node] = []
+        nodes: list[Node | None] = []
         evse_count = 0
         seen: set[str] = set()
 
@@ -72,7 +73,7 @@ class Tree:
                 raise RequestError(f"EVSE {request.uuid!r} has children; EVSEs must be leaves")
             index = len(nodes)
             lo = evse_count
-            nodes.append(Node(index, request, parent, depth, lo, lo))
+            nodes.append(None)  # its place; the node is made once its EVSE range is known
             if request.node_type == NodeType.Evse:
                 evse_count += 1
             for child in request.children:
@@ -80,7 +81,7 @@ class Tree:
             nodes[index] = Node(index, request, parent, depth, lo, evse_count)
 
         visit(root, -1, 0)
-        return cls(nodes)
+        return cls([node for node in nodes if node is not None])
 
     @property
     def root(self) -> Node:
@@ -113,6 +114,26 @@ class Tree:
             node = self.nodes[node.parent]
             path.append(node)
         return path[::-1]
+
+    @cached_property
+    def evse_nodes(self) -> np.ndarray:
+        """[N] the EVSEs' node indices."""
+        return np.array([n.index for n in self.evses], dtype=np.int64)
+
+    @cached_property
+    def evse_paths(self) -> np.ndarray:
+        """[N, D] ``path(e)`` of every EVSE as node indices, column ``d`` at depth ``d``; a
+        path shorter than the deepest ends in -1 (built level by level, not node by node)."""
+        parent = np.array([n.parent for n in self.nodes], dtype=np.int64)
+        depth = np.array([n.depth for n in self.nodes], dtype=np.int64)
+        node = self.evse_nodes
+        paths = np.full((len(node), int(depth[node].max(initial=0)) + 1), -1, dtype=np.int64)
+        rows = np.arange(len(node))
+        while len(node):
+            paths[rows, depth[node]] = node
+            up = parent[node] >= 0
+            rows, node = rows[up], parent[node[up]]
+        return paths
 
     def route(self, limits: EnforcedLimits) -> Node:
         """The one leaf an ``EnforcedLimits`` is for (no broadcast down the tree)."""

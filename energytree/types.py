@@ -71,7 +71,7 @@ def to_utc(value: Any) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("timestamp needs a UTC offset (e.g. 2026-01-01T12:00:00Z)")
-        return value.astimezone(UTC)
+        return value if value.tzinfo is UTC else value.astimezone(UTC)
     return value
 
 

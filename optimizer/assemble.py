@@ -45,10 +45,12 @@ def assemble(problem: Problem, model: LinearModel, solution: Solution,
     current = np.nan_to_num(fixed_a)
     phases = fixed_phases.copy()
     power = current * phases * problem.voltage_v
+    own = np.zeros((n, t_count), dtype=bool)
+    own[model.evse, model.slot] = _at_own_cap(model, x[: model.cells])
     if np.isnan(fixed_a).any():
         _share_the_rest(problem, rotation, fixed_a, fixed_phases,
                         (current, phases, power, reasons))
-    own = reasons == OWN
+        own = reasons == OWN  # the allocator names caps too
     reasons[own] = _own_labels(problem, *np.nonzero(own))
     return Plan(problem, current, phases, power, reasons.tolist(), method="optimiser")
 
@@ -96,16 +98,14 @@ def _own_labels(problem: Problem, evses: np.ndarray, slots: np.ndarray) -> list[
     """For cells at their EVSE's own cap: the limit that caps it (power or a phase current)."""
     if len(evses) == 0:
         return []
-    which = np.unique(evses)
-    limits = [problem.limits(problem.tree.evses[e]) for e in which]
-    row = np.searchsorted(which, evses)
-    current = np.stack([lim.current_a for lim in limits])[row, slots]  # [cells, 3]
-    power = np.stack([lim.power_w for lim in limits])[row, slots]
+    node, table = problem.tree.evse_nodes[evses], problem.imp.all
+    current = table.current_a[node, slots]  # [cells, 3]
+    power = table.power_w[node, slots]
     phase = current.argmin(axis=1)
     by_power = power / (problem.voltage_v * np.maximum(problem.max_phases[evses, slots], 1)
                         ) < current.min(axis=1)
-    power_source = np.stack([lim.power_source for lim in limits])[row, slots]
-    current_source = np.stack([lim.current_source for lim in limits])[row, slots, phase]
+    power_source = table.power_source[node, slots]
+    current_source = table.current_source[node, slots, phase]
     text: dict[tuple[bool, str], str] = {}
     return [text.get((watts, source)) or text.setdefault(
         (watts, source), f"{source}: total_power_W" if watts else f"{source}: ac_max_current_A")
@@ -144,14 +144,19 @@ def _cell_reasons(problem: Problem, model: LinearModel, x: np.ndarray, activity:
     reasons[by_row] = labels[inverse.reshape(-1)]
     short = by_row[no_room[by_row]]
     reasons[short] = [f"{MINIMUM_CURRENT}: {label}" for label in reasons[short]]
-    reasons[(amps > EPS) & (amps >= model.upper_a - 1e-6)] = OWN
+    reasons[_at_own_cap(model, amps)] = OWN
     return reasons
+
+
+def _at_own_cap(model: LinearModel, amps: np.ndarray) -> np.ndarray:
+    """Per cell: does it run at its EVSE's own cap? (The last reason to apply.)"""
+    return (amps > EPS) & (amps >= model.upper_a - 1e-6)
 
 
 def _row_without_room_for_minimum(model: LinearModel, activity: np.ndarray,
                                   node_rows: np.ndarray) -> np.ndarray:
     """Per cell, a node row whose room left is below the cell's minimum current (or -1)."""
-    coo = model.matrix[:, : model.cells].tocoo()
+    coo = model.cell_columns.tocoo()  # per cell its rows, in order (the last counts)
     keep = node_rows[coo.row] & (coo.data > 0)
     rows, cols, coef = coo.row[keep], coo.col[keep], coo.data[keep]
     room_a = (model.row_upper[rows] - activity[rows]) / coef

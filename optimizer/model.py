@@ -20,7 +20,9 @@ that can bind; per target the energy balance; per slot the local generation that
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -61,6 +63,11 @@ class LinearModel:
     def cells(self) -> int:
         return len(self.evse)
 
+    @cached_property
+    def cell_columns(self) -> sp.csc_matrix:
+        """The cells' columns of ``matrix``, column by column (the rows each cell is in)."""
+        return self.matrix[:, : self.cells].tocsc()
+
 
 def _planned_evses(problem: Problem) -> np.ndarray:
     planned = []
@@ -92,11 +99,8 @@ def _node_rows(problem: Problem, evse: np.ndarray, slot: np.ndarray, phases: np.
     k_count, t_count = len(problem.inner), problem.slots
     if k_count == 0 or len(evse) == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), []
-    depth = max(len(p) for p in problem.inner_paths)
-    pathmat = np.full((problem.evse_count, depth), -1, dtype=np.int64)
-    for e, path in enumerate(problem.inner_paths):
-        pathmat[e, : len(path)] = path
-    cell_nodes = pathmat[evse]  # [C, D]
+    cell_nodes = problem.inner_path_matrix[evse]  # [C, D]
+    depth = cell_nodes.shape[1]
     cell_idx = np.repeat(np.arange(len(evse)), depth)
     node_idx = cell_nodes.ravel()
     keep = node_idx >= 0
@@ -107,9 +111,13 @@ def _node_rows(problem: Problem, evse: np.ndarray, slot: np.ndarray, phases: np.
     next_row = first_row
 
     def add(key: np.ndarray, coef: np.ndarray, cells: np.ndarray, cap: np.ndarray,
-            reach: np.ndarray, kind: str, phase_of_key) -> None:
+            reach: np.ndarray, kind: str,
+            where: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+            groups: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Rows for the keys whose cells can reach ``cap``; ``where`` gives their labels'
+        node position and phase; ``groups`` is ``_groups(key, len(cap))`` if known."""
         nonlocal next_row
-        uniq, inverse = np.unique(key, return_inverse=True)
+        uniq, inverse = groups or _groups(key, len(cap))
         possible = np.bincount(inverse, weights=reach, minlength=len(uniq))
         binds = possible > cap[uniq] + EPS
         row_of = np.full(len(uniq), -1, dtype=np.int64)
@@ -119,41 +127,52 @@ def _node_rows(problem: Problem, evse: np.ndarray, slot: np.ndarray, phases: np.
         entries_r.append(rows[sel])
         entries_c.append(cells[sel])
         entries_v.append(coef[sel])
-        for u in uniq[binds]:
-            labels.append((kind, *phase_of_key(int(u)), float(cap[u])))
+        bound = uniq[binds]
+        node, phase = where(bound)
+        labels.extend(zip([kind] * len(bound), node.tolist(), phase.tolist(),
+                          cap[bound].tolist(), strict=True))
         next_row += int(binds.sum())
 
     # A node whose cells all run on three phases gets one current row, with the smallest
     # phase cap, instead of three identical ones.
     pair = node_idx * t_count + t_idx
-    pairs, pair_inv = np.unique(pair, return_inverse=True)
-    all_three = np.bincount(pair_inv, weights=phases[cell_idx] < PHASES, minlength=len(pairs)) == 0
+    pairs, pair_inv = _groups(pair, k_count * t_count)
+    cell_phases, cell_upper = phases[cell_idx], upper[cell_idx]
+    all_three = np.bincount(pair_inv, weights=cell_phases < PHASES, minlength=len(pairs)) == 0
     three = all_three[pair_inv]
     caps = problem.node_cap_a[0].reshape(-1)  # [K*T*3] in (k, t, phase) order
     min_caps = problem.node_cap_a[0].min(axis=2).reshape(-1)
     add(pair[three], np.ones(int(three.sum())), cell_idx[three], min_caps,
-        upper[cell_idx[three]], "A", lambda u: (u // t_count, _min_phase(problem, u, t_count)))
+        cell_upper[three], "A", lambda u: (u // t_count, _min_phase(problem, u, t_count)))
     # one call for all phases: with a phase rotation, an EVSE's first phase and another's
     # second may be the same grid phase, and their currents add up on it
+    rest = np.nonzero(~three)[0]  # (none where every EVSE runs on three phases)
+    rest_cells, rest_phases = cell_idx[rest], cell_phases[rest]
+    rest_pair, rest_map = pair[rest], problem.phase_map[evse[rest_cells]]
     phase_cells, phase_keys = [], []
     for phase in range(PHASES):
-        grid_phase = problem.phase_map[evse[cell_idx], phase]
-        uses = (phases[cell_idx] > phase) & ~three
-        phase_cells.append(cell_idx[uses])
-        phase_keys.append((node_idx[uses] * t_count + t_idx[uses]) * PHASES + grid_phase[uses])
+        uses = rest_phases > phase
+        phase_cells.append(rest_cells[uses])
+        phase_keys.append(rest_pair[uses] * PHASES + rest_map[uses, phase])
     cells = np.concatenate(phase_cells)
     add(np.concatenate(phase_keys), np.ones(len(cells)), cells, caps, upper[cells], "A",
         lambda u: (u // (t_count * PHASES), u % PHASES))
-    key = node_idx * t_count + t_idx
-    watts = phases[cell_idx] * volts
-    add(key, watts, cell_idx, problem.node_cap_w[0].reshape(-1), upper[cell_idx] * watts,
-        "W", lambda u: (u // t_count, PHASES))
+    watts = cell_phases * volts
+    add(pair, watts, cell_idx, problem.node_cap_w[0].reshape(-1), cell_upper * watts,
+        "W", lambda u: (u // t_count, np.full(len(u), PHASES)), (pairs, pair_inv))
     return np.concatenate(entries_r), np.concatenate(entries_c), np.concatenate(entries_v), labels
 
 
-def _min_phase(problem: Problem, pair: int, t_count: int) -> int:
-    """The grid phase with the smallest cap of node-slot ``pair`` (for row labels)."""
-    return int(problem.node_cap_a[0][pair // t_count, pair % t_count].argmin())
+def _min_phase(problem: Problem, pairs: np.ndarray, t_count: int) -> np.ndarray:
+    """The grid phase with the smallest cap of each node-slot pair (for row labels)."""
+    return problem.node_cap_a[0][pairs // t_count, pairs % t_count].argmin(axis=1)
+
+
+def _groups(key: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(key, return_inverse=True)`` for keys in ``range(space)``: a count per key
+    instead of a sort (the keys are node-slot(-phase) numbers, a few ten thousand)."""
+    present = np.bincount(key, minlength=space) > 0
+    return np.nonzero(present)[0], (np.cumsum(present) - 1)[key]
 
 
 @dataclass

@@ -61,7 +61,7 @@ def repair(problem: Problem, model: LinearModel, first: Solution,
     is small. A round that might not finish within ``time_left`` becomes the last one.
     """
     cells = model.cells
-    columns = model.matrix[:, :cells].tocsc()
+    columns = model.cell_columns
     lower, upper = model.lower.copy(), model.upper.copy()
     open_ = model.min_a > EPS  # undecided cells; those without a minimum need no decision
     fractional_in_lp = _fractional(model, first.values, open_)
@@ -87,13 +87,12 @@ def repair(problem: Problem, model: LinearModel, first: Solution,
         last = rounds + 1 == MAX_ROUNDS or time_left() < 3 * solve_s
         on = open_ & (amps >= model.min_a - EPS)
         lower[:cells][on] = model.min_a[on]
-        order = np.argsort(-amps, kind="stable")
         switched = _switch_on(model, columns, model.row_upper if last else no_overshoot,
-                              lower, upper, fractional, order)
+                              lower, upper, fractional, amps)
         # a car whose need left is below one cell at its minimum overshoots in any cell
         left = need - delivered_kwh(problem, model, lower)
         small = fractional & ~switched & (left[model.evse] < model.min_a * model.kwh_per_a)
-        switched |= _switch_on(model, columns, model.row_upper, lower, upper, small, order)
+        switched |= _switch_on(model, columns, model.row_upper, lower, upper, small, amps)
         rounded_off |= fractional & ~switched
         upper[:cells][fractional & ~switched] = 0.0
         open_ &= ~(on | fractional)
@@ -117,8 +116,7 @@ def repair(problem: Problem, model: LinearModel, first: Solution,
         amps = solution.values[:cells]
         lower[:cells][open_ & (amps > EPS)] = model.min_a[open_ & (amps > EPS)]
         upper[:cells][open_ & (amps <= EPS)] = 0.0  # so that nothing comes out fractional
-        order = np.argsort(-first.values[:cells], kind="stable")
-        _switch_on(model, columns, model.row_upper, lower, upper, retry, order)
+        _switch_on(model, columns, model.row_upper, lower, upper, retry, first.values[:cells])
         solution, rounds = solve_within(lower, upper), rounds + 1
     switched_off = (first.values[:cells] > EPS) & (solution.values[:cells] <= EPS)
     return Repair(solution, int(fractional_in_lp.sum()), rounds, switched_off)
@@ -160,17 +158,24 @@ def _without_slack(model: LinearModel) -> np.ndarray:
 
 def _switch_on(model: LinearModel, columns: sp.csc_matrix, row_upper: np.ndarray,
                lower: np.ndarray, upper: np.ndarray, candidates: np.ndarray,
-               order: np.ndarray) -> np.ndarray:
-    """Switch ``candidates`` on in ``order`` while every on-cell's minimum fits ``row_upper``.
+               amps: np.ndarray) -> np.ndarray:
+    """Switch ``candidates`` on, largest ``amps`` first, while every on-cell's minimum fits
+    ``row_upper``.
 
     The bounds change in place (switched-on cells run at least at their minimum, up to their
-    cap); returns the switched-on cells.
+    cap); returns the switched-on cells. The candidates are few and touch a handful of rows
+    each, so the greedy pass runs on Python floats (the same arithmetic as numpy's).
     """
     cells = model.cells
-    load = columns @ lower[:cells]  # on-cells at their minimum, kept cells at their value
+    load = (columns @ lower[:cells]).tolist()  # on-cells at their minimum, kept at their value
+    cap = row_upper.tolist()
     switched = np.zeros(cells, dtype=bool)
-    for cell in order[candidates[order]]:
-        switched[cell] = _fits(columns, load, row_upper, cell, model.min_a[cell])
+    chosen = np.nonzero(candidates)[0]
+    chosen = chosen[np.argsort(-amps[chosen], kind="stable")]  # ties: the lower cell first
+    for cell, minimum in zip(chosen.tolist(), model.min_a[chosen].tolist(), strict=True):
+        start, end = columns.indptr[cell], columns.indptr[cell + 1]
+        switched[cell] = _fits(columns.indices[start:end].tolist(),
+                               (columns.data[start:end] * minimum).tolist(), load, cap)
     lower[:cells][switched] = model.min_a[switched]
     upper[:cells][switched] = model.upper_a[switched]
     return switched
@@ -181,14 +186,11 @@ def _fractional(model: LinearModel, amps: np.ndarray, open_: np.ndarray) -> np.n
     return open_ & (amps > EPS) & (amps < model.min_a - EPS)
 
 
-def _fits(columns: sp.csc_matrix, load: np.ndarray, row_upper: np.ndarray, cell: int,
-          amps: float) -> bool:
-    """Add ``cell`` at ``amps`` to ``load`` (in place) if every row it touches still holds."""
-    start, end = columns.indptr[cell], columns.indptr[cell + 1]
-    rows = columns.indices[start:end]
-    add = columns.data[start:end] * amps
+def _fits(rows: list[int], add: list[float], load: list[float], cap: list[float]) -> bool:
+    """Add ``add`` to ``load`` in ``rows`` (in place) if every one of these rows still holds."""
     # a row's own tolerance scales with its size (watts are thousands, kWh units)
-    if np.all(load[rows] + add <= row_upper[rows] + EPS * (1 + np.abs(add))):
-        load[rows] += add
+    if all(load[r] + a <= cap[r] + EPS * (1 + abs(a)) for r, a in zip(rows, add, strict=True)):
+        for r, a in zip(rows, add, strict=True):
+            load[r] += a
         return True
     return False

@@ -19,7 +19,7 @@ from datetime import datetime
 
 import numpy as np
 
-from energytree.allocator import MIN_ROOM_A
+from energytree.admission import MIN_ROOM_A
 from energytree.types import EnergyFlowRequest, LimitsReq, ScheduleReqEntry
 
 VOLT = 230.0

@@ -33,7 +33,7 @@ from energytree.errors import ConfigError, EnergyTreeError, RequestError
 from energytree.inputs import load_prices, load_request
 from energytree.logs import tame_library_loggers
 from energytree.plan import Plan
-from energytree.planjson import enforced_limits_json
+from energytree.planjson import write_enforced_limits
 from energytree.problem import PlanOptions, Problem, build_problem
 from energytree.types import (
     EnergyFlowRequest,
@@ -130,8 +130,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         )
         problem = build_problem(request, now, options, prices=prices)
         plan = make_plan(problem, args.time_budget)
-        sys.stdout.write(enforced_limits_json(plan, now + timedelta(seconds=args.valid_for),
-                                              args.valid_for))
+        write_enforced_limits(plan, now + timedelta(seconds=args.valid_for), args.valid_for,
+                              sys.stdout)
     return 0
 
 

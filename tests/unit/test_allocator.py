@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from energytree.allocator import NOT_ADMITTED, LiveCap, allocate_slot
+from energytree.allocator import NOT_ADMITTED, LiveCap, SlotAllocation, allocate_slot
+from energytree.problem import build_problem
 from tests.builders import alloc, entry, evse, node, problem, setpoint
 
 VOLT = 230.0
@@ -273,3 +274,30 @@ def test_a_closed_node_above_names_itself() -> None:
     assert alloc(node("grid", evse("a"), schedule=[])).reasons == [
         "grid (empty schedule): no import allowed"
     ]
+
+
+def test_a_third_without_targets_share_what_the_plan_leaves() -> None:
+    """The plan's EVSEs without a target get what the allocator gives slot by slot with the
+    planned EVSEs fixed and the batteries filling (the reasons' path through it included)."""
+    from bench.instance import DAY_START, make_request
+    from energytree.plan import BATTERY_FULL
+    from optimizer import optimise
+    from optimizer.assemble import _room_cap_a
+
+    problem_ = build_problem(make_request(24, seed=3, untargeted=1 / 3), DAY_START)
+    plan = optimise(problem_, time_budget_s=60)
+    free = np.array([t is None for t in problem_.targets])
+    assert free.sum() == 8
+    room = problem_.room_kwh.copy()
+    for t in range(problem_.slots):
+        fixed_a = np.where(free, np.nan, plan.current_a[:, t])
+        fixed = SlotAllocation(fixed_a, plan.phases[:, t], plan.power_w[:, t],
+                               [plan.reasons[e][t] for e in range(problem_.evse_count)])
+        one = allocate_slot(problem_, t, rotation=t, fixed=fixed,
+                            evse_cap_a=_room_cap_a(problem_, t, room),
+                            evse_cap_label=BATTERY_FULL)
+        assert one.current_a[free].tolist() == plan.current_a[free, t].tolist()
+        assert [one.reasons[e] for e in np.nonzero(free)[0]] == [
+            plan.reasons[e][t] for e in np.nonzero(free)[0]]
+        room -= (plan.power_w[:, t].clip(min=0) * problem_.grid.hours[t]
+                 * problem_.efficiency[:, t] / 1000)

@@ -10,8 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from energytree.errors import ConfigError, RequestError
-from energytree.inputs import load_prices, load_request, load_targets, parse_request
+from energytree.inputs import (
+    load_prices,
+    load_request,
+    load_targets,
+    parse_json,
+    parse_request,
+    validate_json,
+)
 from energytree.site import SiteConfig
+from energytree.types import EnergyFlowRequest
 from energytree.yamlfile import parse_model
 from tests.builders import EXAMPLES, NOW
 
@@ -137,3 +145,35 @@ def test_fuzzed_requests_give_only_our_error(text: str) -> None:
 def test_fuzzed_site_files_give_only_our_error(text: str) -> None:
     with contextlib.suppress(ConfigError):
         parse_model(text, SiteConfig, "fuzz.yaml")
+
+
+def _strict(text: str) -> EnergyFlowRequest | None:
+    """The request as the strict path (``json``, then validation) reads it, or None."""
+    with contextlib.suppress(RequestError, ValueError):
+        return EnergyFlowRequest.model_validate(parse_json(text, "r.json"))
+    return None
+
+
+@pytest.mark.parametrize("path", sorted((EXAMPLES / "requests").glob("*.json")),
+                         ids=lambda p: p.name)
+def test_fast_path_reads_what_the_strict_path_reads(path) -> None:
+    text = path.read_text()
+    assert validate_json(EnergyFlowRequest, text) == _strict(text) is not None
+
+
+@pytest.mark.parametrize("text", [
+    json.dumps(REQUEST)[:-1] + ', "energy_usage_root": {"extra": NaN}}',  # dropped, yet refused
+    json.dumps(REQUEST)[:-1] + ', "uuid": "\\ud800"}',  # a lone surrogate
+    json.dumps(REQUEST)[:-1] + ', "uuid": "b"}',  # of two keys the last counts
+])
+def test_fast_path_leaves_to_the_strict_path(text) -> None:
+    fast = validate_json(EnergyFlowRequest, text)
+    assert fast is None or fast == _strict(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES.map(json.dumps)
+       | JSON_VALUES.map(lambda v: json.dumps({**REQUEST, "children": [v]})))
+def test_fast_path_accepts_only_what_the_strict_path_accepts(text: str) -> None:
+    fast = validate_json(EnergyFlowRequest, text)
+    assert fast is None or fast == _strict(text)

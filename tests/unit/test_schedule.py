@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from energytree.resample import resample_all
 from energytree.schedule import (
+    merge_entries,
+    merge_entry,
     prices_per_slot,
     resample_limits,
     resample_values,
@@ -20,7 +22,13 @@ from energytree.schedule import (
     watts_at_frequency,
 )
 from energytree.slots import build_grid
-from energytree.types import FrequencyWattPoint, ScheduleSetpointEntry, TimedValue
+from energytree.types import (
+    FrequencyWattPoint,
+    LimitsReq,
+    ScheduleReqEntry,
+    ScheduleSetpointEntry,
+    TimedValue,
+)
 from tests.builders import NOW, at, entry, limits, setpoint
 
 HOUR_GRID = build_grid(NOW, 3600, 900)  # 12:00, 12:15, 12:30, 12:45
@@ -205,3 +213,26 @@ def test_all_schedules_at_once_resample_as_one_by_one(schedules) -> None:
                       "current_source", "power_source"):
             np.testing.assert_array_equal(getattr(all_at_once, field), getattr(one, field))
             assert getattr(all_at_once, field).dtype == getattr(one, field).dtype
+
+
+AMPS = st.none() | st.sampled_from([0.0, -0.0, 6.0, 16.0]) | st.floats(0, 100)
+SIDES = st.builds(
+    LimitsReq, total_power_W=st.none() | st.floats(0, 50_000), ac_max_current_A=AMPS,
+    ac_min_current_A=AMPS, ac_max_phase_count=st.none() | st.integers(0, 3),
+    ac_min_phase_count=st.none() | st.integers(0, 3),
+    ac_max_current_per_phase_A=st.none() | st.builds(
+        lambda a, b, c: limits(per_phase=[a, b, c]).ac_max_current_per_phase_A,
+        AMPS, AMPS, AMPS))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(SIDES, SIDES, st.none() | st.floats(0.5, 1.0)), max_size=6))
+def test_entries_merge_at_once_as_one_by_one(sides) -> None:
+    entries = [ScheduleReqEntry(timestamp=NOW, limits_to_root=root, limits_to_leaves=leaves,
+                                conversion_efficiency=efficiency)
+               for root, leaves, efficiency in sides]
+    at_once = merge_entries(entries)
+    for k, one in enumerate(merge_entry(e) for e in entries):
+        assert [float(column[k].tolist()) if column.ndim == 1 else column[k].tolist()
+                for column in at_once] == list(one)
+    assert [column.dtype for column in at_once] == [float, float, float, np.int8, np.int8]
