@@ -19,7 +19,9 @@ before trusting the meter again (``settle_s``: the cars' response time plus a me
 * while waiting: the budget only goes down: to the estimate made with the *most* each EVSE
   was granted meanwhile (a car still drawing its old limit is then no reason to cut twice),
   and by what the meter shows *beyond* what was expected when it last acted (the reading
-  then, or the limit after raising). A household step is news, and is cut at once.
+  then, or the limit after raising). A household step is news, and is cut at once; where
+  it puts the meter past the limit, at least to the estimate with the *least* granted (the
+  cars may already draw that: counting the most would take part of the step for ours).
 
 With every EVSE measured the estimate does not depend on what was granted, so there is no loop
 through the cars at all; the wait then only spaces the raises. See docs/semantics.md.
@@ -149,6 +151,10 @@ class MeterLoop:
         news = ~settled & (measured_a > self.expected_a + NEWS_A)
         cut = np.where(news, budget - (measured_a - self.expected_a), budget)
         cut = np.maximum(np.minimum(cut, limit_a - household + most), 0.0)
+        # past the limit, the cars may already draw the least they were granted: counting
+        # the most would take part of the household step for ours and cut too little
+        over = news & (measured_a > limit_a + NEWS_A)
+        cut = np.where(over, np.minimum(cut, estimate), cut)
         new = np.where(settled, estimate, np.minimum(budget, cut))
         news |= ~settled & (new < budget - NEWS_A)
         acted = (settled & (np.abs(new - budget) > NEWS_A)) | news

@@ -124,6 +124,28 @@ def test_a_household_step_is_cut_from_what_the_cars_draw_not_from_their_grants()
     assert over[0] == step_at and over[-1] - step_at <= loop.settle_s, over  # 10 s before
 
 
+def test_a_household_step_right_after_a_car_took_less_is_cut_from_what_it_draws() -> None:
+    """The car (no meter) drew the whole budget; then the plan capped it 5 A lower, and it
+    followed at once. A household step of 8 A a moment later puts the connection 3 A over.
+    Taking the car to draw the most it was granted lately would count 5 A of the step as
+    its own and cut only 3 A off a budget it no longer uses: nothing would change until the
+    loop settles. Past the limit, the least it was granted counts: one cut ends it."""
+    loop = MeterLoop(response_s=6.0, meter_period_s=2.0)
+    household, cap, over = 0.3, np.inf, []
+    for t in range(0, 40, 2):
+        if t == 20:
+            cap = LIMIT_A - household - 5.0  # the plan's cap for the car
+        step = 8.0 if t >= 22 else 0.0
+        budget = float(loop.budget_a[0]) if loop.budget_a is not None else 0.0
+        granted = min(budget, cap)  # the car follows within the meter period
+        grid = household + step + granted
+        over += [t] if grid > LIMIT_A + 1e-9 else []
+        loop.reading(np.full(3, LIMIT_A), np.full(3, grid), np.zeros(3), np.array([True]),
+                     float(t))
+        loop.granted(np.full((1, 3), min(float(loop.budget_a[0]), cap)), float(t))
+    assert over == [22], over
+
+
 def test_a_reading_right_after_a_car_left_does_not_take_its_grant_back() -> None:
     """A 1-phase car on a 3-phase EVSE without a meter is granted 9 A on every phase but
     draws on L1 only, so on L2 the household looks 9 A smaller than it is. It leaves, and
