@@ -49,13 +49,23 @@ and the budget would swing.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 __all__ = ["MeterLoop"]
 
 NEWS_A = 0.5  # [A] a reading must exceed the expected value by this much to count as news
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The last meter reading, as the loop used it."""
+
+    limit_a: np.ndarray  # [3] the limit less the margin
+    beyond_a: np.ndarray  # [3] all the meter showed beyond the measured EVSEs
+    unmeasured: np.ndarray  # [N] bool: the EVSEs without a fresh measurement
+    at_s: float
 
 
 @dataclass
@@ -68,9 +78,7 @@ class MeterLoop:
     acted_at_s: np.ndarray = field(default_factory=lambda: np.full(3, -np.inf))
     expected_a: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _grants: deque[tuple[float, np.ndarray]] = field(default_factory=deque)
-    _last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # limit, household, unmeasured
-    _ceiling: np.ndarray | None = None  # the unmeasured EVSEs drew at most this at the last reading
-    _ceiling_at_s: float = -np.inf
+    _last: Reading | None = None
     _changed_at_s: np.ndarray = field(default_factory=lambda: np.full(3, -np.inf))  # any grant
 
     @property
@@ -81,7 +89,7 @@ class MeterLoop:
     def reset(self) -> None:
         self.budget_a = None
         self.acted_at_s = np.full(3, -np.inf)
-        self._last = self._ceiling = None
+        self._last = None
 
     def granted(self, grant_a: np.ndarray, now_s: float) -> None:
         """What each EVSE was granted this tick per grid phase, [N, 3] [A]."""
@@ -100,8 +108,8 @@ class MeterLoop:
         for _, grants in self._grants:
             if evse < len(grants):
                 grants[evse] = grant_a
-        if self._ceiling is not None:  # and as part of what the meter showed last
-            self._ceiling = self._ceiling + grant_a
+        if self._last is not None:  # and as part of what the meter showed last
+            self._last = replace(self._last, beyond_a=self._last.beyond_a + grant_a)
 
     def released(self, evse: int, now_s: float) -> None:
         """EVSE ``evse`` (its index in the grants) stopped drawing of its own accord: unless
@@ -109,14 +117,15 @@ class MeterLoop:
         and its grants are forgotten, so the next readings do not take them back."""
         if self.budget_a is None or self._last is None:
             return
-        limit_a, household_a, unmeasured = self._last
-        if evse >= len(unmeasured) or not unmeasured[evse]:
+        last = self._last
+        if evse >= len(last.unmeasured) or not last.unmeasured[evse]:
             return
         for _, grants in self._grants:
             if evse < len(grants):
                 grants[evse] = 0.0
-        least, _ = self._granted_range(unmeasured, now_s)
-        self.budget_a = np.minimum(self.budget_a, np.maximum(limit_a - household_a + least, 0.0))
+        least, _ = self._granted_range(last.unmeasured, now_s)
+        self.budget_a = np.minimum(self.budget_a,
+                                   np.maximum(last.limit_a - last.beyond_a + least, 0.0))
 
     def _granted_range(self, unmeasured: np.ndarray, now_s: float
                        ) -> tuple[np.ndarray, np.ndarray]:
@@ -134,12 +143,11 @@ class MeterLoop:
         """Take one fresh reading [A per phase]: the limit less the margin, the meter, what the
         EVSEs with a fresh measurement draw, and which EVSEs have none [N bool]."""
         least, most = self._granted_range(unmeasured, now_s)
-        household = measured_a - measured_ours_a
-        if self._ceiling is not None:  # taken once the cars had answered the last change
-            answered = self._ceiling_at_s - self._changed_at_s >= self.response_s
-            least = np.where(answered, np.minimum(least, self._ceiling), least)
-        self._last, self._ceiling, self._ceiling_at_s = (limit_a, household, unmeasured), \
-            household, now_s
+        household = measured_a - measured_ours_a  # and what the unmeasured EVSEs draw
+        if self._last is not None:  # taken once the cars had answered the last change
+            answered = self._last.at_s - self._changed_at_s >= self.response_s
+            least = np.where(answered, np.minimum(least, self._last.beyond_a), least)
+        self._last = Reading(limit_a, household, unmeasured, now_s)
         estimate = np.maximum(limit_a - household + least, 0.0)
         if self.budget_a is None:
             self.budget_a = estimate

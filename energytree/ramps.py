@@ -38,17 +38,15 @@ class RampLimiter:
 
     def limit(self, problem: Problem, slot: int, alloc: SlotAllocation,
               live: Sequence[LiveCap], drawn: Mapping[str, Drawn], fresh_since_s: float,
-              now_s: float, charging: np.ndarray | None = None) -> None:
+              now_s: float, charging: np.ndarray) -> None:
         """Lower the rising grants of ``alloc`` to what fits now, then remember it.
 
-        ``charging`` marks the EVSEs whose car is charging (default: all): only these keep
+        ``charging`` marks the EVSEs whose car is charging (or may be): only these keep
         their minimum current where the room now is smaller; a car that is not charging would
         start at it while the others still draw what they were cut from. (A car that says it
         paused still counts with what it was granted: its report may answer an older offer,
         and it resumes at the newer one.)"""
         may_draw = self._may_draw(problem, drawn, fresh_since_s)
-        if charging is None:
-            charging = np.ones(problem.evse_count, dtype=bool)
         new = granted_per_phase(problem, alloc)
         rising = np.nonzero((new > may_draw + EPS).any(axis=1))[0]
         if len(rising) and may_draw.any():

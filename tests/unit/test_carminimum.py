@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 from energytree.carminimum import MinimumLearner
-from energytree.clock import ManualClock
-from energytree.manager import EnergyManager, ManagerOptions
-from energytree.plan import instant_plan
 from energytree.types import EvseState
-from tests.builders import NOW, evse, node
-from tests.unit.test_ramps import grants
+from tests.unit.test_ramps import behind_a_fuse, grants
 
 
 def test_a_refusal_teaches_the_next_known_minimum_for_the_session() -> None:
@@ -30,9 +26,7 @@ def test_a_refusal_teaches_the_next_known_minimum_for_the_session() -> None:
 async def test_two_cars_that_need_8_a_on_a_12_a_fuse_are_served_one_at_a_time() -> None:
     """Shared equally, both get 6 A and both cars refuse it: nothing flows. Once each car has
     refused, the manager offers at least 8 A, so the fuse serves one car with 12 A."""
-    fuse = node("fuse", evse("a", 16), evse("b", 16), max_a=12)
-    manager = EnergyManager(node("grid", fuse, max_a=63), planner=instant_plan,
-                            clock=ManualClock(NOW), options=ManagerOptions(response_s=1.0))
+    manager = behind_a_fuse(12.0, response_s=1.0)
     for uuid in ("a", "b"):
         manager.set_evse_state(uuid, EvseState.Charging)
     await manager.replan()
@@ -53,10 +47,7 @@ async def test_a_pause_that_answers_an_older_offer_teaches_from_that_offer() -> 
     left; it reports its pause a second later, answering the 6 A offer. Learning from the
     12 A it was offered last (it needs 13 A, more than the fuse) would keep it from charging
     for its whole session; the least offer of the response time counts."""
-    manager = EnergyManager(node("grid", node("fuse", evse("a", 16), evse("b", 16), max_a=12),
-                                 max_a=63),
-                            planner=instant_plan, clock=ManualClock(NOW),
-                            options=ManagerOptions(response_s=5.0))
+    manager = behind_a_fuse(12.0, response_s=5.0)
     for uuid in ("a", "b"):
         manager.set_evse_state(uuid, EvseState.Charging)
     await manager.replan()
