@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import ctypes
 import weakref
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import ortools
@@ -22,7 +24,7 @@ from ortools.linear_solver.python import model_builder_helper  # noqa: F401  (lo
 
 from optimizer.model import LinearModel
 
-__all__ = ["HighsError", "WarmHighs", "load"]
+__all__ = ["OPTIONS", "HighsError", "WarmHighs", "load"]
 
 ROWWISE = 2  # kHighsMatrixFormatRowwise
 MINIMIZE = 1  # kHighsObjSenseMinimize
@@ -30,6 +32,10 @@ OPTIMAL = 7  # kHighsModelStatusOptimal
 STATUS_NAMES = {8: "INFEASIBLE", 9: "UNBOUNDED_OR_INFEASIBLE", 10: "UNBOUNDED",
                 13: "TIME_LIMIT", 14: "ITERATION_LIMIT"}
 PATTERNS = ("libhighs.so*", "libhighs*.dylib", "highs*.dll")
+# Where ours differ from HiGHS' defaults. Presolve removes little from this model (no fixed
+# or singleton columns to speak of) and costs more than it saves: the dual simplex on the
+# whole model is about 30 % faster, at 10 to 3000 EVSEs (``bench/endtoend.py``).
+OPTIONS: Mapping[str, str] = MappingProxyType({"presolve": "off"})
 
 
 class HighsError(RuntimeError):
@@ -51,6 +57,7 @@ class _Api:
             "Highs_destroy": (None, [p]),
             "Highs_setBoolOptionValue": (i, [p, s, i]),
             "Highs_setDoubleOptionValue": (i, [p, s, d]),
+            "Highs_setStringOptionValue": (i, [p, s, s]),
             "Highs_passLp": (i, [p, i, i, i, i, i, d, floats, floats, floats, floats, floats,
                                  ints, ints, floats]),
             "Highs_changeColsBoundsByRange": (i, [p, i, i, floats, floats]),
@@ -92,15 +99,20 @@ def _floats(values: np.ndarray) -> np.ndarray:
 
 
 class WarmHighs:
-    """One HiGHS instance holding ``model``; each ``solve`` changes the column bounds only."""
+    """One HiGHS instance holding ``model``; each ``solve`` changes the column bounds only.
+    ``options`` are HiGHS string options (``{}``: HiGHS' defaults)."""
 
-    def __init__(self, api: _Api, model: LinearModel) -> None:
+    def __init__(self, api: _Api, model: LinearModel,
+                 options: Mapping[str, str] = OPTIONS) -> None:
         self.api, self.model = api, model
         self.handle = api.create()
         if not self.handle:
             raise HighsError("HiGHS could not be created")
         weakref.finalize(self, api.destroy, self.handle)
         self._check(api.setBoolOptionValue(self.handle, b"output_flag", 0), "options")
+        for name, value in options.items():
+            self._check(api.setStringOptionValue(self.handle, name.encode(), value.encode()),
+                        f"the option {name}={value}")
         matrix = model.matrix
         rows, columns = matrix.shape
         ints = api.int_dtype

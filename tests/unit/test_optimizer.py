@@ -17,6 +17,7 @@ from energytree.plan import BATTERY_FULL, Plan, instant_plan
 from energytree.problem import ExternalSource, Problem
 from energytree.types import EnergyFlowRequest, ExternalLimits, ScheduleReqEntry, TimedValue
 from optimizer import optimise
+from optimizer.highs import HighsError, WarmHighs, load
 from optimizer.model import build_model
 from optimizer.solve import Solver
 from tests.builders import NOW, at, entry, evse, node, problem
@@ -351,6 +352,21 @@ def test_warm_re_solves_give_what_cold_solves_give() -> None:
         assert got.objective == pytest.approx(expected.objective, rel=1e-9, abs=1e-9)
         assert np.all(got.values >= lower - TOL) and np.all(got.values <= upper + TOL)
         np.testing.assert_allclose(got.activity, model.matrix @ got.values)
+
+
+def test_the_planners_highs_options_reach_the_optimum_of_highs_defaults() -> None:
+    model = build_model(hours(site(), 6))
+    api = load()
+    assert api is not None
+    ours = WarmHighs(api, model).solve(model.lower, model.upper, 10.0)
+    defaults = WarmHighs(api, model, options={}).solve(model.lower, model.upper, 10.0)
+    assert ours[1] == pytest.approx(defaults[1], rel=1e-9, abs=1e-9)
+
+
+def test_an_option_highs_does_not_know_is_refused_by_name() -> None:
+    model = build_model(hours(site(), 6))
+    with pytest.raises(HighsError, match="the option presolve=maybe"):
+        WarmHighs(load(), model, options={"presolve": "maybe"})
 
 
 def test_without_the_bundled_highs_library_the_plan_costs_the_same(monkeypatch) -> None:
