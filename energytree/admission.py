@@ -16,10 +16,15 @@ import numpy as np
 from energytree.limits import PHASES
 from energytree.tree import subtree_sums
 
-__all__ = ["EPS", "MIN_ROOM_A", "Fill", "admit", "admit_in_order", "fits", "misfits"]
+__all__ = ["ENTRY_MARGIN_A", "EPS", "MIN_ROOM_A", "Fill", "admit", "admit_in_order",
+           "admit_with_margin", "fits", "misfits"]
 
 EPS = 1e-7
 MIN_ROOM_A = 0.01  # [A] the resolution of a granted limit
+# [A] room beyond its minimum an EVSE needs to join those already served: a budget that
+# wavers by a few hundredths of an ampere at the edge of one more minimum would otherwise
+# start and stop a car (and cut the others for it) tick after tick
+ENTRY_MARGIN_A = 0.5
 
 
 @dataclass
@@ -58,6 +63,37 @@ def admit(fill: Fill, candidates: np.ndarray, order: np.ndarray, paths: list[np.
     order = np.concatenate([order[fill.lower[order] >= MIN_ROOM_A],
                             order[fill.lower[order] < MIN_ROOM_A]])
     return admit_in_order(fill, candidates, order, paths, one_phase)
+
+
+def admit_with_margin(fill: Fill, candidates: np.ndarray, order: np.ndarray,
+                      paths: list[np.ndarray], one_phase: Fill | None,
+                      served: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``admit``, where an EVSE not ``served`` now joins the served ones only with
+    ``ENTRY_MARGIN_A`` to spare on every node of its path (hysteresis); the served keep their
+    place down to their minimum. Where admission drops a served EVSE (the rotation's turn, or
+    a budget that shrank) nobody is merely joining, and no margin applies. Returns who is
+    admitted, and who waits for the margin."""
+    held = np.zeros_like(candidates)
+    while True:
+        admitted = admit(fill, candidates & ~held, order, paths, one_phase)
+        if np.any(served & candidates & ~admitted):
+            return admitted, held
+        short = [e for e in order.tolist() if admitted[e] and not served[e]
+                 and not _room_to_spare(fill, admitted, paths[e], e)]
+        if not short:
+            return admitted, held
+        held[short[-1]] = True  # the last in the rotation waits first
+
+
+def _room_to_spare(fill: Fill, admitted: np.ndarray, path: np.ndarray, e: int) -> bool:
+    """Do the admitted minimums leave ``ENTRY_MARGIN_A`` more of ``e`` room on its path?"""
+    lower = np.where(admitted, fill.lower, 0.0)
+    lo, hi = fill.lo[path], fill.hi[path]
+    load_a = subtree_sums(lower[:, None] * fill.usage, lo, hi) + ENTRY_MARGIN_A * fill.usage[e]
+    load_w = subtree_sums(lower * fill.watts_per_amp, lo, hi) + (
+        ENTRY_MARGIN_A * fill.watts_per_amp[e])
+    return bool(np.all(load_a <= fill.cap_a[path] + EPS)
+                and np.all(load_w <= fill.cap_w[path] + EPS))
 
 
 def admit_in_order(fill: Fill, candidates: np.ndarray, order: np.ndarray,

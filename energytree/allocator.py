@@ -24,7 +24,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from energytree.admission import EPS, Fill, admit, fits, misfits
+from energytree.admission import (
+    ENTRY_MARGIN_A,
+    EPS,
+    Fill,
+    admit,
+    admit_with_margin,
+    fits,
+    misfits,
+)
 from energytree.limits import PHASES
 from energytree.problem import Problem, phase_usage
 from energytree.tree import subtree_sums
@@ -32,6 +40,8 @@ from energytree.tree import subtree_sums
 __all__ = ["LiveCap", "SlotAllocation", "allocate_slot", "live_positions", "node_caps"]
 
 NOT_ADMITTED = "waiting: not enough capacity for the minimum current (rotation)"
+NO_MARGIN = (f"waiting: the minimum current fits, but not with {ENTRY_MARGIN_A:g} A to spare "
+             "(hysteresis)")
 
 
 @dataclass(frozen=True)
@@ -167,12 +177,15 @@ def allocate_slot(
     phases: np.ndarray | None = None,
     fixed: SlotAllocation | None = None,
     hold_phases: bool = False,
+    served: np.ndarray | None = None,
 ) -> SlotAllocation:
     """Allocate slot ``slot`` of ``problem``.
 
     ``evse_cap_a`` adds a per-EVSE cap (e.g. the planned value), ``live_caps`` extra node caps,
     ``phases`` a phase count per EVSE (kept with ``hold_phases``: no drop to one phase). EVSEs
     with a non-NaN current in ``fixed`` keep that allocation; the rest share what it leaves.
+    ``served`` (the live tick: who has a current now) makes the others join only with room to
+    spare (``admission.admit_with_margin``).
     """
     n = problem.evse_count
     volts = problem.voltage_v
@@ -206,7 +219,11 @@ def allocate_slot(
         fill, one_phase, extra = _direction_fill(problem, slot, export, chosen, cap_a, cap_w,
                                                  evse_cap_a, hold_phases)
         candidates = wanting & (fill.upper > EPS)
-        admitted = admit(fill, candidates, order, paths, one_phase)
+        if served is None:
+            admitted, held = admit(fill, candidates, order, paths, one_phase), None
+        else:
+            admitted, held = admit_with_margin(fill, candidates, order, paths, one_phase,
+                                               served)
         node_reason = _node_reasons(problem, slot, export, live)
         x = _water_fill(fill, admitted, node_reason, reasons)
         wanting = np.nonzero(candidates)[0].tolist()
@@ -219,6 +236,8 @@ def allocate_slot(
         for e in wanting:
             if not got[e] and short[e]:
                 reasons[e] = f"{own[e]} below the minimum current"
+            elif held is not None and held[e]:
+                reasons[e] = NO_MARGIN
             elif not got[e] and (where := misfit[e]):
                 reasons[e] = f"{node_reason(*where)} below the minimum current"
             elif not got[e]:

@@ -435,16 +435,19 @@ class EnergyManager:
         caps = self._feedback.lend_caps(problem, caps, self._last_alloc, now_s)
         rotation = self._rotation(now)
         fixed = reserved_allocation(problem, slot, now, self._reservations)
-        alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
-                              evse_cap_label="plan", live_caps=live, fixed=fixed)
         meter_silent = self._meter is not None and self._feedback.loop.budget_a is None
+        # a budget the meter moves wavers: joining the served then needs room to spare
+        metered = self._meter is not None and not meter_silent
+        served = self._served(problem) if metered else None
+        alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
+                              evse_cap_label="plan", live_caps=live, fixed=fixed, served=served)
         phases = self._switcher.decide(problem, slot, alloc, meter_silent,
                                        self._clock.monotonic())
         if phases is not None:
             caps = None if plan is None else caps_on_phases(plan, slot, caps, phases)
             alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
                                   evse_cap_label="plan", live_caps=live, phases=phases,
-                                  fixed=fixed, hold_phases=True)
+                                  fixed=fixed, hold_phases=True, served=served)
         if plan is not None:
             alloc.reasons[:] = [plan.reasons[e][slot] if r.startswith("plan:") else r
                                 for e, r in enumerate(alloc.reasons)]
@@ -461,6 +464,14 @@ class EnergyManager:
 
 
     # ---- internals ----------------------------------------------------------------------
+
+    def _served(self, problem: Problem) -> np.ndarray:
+        """Who has a current now (the last tick's grant)."""
+        last, before = self._last_alloc, self._alloc_problem
+        if last is None or before is None:
+            return np.zeros(problem.evse_count, dtype=bool)
+        was = dict(zip(before.evse_uuids, (last.current_a != 0).tolist(), strict=True))
+        return np.array([was.get(uuid, False) for uuid in problem.evse_uuids], dtype=bool)
 
     def _car_refused(self, evse: int) -> None:
         """A car paused by itself: it may need more than it was offered."""

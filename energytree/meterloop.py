@@ -30,11 +30,13 @@ A car without its own meter that draws less than its grant (a 1-phase car on a 3
 a car limited by its own charger) makes the household look smaller by the difference. While
 it charges that is mostly harmless: its grant holds the room. But the EVSEs without a
 measurement drew at most what the meter showed beyond the measured ones at the previous
-reading; where that reading came after the cars answered the last change of a grant, that
-bounds *our draw* too. Otherwise a household step would be cut from grants the cars do not
-take, which frees nothing, and the overload would last until the grants fall below the
-draws, one settling time per step. (While the cars still answer a change, their answer
-moves the meter between readings, and the bound would turn it into a cut.)
+reading; where that reading came after the cars answered the last rise of their grants,
+that bounds *our draw* too (a cut since then only lowers what they draw). Otherwise a
+household step would be cut from grants the cars do not take, which frees nothing, and the
+overload would last until the grants fall below the draws, one settling time per step.
+(While the cars still answer a rise, their answer moves the meter between readings, and the
+bound would turn it into a cut. Waiting after a cut as well made a cycle: the bound cut the
+grants, the cut suspended the bound, the budget rose again.)
 
 When such a car stops of its own accord (it leaves, finishes or pauses), its grant must not
 be handed on before the meter shows what is really free, so ``released`` takes the last
@@ -79,7 +81,7 @@ class MeterLoop:
     expected_a: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _grants: deque[tuple[float, np.ndarray]] = field(default_factory=deque)
     _last: Reading | None = None
-    _changed_at_s: np.ndarray = field(default_factory=lambda: np.full(3, -np.inf))  # any grant
+    _raised_at_s: np.ndarray = field(default_factory=lambda: np.full((0, 3), -np.inf))
 
     @property
     def settle_s(self) -> float:
@@ -93,11 +95,12 @@ class MeterLoop:
 
     def granted(self, grant_a: np.ndarray, now_s: float) -> None:
         """What each EVSE was granted this tick per grid phase, [N, 3] [A]."""
-        if self._grants and self._grants[-1][1].shape != grant_a.shape:
-            self._grants.clear()  # another tree
-        if self._grants:
-            changed = np.abs(grant_a - self._grants[-1][1]).max(axis=0, initial=0.0) > NEWS_A
-            self._changed_at_s = np.where(changed, now_s, self._changed_at_s)
+        if self._raised_at_s.shape != grant_a.shape:  # another tree
+            self._grants.clear()
+            self._raised_at_s = np.full(grant_a.shape, -np.inf)
+        if self._grants:  # when each EVSE's grant last rose, per phase
+            raised = grant_a > self._grants[-1][1] + NEWS_A
+            self._raised_at_s = np.where(raised, now_s, self._raised_at_s)
         self._grants.append((now_s, grant_a))
         while len(self._grants) > 1 and self._grants[0][0] < now_s - self.response_s:
             self._grants.popleft()
@@ -144,8 +147,11 @@ class MeterLoop:
         EVSEs with a fresh measurement draw, and which EVSEs have none [N bool]."""
         least, most = self._granted_range(unmeasured, now_s)
         household = measured_a - measured_ours_a  # and what the unmeasured EVSEs draw
-        if self._last is not None:  # taken once the cars had answered the last change
-            answered = self._last.at_s - self._changed_at_s >= self.response_s
+        if self._last is not None and len(unmeasured) == len(self._raised_at_s):
+            # taken once the cars had answered the last rise of their grants (a cut only
+            # lowers what they draw, so the bound holds through it)
+            raised = self._raised_at_s[unmeasured].max(axis=0, initial=-np.inf)
+            answered = self._last.at_s - raised >= self.response_s
             least = np.where(answered, np.minimum(least, self._last.beyond_a), least)
         self._last = Reading(limit_a, household, unmeasured, now_s)
         estimate = np.maximum(limit_a - household + least, 0.0)

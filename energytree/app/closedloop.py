@@ -219,10 +219,11 @@ class ClosedLoop:
         t0 = scenario.start + timedelta(seconds=start)
         if scenario.household.steps_between(t0, t0 + timedelta(seconds=end - start)):
             self._disturbed_s = self._event_s = start
-        for dropout in scenario.dropouts:
-            if any(start <= edge < end for edge in (dropout.at_s,
+        for dropout in scenario.dropouts:  # the meter falls silent (or answers again) from
+            # the reading at ``end`` on, before the tick at ``end``: that is when it happens
+            if any(start < edge <= end for edge in (dropout.at_s,
                                                     dropout.at_s + dropout.duration_s)):
-                self._disturbed_s = self._event_s = start
+                self._disturbed_s = self._event_s = end
 
     def _arrive(self, index: int) -> None:
         session = self.scenario.sessions[index]

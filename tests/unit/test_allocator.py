@@ -8,7 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from energytree.allocator import NOT_ADMITTED, LiveCap, SlotAllocation, allocate_slot
+from energytree.allocator import (
+    NO_MARGIN,
+    NOT_ADMITTED,
+    LiveCap,
+    SlotAllocation,
+    allocate_slot,
+)
 from energytree.problem import build_problem
 from tests.builders import alloc, entry, evse, node, problem, setpoint
 
@@ -224,6 +230,39 @@ def test_live_cap_tightens_a_node_for_this_slot_only() -> None:
     assert result.current_a == pytest.approx([10, 10])
     assert result.reasons == ["grid meter: ac_max_current_A L1"] * 2
     assert allocate_slot(prob, 0).current_a == pytest.approx([16, 16])
+
+
+def meter_cap(amps: float) -> LiveCap:
+    return LiveCap(node_index=0, current_a=np.full(3, amps), power_w=np.inf, label="grid meter")
+
+
+@pytest.mark.parametrize(("budget_a", "third_a"), [(23.98, 0.0), (24.0, 0.0), (24.49, 0.0),
+                                                   (24.5, 8.0 + 0.5 / 3)])
+def test_a_car_joins_the_served_only_with_room_to_spare(budget_a: float,
+                                                        third_a: float) -> None:
+    """Found by the random search: a meter budget wavering between 23.98 and 24.00 A
+    started a third 8 A car (cutting the two others) and stopped it, reading after reading.
+    Joining the served takes ``ENTRY_MARGIN_A`` to spare; who is served keeps its place."""
+    prob = problem(node("grid", *[evse(x, 16, 8) for x in "abc"], max_a=63))
+    served = np.array([True, True, False])
+    result = allocate_slot(prob, 0, live_caps=[meter_cap(budget_a)], served=served)
+    assert result.current_a[2] == pytest.approx(third_a)
+    if third_a == 0.0:
+        assert result.reasons[2] == (NO_MARGIN if budget_a >= 24.0 else NOT_ADMITTED)
+        assert result.current_a[:2] == pytest.approx([budget_a / 2] * 2)
+    # without the hysteresis (the planner) an exact fit is admitted
+    exact = allocate_slot(prob, 0, live_caps=[meter_cap(budget_a)])
+    assert (exact.current_a > 0).all() == (budget_a >= 24.0)
+
+
+def test_the_rotation_still_swaps_at_the_edge_of_one_minimum() -> None:
+    """6.2 A for two 6 A cars: the rotation's turn drops the served car, so the newcomer is
+    not joining but taking over, and needs no room to spare."""
+    prob = problem(node("grid", evse("a", 16), evse("b", 16), max_a=63))
+    served = np.array([True, False])
+    result = allocate_slot(prob, 0, rotation=1, live_caps=[meter_cap(6.2)], served=served)
+    assert result.current_a == pytest.approx([0.0, 6.2])
+    assert result.reasons[0] == NOT_ADMITTED
 
 
 def test_per_evse_cap_and_its_label() -> None:

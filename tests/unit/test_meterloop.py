@@ -184,3 +184,25 @@ def test_a_car_that_resumes_by_itself_is_not_taken_for_a_household_step() -> Non
                  np.array([True, True]), 30.0)
     assert loop.budget_a[0] >= 22.0  # A's 10 A and B's 12 A still fit
     assert loop.budget_a[0] == pytest.approx(min(before, LIMIT_A - household))
+
+
+
+def test_a_metered_evse_that_moves_does_not_lift_the_bound_on_the_others() -> None:
+    """Found by the random search: A and B have no meter, A's own charger takes 4 A of its
+    share; C has a meter, and its grant moves by 1 A every 10 s (it lends what it does not
+    use). The readings bound what A and B draw; each move of C's grant suspended that bound
+    for the response time, and the budget rose by A's unused amperes, then fell: 31 ↔ 38.5 A.
+    Only a rise of the unmetered EVSEs' own grants suspends it."""
+    loop = MeterLoop(response_s=2.0, meter_period_s=1.0)
+    grants, budgets = (0.0, 0.0, 0.0), []
+    for t in range(100):
+        c_draw = min(grants[2], 6.0)
+        grid = 1.0 + min(grants[0], 4.0) + grants[1] + c_draw
+        budget = float(loop.reading(np.full(3, LIMIT_A), np.full(3, grid), np.full(3, c_draw),
+                                    np.array([True, True, False]), float(t))[0])
+        share = max(budget - c_draw, 0.0) / 2
+        grants = (share, share, 11.0 if (t // 10) % 2 else 12.0)
+        loop.granted(np.array([[g] * 3 for g in grants]), float(t))
+        budgets.append(budget)
+        assert grid <= LIMIT_A + 1e-9
+    assert max(budgets[40:]) - min(budgets[40:]) < 0.5, np.round(budgets[40:], 1)
