@@ -13,7 +13,9 @@ its limit seconds late, so right after a change the meter still shows the old dr
 the estimate assumes the new one (A[t+1] = L − H + A[t] − A[t−d]).
 
 So the loop acts on each phase, then waits for the cars to answer and the meter to show it
-before trusting the meter again (``settle_s``: the cars' response time plus a meter period):
+before trusting the meter again (``settle_s``: the cars' response time plus a meter period),
+and waits the cars' response time after any rise of an unmetered EVSE's grant too (the
+allocator admitting a car, say: its answer is no household step):
 
 * settled: the budget becomes the estimate (down at once, up in one step);
 * while waiting: the budget only goes down: to the estimate made with the *most* each EVSE
@@ -141,17 +143,22 @@ class MeterLoop:
             return np.zeros(3), np.zeros(3)
         return np.min(sums, axis=0), np.max(sums, axis=0)
 
+    def _raised_since(self, unmeasured: np.ndarray) -> np.ndarray:
+        """When the grant of an ``unmeasured`` EVSE last rose, per phase (+inf: unknown)."""
+        if len(unmeasured) != len(self._raised_at_s):
+            return np.full(3, np.inf)
+        return self._raised_at_s[unmeasured].max(axis=0, initial=-np.inf)
+
     def reading(self, limit_a: np.ndarray, measured_a: np.ndarray, measured_ours_a: np.ndarray,
                 unmeasured: np.ndarray, now_s: float) -> np.ndarray:
         """Take one fresh reading [A per phase]: the limit less the margin, the meter, what the
         EVSEs with a fresh measurement draw, and which EVSEs have none [N bool]."""
         least, most = self._granted_range(unmeasured, now_s)
         household = measured_a - measured_ours_a  # and what the unmeasured EVSEs draw
-        if self._last is not None and len(unmeasured) == len(self._raised_at_s):
+        if self._last is not None:
             # taken once the cars had answered the last rise of their grants (a cut only
             # lowers what they draw, so the bound holds through it)
-            raised = self._raised_at_s[unmeasured].max(axis=0, initial=-np.inf)
-            answered = self._last.at_s - raised >= self.response_s
+            answered = self._last.at_s - self._raised_since(unmeasured) >= self.response_s
             least = np.where(answered, np.minimum(least, self._last.beyond_a), least)
         self._last = Reading(limit_a, household, unmeasured, now_s)
         estimate = np.maximum(limit_a - household + least, 0.0)
@@ -161,7 +168,9 @@ class MeterLoop:
             self.expected_a = np.maximum(measured_a, limit_a)
             return self.budget_a.copy()
         budget = self.budget_a.copy()
-        settled = now_s - self.acted_at_s >= self.settle_s
+        # the cars answer a rise of their own grants as they answer the loop's acting
+        settled = (now_s - self.acted_at_s >= self.settle_s) & (
+            now_s - self._raised_since(unmeasured) >= self.response_s)
         news = ~settled & (measured_a > self.expected_a + NEWS_A)
         cut = np.where(news, budget - (measured_a - self.expected_a), budget)
         cut = np.maximum(np.minimum(cut, limit_a - household + most), 0.0)

@@ -206,3 +206,22 @@ def test_a_metered_evse_that_moves_does_not_lift_the_bound_on_the_others() -> No
         budgets.append(budget)
         assert grid <= LIMIT_A + 1e-9
     assert max(budgets[40:]) - min(budgets[40:]) < 0.5, np.round(budgets[40:], 1)
+
+
+def test_a_car_offered_more_by_the_allocator_is_not_taken_for_a_household_step() -> None:
+    """Found by the random search: a car without a meter, paused (granted nothing), learns
+    its minimum and is offered 25 A by the allocator while the loop has long settled; it
+    answers within a second. Counting the least it was granted lately (0 A) took its 25 A
+    for a household step, cut the budget to 1 A and paused it again. The cars answer a rise
+    of their grants as they answer the loop's acting: the loop waits for them."""
+    loop = MeterLoop(response_s=6.0, meter_period_s=2.0)
+    household, grant, budgets = 5.0, 0.0, []
+    for t in range(0, 40):
+        draw = grant if t > 20 else 0.0  # the car answers the offer a second later
+        budget = float(loop.reading(np.full(3, LIMIT_A), np.full(3, household + draw),
+                                    np.zeros(3), np.array([True]), float(t))[0])
+        grant = min(budget, 25.0) if t >= 20 else 0.0
+        loop.granted(np.full((1, 3), grant), float(t))
+        budgets.append(budget)
+        assert household + draw <= LIMIT_A + 1e-9
+    assert min(budgets[20:]) >= 25.0, np.round(budgets, 1)
