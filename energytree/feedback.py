@@ -133,7 +133,7 @@ class Feedback:
             measured, fresh = our_draw(problem, self.drawn, self.fresh_since(now_s))
             self.loop.reading(limit - options.meter_margin_a, np.asarray(meter.current_a),
                               measured, ~fresh, now_s)
-        return self.loop.budget_a
+        return self.loop.offer_a
 
     def lend_caps(self, problem: Problem, caps: np.ndarray | None,
                   last: SlotAllocation | None, now_s: float) -> np.ndarray | None:

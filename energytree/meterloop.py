@@ -24,6 +24,10 @@ allocator admitting a car, say: its answer is no household step):
   then, or the limit after raising). A household step is news, and is cut at once; where
   it puts the meter past the limit, at least to the estimate with the *least* granted (the
   cars may already draw that: counting the most would take part of the step for ours).
+  What the EVSEs are offered meanwhile (``offer_a``) rises no further than the estimate
+  with the least granted (or stays at what is granted, if that is more): a cut car
+  without a meter may have drawn less than its grant, so the room its cut seems to free
+  may never have been there.
 
 With every EVSE measured the estimate does not depend on what was granted, so there is no loop
 through the cars at all; the wait then only spaces the raises. See docs/semantics.md.
@@ -79,6 +83,7 @@ class MeterLoop:
     response_s: float = 6.0  # [s] a car draws what it was granted at most this long ago
     meter_period_s: float = 3.0  # [s] the grid meter answers at least this often
     budget_a: np.ndarray | None = None
+    rise_cap_a: np.ndarray = field(default_factory=lambda: np.full(3, np.inf))
     acted_at_s: np.ndarray = field(default_factory=lambda: np.full(3, -np.inf))
     expected_a: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _grants: deque[tuple[float, np.ndarray]] = field(default_factory=deque)
@@ -90,8 +95,15 @@ class MeterLoop:
         """How long after acting the meter may still show the cars' old draw [s]."""
         return self.response_s + self.meter_period_s
 
+    @property
+    def offer_a(self) -> np.ndarray | None:
+        """What the EVSEs may be granted now per phase: the budget, but while the loop waits,
+        no rise beyond what the estimate with the least granted leaves."""
+        return None if self.budget_a is None else np.minimum(self.budget_a, self.rise_cap_a)
+
     def reset(self) -> None:
         self.budget_a = None
+        self.rise_cap_a = np.full(3, np.inf)
         self.acted_at_s = np.full(3, -np.inf)
         self._last = None
 
@@ -187,4 +199,10 @@ class MeterLoop:
         self.expected_a = np.where(news, measured_a, self.expected_a)
         self.acted_at_s = np.where(acted, now_s, self.acted_at_s)
         self.budget_a = new
+        # while waiting, the cars may not have answered yet, so the estimate with the least
+        # granted is no reason to cut (that would cut twice); but it is all the room a rise
+        # may take: a cut car without a meter may have drawn less than its grant all along,
+        # and the room its cut seemed to free was never there
+        granted = self._grants[-1][1].sum(axis=0) if self._grants else np.zeros(3)
+        self.rise_cap_a = np.where(settled, np.inf, np.maximum(estimate, granted))
         return new.copy()

@@ -152,3 +152,27 @@ def test_an_arrival_waits_for_the_car_that_gives_way(lag_s: float) -> None:
                   Session("e2", 60, 3600, SimulatedCar(max_current_a=32.0, lag_s=1.0))],
         household=household_of(2.0), evse_meters=frozenset({"e1", "e2"}))
     assert overloads(run(scenario)) == []
+
+
+def test_room_a_cut_car_without_a_meter_seemed_to_free_is_not_handed_on() -> None:
+    """Found by the random search: e0 (no meter of its own) is granted 13 A and its car takes
+    10 A. While the loop waited after acting, e0 was cut to 7.9 A and two 1-phase cars
+    behind the fuse started on L3 in the 5.1 A that cut seemed to free; 3 A of it had never
+    been drawn, and L3 carried 34 A on a 32 A connection. While waiting, a rise may take only
+    what the estimate with the least granted leaves."""
+    fuse = {"fuse": "outer", "max_current_A": 18, "max_power_W": 11000, "children": [
+        {"evse": "e1", "max_current_A": 32, "phases": 1, "phase_rotation": "L3L1L2"},
+        {"fuse": "inner", "max_current_A": 11, "children": [
+            {"evse": "e2", "phases": 1, "phase_rotation": "L3L1L2"}]}]}
+    evses = [{"evse": "e0", "max_current_A": 32, "phase_rotation": "L3L2L1"}, fuse]
+    scenario = Scenario(
+        site_of(32, evses), hours=0.05, meter_period_s=3,
+        sessions=[Session("e0", 48, 3600, SimulatedCar(battery_kwh=80.0, soc_percent=10.0,
+                                                      max_current_a=10.0, lag_s=2.0)),
+                  Session("e1", 77, 3600, SimulatedCar(battery_kwh=80.0, phases=1,
+                                                      max_current_a=16.0, lag_s=5.0)),
+                  Session("e2", 74, 3600, SimulatedCar(battery_kwh=80.0, phases=1,
+                                                      max_current_a=10.0, lag_s=1.0))],
+        household=Household(0.86, [ApplianceStep(START + timedelta(seconds=54), 300.0, 2,
+                                                 10.0)]))
+    assert overloads(run(scenario)) == []
