@@ -9,12 +9,12 @@ target), writing the JSON. The baseline, in the same run: a bare HiGHS solve of 
 model, cold, with HiGHS' default options (the model handed to a fresh HiGHS through the same
 C API, and solved), once before the plan and once after; ``bare_s`` is the faster of the two
 (the first large solve in a process is often the slower one). ``ratio`` = end to end ÷ bare
-solve. ``ours_s`` is the same cold solve with the planner's options (``optimizer.highs.
-OPTIONS``); ``ortools_s`` the cold solve through OR-Tools' model builder (the baseline before
-the C API was used). Then the real
-command in a fresh interpreter: its wall time and peak memory, and the time its imports
-alone take. Quality: the plan's objective against the LP bound (gap), the energy missing at
-leave time in the plan and in the LP relaxation, and the solves the plan took.
+solve. ``ours_s`` is the same cold solve with the planner's options
+(``optimizer.highs.OPTIONS``); ``ortools_s`` the cold solve through OR-Tools' model builder
+(the baseline before the C API was used). Then the real command in a fresh interpreter: its
+wall time and peak memory, and the time its imports alone take. Quality: the plan's
+objective against the LP bound (gap), the energy missing at leave time in the plan and in
+the LP relaxation, and the solves the plan took.
 
 ``--untargeted 0.33`` leaves that share of the cars without a target: the planner then shares
 what the planned EVSEs leave among them, slot by slot (the instant allocator, in the rest of

@@ -2,9 +2,11 @@
 
 If every EVSE that wants power fits at its minimum, all are admitted. Otherwise they are
 admitted greedily in rotation order (EVSEs with a real minimum first), each on all its phases
-or, if switchable, on one, so that who waits changes with the rotation. Each EVSE touches the
-few nodes on its path, so the greedy pass keeps its sums in Python floats: the same
-arithmetic as on arrays, without numpy calls per EVSE and node.
+or, if switchable, on one, so that who waits changes with the rotation. In the live tick,
+while a meter moves the budget, an EVSE joins those served only with room to spare
+(``admit_with_margin``). Each EVSE touches the few nodes on its path, so the greedy pass
+keeps its sums in Python floats: the same arithmetic as on arrays, without numpy calls per
+EVSE and node.
 """
 
 from __future__ import annotations
