@@ -147,6 +147,13 @@ class Feedback:
         return np.where(np.isfinite(lent), np.minimum(caps, lent),
                         np.where(caps > 0, np.inf, 0.0))
 
+    def share_live(self, problem: Problem, caps: np.ndarray) -> np.ndarray:
+        """The plan's caps lifted for every EVSE it charges now (lenders keep theirs): for
+        when the live budget cannot serve all it charges. Its shares counted on all of them;
+        kept, they would leave unused what the EVSEs left out would have had."""
+        lenders = np.array([uuid in self.lending.caps_a for uuid in problem.evse_uuids])
+        return np.where((caps > 0) & ~lenders, np.inf, caps)
+
     def granted(self, problem: Problem, slot: int, alloc: SlotAllocation,
                 live: Sequence[LiveCap], last: SlotAllocation | None, now_s: float,
                 with_meter: bool, car_stopped: np.ndarray, charging: np.ndarray) -> None:

@@ -441,6 +441,11 @@ class EnergyManager:
         served = self._served(problem) if metered else None
         alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
                               evse_cap_label="plan", live_caps=live, fixed=fixed, served=served)
+        if caps is not None and np.any(problem.wants_power & (caps > 0) & (alloc.current_a == 0)):
+            caps = self._feedback.share_live(problem, caps)  # the live budget left some out
+            alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
+                                  evse_cap_label="plan", live_caps=live, fixed=fixed,
+                                  served=served)
         phases = self._switcher.decide(problem, slot, alloc, meter_silent,
                                        self._clock.monotonic())
         if phases is not None:
