@@ -135,6 +135,8 @@ class EnergyManager:
         self._last_live_key: tuple = ()
         self._publisher = Publisher(self.options.tick_s, self.options.valid_ticks)
         self._last_alloc: SlotAllocation | None = None
+        self._shares_lifted = -1  # the plan version whose shares gave way to the live budget
+        self._admitted: set[str] = set()  # the EVSEs the last tick admitted
         self._alloc_problem: Problem | None = None  # the problem _last_alloc was made for
         self._dirty = asyncio.Event()
         self._wake = asyncio.Event()
@@ -439,10 +441,17 @@ class EnergyManager:
         # a budget the meter moves wavers: joining the served then needs room to spare
         metered = self._meter is not None and not meter_silent
         served = self._served(problem) if metered else None
+        if caps is not None and self._shares_lifted == self.plan_version:
+            caps = self._feedback.share_live(problem, caps)
         alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
                               evse_cap_label="plan", live_caps=live, fixed=fixed, served=served)
-        if caps is not None and np.any(problem.wants_power & (caps > 0) & (alloc.current_a == 0)):
-            caps = self._feedback.share_live(problem, caps)  # the live budget left some out
+        if caps is not None and self._shares_lifted != self.plan_version and np.any(
+                problem.wants_power & (caps > 0) & (alloc.current_a == 0)):
+            # the live budget leaves out an EVSE the plan charges: its shares counted on it,
+            # so the live budget is shared instead, until the next plan (not tick by tick,
+            # which would turn the others' limits whenever it fits again)
+            self._shares_lifted = self.plan_version
+            caps = self._feedback.share_live(problem, caps)
             alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
                                   evse_cap_label="plan", live_caps=live, fixed=fixed,
                                   served=served)
@@ -456,6 +465,10 @@ class EnergyManager:
         if plan is not None:
             alloc.reasons[:] = [plan.reasons[e][slot] if r.startswith("plan:") else r
                                 for e, r in enumerate(alloc.reasons)]
+        # admitted, even where the ramps hold it at 0 A until the others follow their cut
+        self._admitted = {uuid for uuid, amps in zip(problem.evse_uuids,
+                                                     alloc.current_a.tolist(), strict=True)
+                          if amps != 0}
         states = [self._live.states.get(uuid) for uuid in problem.evse_uuids]
         car_stopped = np.array([state in CAR_STOPPED for state in states], dtype=bool)
         charging = np.array([state in CHARGING_OR_UNKNOWN for state in states], dtype=bool)
@@ -471,12 +484,8 @@ class EnergyManager:
     # ---- internals ----------------------------------------------------------------------
 
     def _served(self, problem: Problem) -> np.ndarray:
-        """Who has a current now (the last tick's grant)."""
-        last, before = self._last_alloc, self._alloc_problem
-        if last is None or before is None:
-            return np.zeros(problem.evse_count, dtype=bool)
-        was = dict(zip(before.evse_uuids, (last.current_a != 0).tolist(), strict=True))
-        return np.array([was.get(uuid, False) for uuid in problem.evse_uuids], dtype=bool)
+        """Who the last tick admitted (a current, or one the ramps hold back for now)."""
+        return np.array([uuid in self._admitted for uuid in problem.evse_uuids], dtype=bool)
 
     def _car_refused(self, evse: int) -> None:
         """A car paused by itself: it may need more than it was offered."""
