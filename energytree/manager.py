@@ -441,10 +441,14 @@ class EnergyManager:
         # a budget the meter moves wavers: joining the served then needs room to spare
         metered = self._meter is not None and not meter_silent
         served = self._served(problem) if metered else None
+        def share(caps: np.ndarray | None, phases: np.ndarray | None = None) -> SlotAllocation:
+            return allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
+                                 evse_cap_label="plan", live_caps=live, phases=phases,
+                                 fixed=fixed, hold_phases=phases is not None, served=served)
+
         if caps is not None and self._shares_lifted == self.plan_version:
             caps = self._feedback.share_live(problem, caps)
-        alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
-                              evse_cap_label="plan", live_caps=live, fixed=fixed, served=served)
+        alloc = share(caps)
         if caps is not None and self._shares_lifted != self.plan_version and np.any(
                 problem.wants_power & (caps > 0) & (alloc.current_a == 0)):
             # the live budget leaves out an EVSE the plan charges: its shares counted on it,
@@ -452,16 +456,12 @@ class EnergyManager:
             # which would turn the others' limits whenever it fits again)
             self._shares_lifted = self.plan_version
             caps = self._feedback.share_live(problem, caps)
-            alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
-                                  evse_cap_label="plan", live_caps=live, fixed=fixed,
-                                  served=served)
+            alloc = share(caps)
         phases = self._switcher.decide(problem, slot, alloc, meter_silent,
                                        self._clock.monotonic())
         if phases is not None:
-            caps = None if plan is None else caps_on_phases(plan, slot, caps, phases)
-            alloc = allocate_slot(problem, slot, rotation=rotation, evse_cap_a=caps,
-                                  evse_cap_label="plan", live_caps=live, phases=phases,
-                                  fixed=fixed, hold_phases=True, served=served)
+            alloc = share(None if plan is None else caps_on_phases(plan, slot, caps, phases),
+                          phases)
         if plan is not None:
             alloc.reasons[:] = [plan.reasons[e][slot] if r.startswith("plan:") else r
                                 for e, r in enumerate(alloc.reasons)]
