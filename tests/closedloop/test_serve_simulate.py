@@ -145,3 +145,33 @@ async def test_serve_simulate_serves_one_of_two_cars_that_need_more_than_a_share
     finally:
         await service.stop()
     assert drawing[0] == 0.0 and 8.0 <= drawing[1] <= 12.0
+
+
+async def test_serve_simulate_shares_the_meter_budget_when_it_leaves_a_planned_car_out(
+        tmp_path: Path) -> None:
+    """Three cars on a 20 A connection: the plan shares it at 6.67 A each, but the grid meter
+    leaves 17.5 A after a 2.5 A margin, less than three 6 A minimums. Through ``serve
+    --simulate`` two cars charge, and they share the 17.5 A instead of keeping the 6.67 A
+    the plan meant for them when it counted on the third."""
+    config = ServiceConfig.model_validate({
+        "name": "three on twenty", "tick_s": 0.1, "plan_budget_s": 1, "status_interval_s": 3600,
+        "grid": {"uuid": "house", "max_current_A": 20, "children": [
+            {"evse": uuid, "max_current_A": 16} for uuid in ("a", "b", "c")]},
+        "meter": {"register_map": "eastron-sdm630", "host": "127.0.0.1", "port": 1,
+                  "poll_interval_s": 0.1, "safe_current_A": 6, "margin_A": 2.5},
+        "simulation": {"household_scale": 0.0, "cars": {
+            uuid: {"phases": 3, "max_current_A": 16, "lag_s": 0.2} for uuid in ("a", "b", "c")}},
+    })
+    service = Service(config, tmp_path, simulate=True)
+    await service.start()
+    try:
+        cars = service.simulated
+        async with asyncio.timeout(45):
+            while sorted(car.current_a for car in cars.values())[1] < 8.0:
+                await asyncio.sleep(0.05)
+        draws = sorted(car.current_a for car in cars.values())
+        meter = service.facts().meter_current_a
+    finally:
+        await service.stop()
+    assert draws[0] == 0.0 and draws[1] >= 8.0 and draws[1] + draws[2] <= 17.5 + 0.05
+    assert meter is not None and max(meter) <= 20.0
