@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from energytree.carminimum import MinimumLearner
 from energytree.types import EvseState
-from tests.unit.test_ramps import behind_a_fuse, grants
+from tests.unit.test_ramps import behind_a_fuse, grants, step
 
 
 def test_a_refusal_teaches_the_next_known_minimum_for_the_session() -> None:
@@ -27,10 +27,7 @@ async def test_two_cars_that_need_8_a_on_a_12_a_fuse_are_served_one_at_a_time() 
     """Shared equally, both get 6 A and both cars refuse it: nothing flows. Once each car has
     refused, the manager offers at least 8 A, so the fuse serves one car with 12 A."""
     manager = behind_a_fuse(12.0, response_s=1.0)
-    for uuid in ("a", "b"):
-        manager.set_evse_state(uuid, EvseState.Charging)
-    await manager.replan()
-    manager.tick()
+    await step(manager, 0, a=EvseState.Charging, b=EvseState.Charging)
     assert (grants(manager)["a"], grants(manager)["b"]) == (6.0, 6.0)
     for uuid in ("a", "b"):
         manager.set_evse_state(uuid, EvseState.PausedEV)  # their cars need 8 A
@@ -48,18 +45,9 @@ async def test_a_pause_that_answers_an_older_offer_teaches_from_that_offer() -> 
     12 A it was offered last (it needs 13 A, more than the fuse) would keep it from charging
     for its whole session; the least offer of the response time counts."""
     manager = behind_a_fuse(12.0, response_s=5.0)
-    for uuid in ("a", "b"):
-        manager.set_evse_state(uuid, EvseState.Charging)
-    await manager.replan()
-    manager.tick()
+    await step(manager, 0, a=EvseState.Charging, b=EvseState.Charging)
     assert grants(manager)["a"] == 6.0
-    manager.clock.advance(1)  # type: ignore[attr-defined]
-    manager.set_evse_state("b", EvseState.Unplugged)
-    await manager.replan()
-    manager.tick()
+    await step(manager, b=EvseState.Unplugged)
     assert grants(manager)["a"] == 12.0
-    manager.clock.advance(1)  # type: ignore[attr-defined]
-    manager.set_evse_state("a", EvseState.PausedEV)
-    await manager.replan()
-    manager.tick()
+    await step(manager, a=EvseState.PausedEV)
     assert grants(manager)["a"] == 12.0

@@ -19,6 +19,15 @@ def behind_a_fuse(fuse_a: float, response_s: float, b_min_a: float = 6.0) -> Ene
                          clock=ManualClock(NOW), options=ManagerOptions(response_s=response_s))
 
 
+async def step(manager: EnergyManager, seconds: float = 1.0, **states: EvseState) -> None:
+    """``seconds`` on, the EVSEs report ``states``, a re-plan, a tick."""
+    manager.clock.advance(seconds)  # type: ignore[attr-defined]
+    for uuid, state in states.items():
+        manager.set_evse_state(uuid, state)
+    await manager.replan()
+    manager.tick()
+
+
 def grants(manager: EnergyManager) -> dict[str, float]:
     return {x.uuid: x.limits_root_side.ac_max_current_A or 0.0
             for x in manager.enforced_limits if x.limits_root_side is not None}
@@ -28,14 +37,8 @@ async def test_an_arrival_waits_for_a_metered_car_that_has_not_yet_followed_its_
     """The car at ``a`` was just granted 16 A and its meter still reads 0 A: it may draw the
     16 A any moment, so ``b`` arriving behind the same 16 A fuse must not be given room."""
     manager = behind_a_fuse(16.0, response_s=5.0)
-    for uuid in ("a", "b"):
-        manager.set_evse_state(uuid, EvseState.Unplugged)
-    await manager.replan()
-    manager.tick()
-    manager.clock.advance(1)  # type: ignore[attr-defined]
-    manager.set_evse_state("a", EvseState.Charging)
-    await manager.replan()
-    manager.tick()
+    await step(manager, 0, a=EvseState.Unplugged, b=EvseState.Unplugged)
+    await step(manager, a=EvseState.Charging)
     assert grants(manager)["a"] == 16.0
 
     manager.clock.advance(1)  # type: ignore[attr-defined]
